@@ -1,0 +1,478 @@
+import FerryProtocol
+import FerryStore
+import Foundation
+import Logging
+import Metrics
+import Synchronization
+
+/// The broker: topics, durable sessions and the group-committing writer, with no transport.
+///
+/// Transports create a ``Connection`` per WebSocket and call ``publish(_:)`` for HTTP. State that
+/// must survive a restart lives in the store; this class mirrors it in memory. Lock order is
+/// broker → connection → topic; a connection never calls into the broker while holding its lock.
+///
+/// ```swift
+/// let store = try LMDBMessageStore(configuration: .init(path: "./ferry-data"))
+/// let broker = try Broker(store: store, configuration: BrokerConfiguration())
+/// broker.start()
+/// let results = try await broker.publish([PublishRequest(topic: "orders", payload: .json(Array("{}".utf8)))]).get()
+/// ```
+public final class Broker: Sendable {
+    /// The version `ferryd` reports.
+    public static let version = "0.1.0"
+
+    public let configuration: BrokerConfiguration
+    let store: any MessageStore
+    private let committer: Committer
+    private let tokens: ResumeTokens
+    private let state: Mutex<State>
+    private let startedAt: Timestamp
+    private let logger = Logger(label: "ferry.broker")
+    private let metrics = BrokerMetrics()
+
+    private struct DurableSession {
+        var record: SessionRecord
+        var subscriptions: [String: SubscriptionRecord]
+        var owner: Connection?
+    }
+
+    private struct State {
+        var topics: [String: Topic] = [:]
+        var sessions: [String: DurableSession] = [:]
+        /// Ack floors and sessions changed since the last flush, persisted lazily (PROTOCOL.md guarantee 3).
+        var dirtySubscriptions: [String: SubscriptionRecord] = [:]
+        var dirtySessions: [String: SessionRecord] = [:]
+        var lastFlush: Timestamp = 0
+        var lastSweep: Timestamp = 0
+        var connections = 0
+        var published: UInt64 = 0
+        var delivered: UInt64 = 0
+    }
+
+    /// What a `hello` resolved to.
+    struct Attachment {
+        var clientID: String?
+        var resumeToken: String?
+        var resumed: Bool
+        var subscriptions: [SubscriptionRecord]
+    }
+
+    /// Loads the store's state. Call ``start()`` before use.
+    public init(store: any MessageStore, configuration: BrokerConfiguration) throws(StoreError) {
+        self.store = store
+        self.configuration = configuration
+        let snapshot = try store.load()
+        tokens = ResumeTokens(secret: snapshot.secret)
+        var state = State()
+        for record in snapshot.topics {
+            state.topics[record.name] = Topic(name: record.name, record: record)
+        }
+        for session in snapshot.sessions {
+            state.sessions[session.clientID] = DurableSession(record: session, subscriptions: [:], owner: nil)
+        }
+        for subscription in snapshot.subscriptions {
+            state.sessions[subscription.clientID]?.subscriptions[subscription.topic] = subscription
+        }
+        startedAt = configuration.now()
+        state.lastSweep = startedAt
+        self.state = Mutex(state)
+        committer = Committer(
+            store: store, now: configuration.now, idleWakeupMilliseconds: Int(max(1, configuration.ackFlushInterval)))
+    }
+
+    /// Starts the committer thread.
+    public func start() {
+        committer.start(
+            hooks: Committer.Hooks(
+                maintenance: { [self] now, busy in maintenance(now: now, busy: busy) },
+                committed: { [self] operations, result in committed(operations, result) }
+            ))
+    }
+
+    /// Commits everything queued and pending acks, then stops the writer.
+    public func shutdown() async {
+        await committer.stop()
+    }
+
+    /// A new connection, to be fed by a transport.
+    public func makeConnection() -> Connection {
+        state.withLock { $0.connections += 1 }
+        metrics.connections.increment()
+        return Connection(broker: self)
+    }
+
+    // MARK: - Topics
+
+    func topic(named name: String) -> Topic {
+        state.withLock { state in
+            if let topic = state.topics[name] { return topic }
+            let topic = Topic(name: name, record: nil)
+            state.topics[name] = topic
+            return topic
+        }
+    }
+
+    /// The outcome of a publish, per message.
+    public typealias PublishCompletion = @Sendable (Result<[PublishResult], ProtocolError>) -> Void
+
+    /// Validates and queues `requests` for one commit; `completion` runs after it.
+    public func publish(_ requests: [PublishRequest], completion: @escaping PublishCompletion) {
+        if let error = requests.lazy.compactMap({ self.validate($0) }).first {
+            completion(.failure(error))
+            return
+        }
+        var operations: [StoreOperation] = []
+        var publishIndexes: [Int] = []
+        var topics: [Topic] = []
+        operations.reserveCapacity(requests.count)
+        for request in requests {
+            let topic = topic(named: request.topic)
+            if topic.record == nil {
+                operations.append(.ensureTopic(request.topic, epoch: topic.position.epoch))
+            }
+            publishIndexes.append(operations.count)
+            topics.append(topic)
+            operations.append(
+                .publish(
+                    NewMessage(
+                        topic: request.topic, kind: request.payload.isJSON ? .json : .bytes, payload: request.payload.bytes,
+                        messageID: request.messageID, headers: request.headers.map { Header($0.0, $0.1) })))
+        }
+        committer.submit(operations) { [publishIndexes, topics] result in
+            switch result {
+            case .success(let outcomes):
+                var results: [PublishResult] = []
+                results.reserveCapacity(publishIndexes.count)
+                for (index, topic) in zip(publishIndexes, topics) {
+                    guard case .published(let version, _, let duplicate) = outcomes[outcomes.startIndex + index] else {
+                        completion(.failure(ProtocolError(.unavailable, "the store is full; nothing was published")))
+                        return
+                    }
+                    results.append(PublishResult(topic: topic.name, version: version, epoch: topic.position.epoch, duplicate: duplicate))
+                }
+                completion(.success(results))
+            case .failure(let error):
+                completion(.failure(ProtocolError(.unavailable, "not stored: \(error)")))
+            }
+        }
+    }
+
+    /// Publishes `requests` in one commit and returns after it is durable.
+    public func publish(_ requests: [PublishRequest]) async -> Result<[PublishResult], ProtocolError> {
+        await withCheckedContinuation { continuation in
+            publish(requests) { continuation.resume(returning: $0) }
+        }
+    }
+
+    private func validate(_ request: PublishRequest) -> ProtocolError? {
+        if !Names.isValidTopic(request.topic) {
+            return ProtocolError(.invalidTopic, "invalid topic name '\(request.topic)'")
+        }
+        if request.payload.bytes.count > configuration.limits.maxMessageBytes {
+            return ProtocolError(.tooLarge, "payload is over \(configuration.limits.maxMessageBytes) bytes")
+        }
+        if let messageID = request.messageID, !Names.isValidMessageID(messageID) {
+            return ProtocolError(.badFrame, "msg_id must be 1-128 bytes")
+        }
+        if request.headers.count > PublishRequest.maxHeaders {
+            return ProtocolError(.badFrame, "at most \(PublishRequest.maxHeaders) headers")
+        }
+        return nil
+    }
+
+    /// A `msg` frame for a stored message.
+    static func encode(_ message: StoredMessage, topic: String) -> Frame {
+        ServerFrame.message(
+            topic: topic, version: message.version, timestamp: message.timestamp,
+            payload: message.kind == .json ? .json(message.payload) : .bytes(message.payload),
+            headers: message.headers.map { ($0.name, $0.value) })
+    }
+
+    /// Mirrors a commit into the topics and wakes their subscribers.
+    private func committed(_ operations: [StoreOperation], _ result: CommitResult) {
+        var appended: [String: [(version: UInt64, frame: Frame)]] = [:]
+        var published: UInt64 = 0
+        for (operation, outcome) in zip(operations, result.outcomes) {
+            guard case .publish(let message) = operation, case .published(let version, let timestamp, false) = outcome else { continue }
+            let frame = ServerFrame.message(
+                topic: message.topic, version: version, timestamp: timestamp,
+                payload: message.kind == .json ? .json(message.payload) : .bytes(message.payload),
+                headers: message.headers.map { ($0.name, $0.value) })
+            appended[message.topic, default: []].append((version, frame))
+            published += 1
+        }
+        for (name, record) in result.topics {
+            let topic = topic(named: name)
+            let subscribers: [Connection]
+            if let record {
+                subscribers = topic.committed(record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic)
+            } else {
+                subscribers = topic.deleted()
+            }
+            for connection in subscribers { connection.topicChanged(name) }
+        }
+        if published > 0 {
+            state.withLock { $0.published += published }
+            metrics.published.increment(by: Int64(published))
+        }
+        metrics.commits.increment()
+    }
+
+    /// Deferred writes for the next commit: lazy acks, sweeps, expired sessions.
+    private func maintenance(now: Timestamp, busy: Bool) -> [StoreOperation] {
+        state.withLock { state in
+            var operations: [StoreOperation] = []
+            let flushDue = now >= state.lastFlush + configuration.ackFlushInterval
+            if busy || flushDue {
+                operations += state.dirtySessions.values.map { .putSession($0) }
+                operations += state.dirtySubscriptions.values.map { .putSubscription($0) }
+                state.dirtySessions.removeAll()
+                state.dirtySubscriptions.removeAll()
+                state.lastFlush = now
+            }
+            if now >= state.lastSweep + configuration.sweepInterval {
+                state.lastSweep = now
+                operations.append(.sweep)
+                let expired = state.sessions.filter { $0.value.owner == nil && $0.value.record.lastSeen + configuration.sessionTTL < now }
+                for clientID in expired.keys {
+                    state.sessions[clientID] = nil
+                    operations.append(.deleteSession(clientID))
+                    logger.info("durable session expired", metadata: ["ferry.client_id": "\(clientID)"])
+                }
+            }
+            return operations
+        }
+    }
+
+    // MARK: - Sessions
+
+    /// Resolves a `hello`: a new or resumed durable session owned by `connection`, or an
+    /// ephemeral one. A previous owner of the session is closed with 4009.
+    func attach(_ connection: Connection, clientID: String?, resumeToken: String?) throws(ProtocolError) -> Attachment {
+        if let clientID, !Names.isValidClientID(clientID) {
+            throw ProtocolError(.invalidClientID, "client ids are 1-128 bytes of A-Z a-z 0-9 _ - . : @")
+        }
+        var fromToken: (clientID: String, incarnation: String)?
+        if let resumeToken {
+            guard let verified = tokens.verify(resumeToken) else {
+                throw ProtocolError(.badResumeToken, "the resume token is not valid")
+            }
+            fromToken = verified
+        }
+        if let clientID, let fromToken, fromToken.clientID != clientID {
+            throw ProtocolError(.sessionConflict, "client_id and resume_token name different sessions")
+        }
+        guard let id = clientID ?? fromToken?.clientID else {
+            return Attachment(clientID: nil, resumeToken: nil, resumed: false, subscriptions: [])
+        }
+        let now = configuration.now()
+        let (attachment, previousOwner, created) = state.withLock { state in
+            if var session = state.sessions[id] {
+                let previous = session.owner
+                session.owner = connection
+                session.record.lastSeen = now
+                state.sessions[id] = session
+                state.dirtySessions[id] = session.record
+                let attachment = Attachment(
+                    clientID: id, resumeToken: tokens.token(clientID: id, incarnation: session.record.incarnation), resumed: true,
+                    subscriptions: session.subscriptions.values.sorted { $0.topic < $1.topic })
+                return (attachment, previous, SessionRecord?.none)
+            }
+            let record = SessionRecord(clientID: id, incarnation: LMDBMessageStore.newEpoch(), createdAt: now, lastSeen: now)
+            state.sessions[id] = DurableSession(record: record, subscriptions: [:], owner: connection)
+            let attachment = Attachment(
+                clientID: id, resumeToken: tokens.token(clientID: id, incarnation: record.incarnation), resumed: false, subscriptions: [])
+            return (attachment, nil, record)
+        }
+        if let created { committer.submit([.putSession(created)], completion: nil) }
+        if let previousOwner, previousOwner !== connection {
+            previousOwner.close(.sessionTakenOver, reason: "session taken over by a newer connection")
+        }
+        return attachment
+    }
+
+    /// The transport of `connection` is gone.
+    func detach(_ connection: Connection, clientID: String?) {
+        let now = configuration.now()
+        state.withLock { state in
+            state.connections -= 1
+            guard let clientID, var session = state.sessions[clientID], session.owner === connection else { return }
+            session.owner = nil
+            session.record.lastSeen = now
+            state.sessions[clientID] = session
+            state.dirtySessions[clientID] = session.record
+        }
+        metrics.connections.decrement()
+    }
+
+    func durableSubscription(clientID: String, topic: String) -> SubscriptionRecord? {
+        state.withLock { $0.sessions[clientID]?.subscriptions[topic] }
+    }
+
+    /// A durable subscribe: replaces the stored position now, and creates the topic if needed.
+    func putDurableSubscription(_ record: SubscriptionRecord) {
+        let known = state.withLock { state in
+            guard state.sessions[record.clientID] != nil else { return false }
+            state.sessions[record.clientID]?.subscriptions[record.topic] = record
+            state.dirtySubscriptions[Self.key(record.clientID, record.topic)] = nil
+            return true
+        }
+        guard known else { return }
+        var operations: [StoreOperation] = []
+        if topic(named: record.topic).record == nil { operations.append(.ensureTopic(record.topic, epoch: record.epoch)) }
+        operations.append(.putSubscription(record))
+        committer.submit(operations, completion: nil)
+    }
+
+    /// Records a moved ack floor (or a reset) from the connection that owns the session; it is
+    /// persisted with the next commit or within `ackFlushInterval`.
+    func recordAck(_ record: SubscriptionRecord, from connection: Connection) {
+        state.withLock { state in
+            guard let session = state.sessions[record.clientID], session.owner === connection,
+                let existing = session.subscriptions[record.topic],
+                existing.epoch != record.epoch || existing.ackFloor < record.ackFloor
+            else { return }
+            state.sessions[record.clientID]?.subscriptions[record.topic] = record
+            state.dirtySubscriptions[Self.key(record.clientID, record.topic)] = record
+        }
+    }
+
+    func removeDurableSubscription(clientID: String, topic: String) {
+        state.withLock { state in
+            state.sessions[clientID]?.subscriptions[topic] = nil
+            state.dirtySubscriptions[Self.key(clientID, topic)] = nil
+        }
+        committer.submit([.deleteSubscription(clientID: clientID, topic: topic)], completion: nil)
+    }
+
+    private static func key(_ clientID: String, _ topic: String) -> String {
+        clientID + "\u{0}" + topic
+    }
+
+    /// Counts `count` messages written to connections.
+    public func delivered(_ count: Int) {
+        state.withLock { $0.delivered += UInt64(count) }
+        metrics.delivered.increment(by: Int64(count))
+    }
+
+    // MARK: - Reads and administration
+
+    /// `GET /v1/topics/{topic}`; nil when the topic does not exist.
+    public func topicInfo(_ name: String) -> TopicInfo? {
+        let (topic, durable) = state.withLock { state in
+            (state.topics[name], state.sessions.values.filter { $0.subscriptions[name] != nil })
+        }
+        guard let topic, let record = topic.record else { return nil }
+        let connectedDurable = durable.filter { $0.owner != nil }.count
+        let ephemeral = max(0, topic.subscriberCount - connectedDurable)
+        return TopicInfo(
+            topic: name, epoch: record.epoch, first: record.first, head: record.head, messages: record.messages,
+            bytes: record.bytes, subscribers: durable.count + ephemeral)
+    }
+
+    /// Every existing topic, by name.
+    public func topicInfos() -> [TopicInfo] {
+        let names = state.withLock { Array($0.topics.keys) }
+        return names.sorted().compactMap(topicInfo)
+    }
+
+    /// Stored messages of `topic` after version `after`; nil when the topic does not exist.
+    public func messages(topic name: String, after: UInt64, limit: Int) throws(ProtocolError) -> (epoch: String, messages: [StoredMessage])? {
+        guard let record = state.withLock({ $0.topics[name] })?.record else { return nil }
+        do {
+            return (record.epoch, try store.messages(topicID: record.id, after: after, limit: limit))
+        } catch {
+            throw ProtocolError(.unavailable, "\(error)")
+        }
+    }
+
+    /// Deletes a topic's log; subscribers get `reset` and a later publish starts at version 1
+    /// with a new epoch. Returns false when the topic does not exist.
+    public func deleteTopic(_ name: String) async throws(ProtocolError) -> Bool {
+        guard state.withLock({ $0.topics[name] })?.record != nil else { return false }
+        let result = await commit([.deleteTopic(name)])
+        if case .failure(let error) = result { throw ProtocolError(.unavailable, "\(error)") }
+        return true
+    }
+
+    private func commit(_ operations: [StoreOperation]) async -> Result<ArraySlice<CommitResult.Outcome>, StoreError> {
+        await withCheckedContinuation { continuation in
+            committer.submit(operations) { continuation.resume(returning: $0) }
+        }
+    }
+
+    public func clientSummaries() -> [ClientSummary] {
+        state.withLock { state in
+            state.sessions.values.map {
+                ClientSummary(
+                    clientID: $0.record.clientID, connected: $0.owner != nil, subscriptions: $0.subscriptions.count,
+                    lastSeen: $0.record.lastSeen)
+            }
+        }.sorted { $0.clientID < $1.clientID }
+    }
+
+    public func clientDetail(_ clientID: String) -> ClientDetail? {
+        guard let session = state.withLock({ $0.sessions[clientID] }) else { return nil }
+        let subscriptions = session.subscriptions.values.sorted { $0.topic < $1.topic }.map { record in
+            let position = topic(named: record.topic).position
+            let head = position.epoch == record.epoch ? position.head : 0
+            return SubscriptionInfo(
+                topic: record.topic, epoch: record.epoch, ackFloor: record.ackFloor, head: head,
+                lag: head > record.ackFloor ? head - record.ackFloor : 0, window: record.window)
+        }
+        return ClientDetail(
+            clientID: clientID, connected: session.owner != nil, createdAt: session.record.createdAt, lastSeen: session.record.lastSeen,
+            subscriptions: subscriptions)
+    }
+
+    /// Deletes a durable session; its connection is closed with 4010. False when unknown.
+    public func deleteClient(_ clientID: String) async throws(ProtocolError) -> Bool {
+        guard let removed = state.withLock({ state -> DurableSession? in
+            defer {
+                state.sessions[clientID] = nil
+                state.dirtySessions[clientID] = nil
+                state.dirtySubscriptions = state.dirtySubscriptions.filter { $0.value.clientID != clientID }
+            }
+            return state.sessions[clientID]
+        }) else { return false }
+        removed.owner?.close(.sessionDeleted, reason: "session deleted by an operator")
+        if case .failure(let error) = await commit([.deleteSession(clientID)]) {
+            throw ProtocolError(.unavailable, "\(error)")
+        }
+        return true
+    }
+
+    public func stats() -> BrokerStats {
+        let usage = store.usage()
+        return state.withLock { state in
+            BrokerStats(
+                version: Self.version, uptimeSeconds: (configuration.now() - startedAt) / 1000, connections: state.connections,
+                topics: state.topics.values.filter { $0.record != nil }.count, sessions: state.sessions.count,
+                published: state.published, delivered: state.delivered, dataBytes: usage.usedBytes, mapSize: usage.mapSize,
+                sync: usage.syncOnCommit ? "full" : "none")
+        }
+    }
+
+    /// A compacted hot copy of the store in the empty folder `path`; returns its size in bytes.
+    public func backup(to path: String) async throws(ProtocolError) -> Int {
+        let store = self.store
+        let result: Result<Int, StoreError> = await withCheckedContinuation { continuation in
+            // The copy blocks for as long as it takes: keep it off the cooperative pool.
+            Thread {
+                continuation.resume(returning: Result { () throws(StoreError) -> Int in try store.backup(to: path) })
+            }.start()
+        }
+        switch result {
+        case .success(let bytes): return bytes
+        case .failure(let error): throw ProtocolError(.unavailable, "\(error)")
+        }
+    }
+}
+
+/// Metric objects, created once.
+private struct BrokerMetrics: Sendable {
+    let published = Counter(label: "ferry_messages_published_total")
+    let delivered = Counter(label: "ferry_messages_delivered_total")
+    let commits = Counter(label: "ferry_store_commits_total")
+    let connections = Meter(label: "ferry_connections")
+}

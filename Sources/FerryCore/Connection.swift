@@ -1,0 +1,458 @@
+import FerryProtocol
+import FerryStore
+import Synchronization
+
+/// One client connection: the protocol rules for its frames, and its delivery.
+///
+/// The transport feeds inbound text frames to ``receive(_:)`` from one task and writes what
+/// ``nextOutbound()`` returns from another. Delivery is pull-based: each subscription is a cursor
+/// (`next`) over the topic's log, advanced only here, under one lock, so catch-up from the store
+/// and live delivery from the cache are the same path and cannot gap or duplicate.
+public final class Connection: Sendable {
+    /// What the transport should do next.
+    public enum Outbound: Sendable {
+        /// Write these frames, in order.
+        case frames([Frame])
+        /// Write nothing more; close with this code.
+        case close(CloseCode, reason: String)
+    }
+
+    private let broker: Broker
+    private let state: Mutex<State>
+
+    /// Store reads per subscription are paged so one catch-up cannot hold a reader for long.
+    static let readPage = 512
+
+    init(broker: Broker) {
+        self.broker = broker
+        self.state = Mutex(State())
+    }
+
+    private enum Phase {
+        case awaitingHello
+        case ready
+        case closed
+    }
+
+    /// The live delivery state of one subscription on this connection.
+    private struct Subscription {
+        let topic: Topic
+        var epoch: String
+        var ackFloor: UInt64
+        var window: Int
+        /// The next version to send; everything below it was sent.
+        var next: UInt64
+        var durable: Bool
+        /// Changes when the subscription is replaced, so a store read for an old one is dropped.
+        var generation: UInt64
+        var reading = false
+    }
+
+    /// A store read the writer task performs outside the lock.
+    private struct Read {
+        var topic: String
+        var generation: UInt64
+        var epoch: String
+        var storeID: UInt64
+        var from: UInt64
+        var through: UInt64
+    }
+
+    private struct State {
+        var phase = Phase.awaitingHello
+        var clientID: String?
+        var subscriptions: [String: Subscription] = [:]
+        /// Subscriptions that may have something to send.
+        var ready: Set<String> = []
+        var outbox: [Frame] = []
+        var closing: (code: CloseCode, reason: String)?
+        var writer: CheckedContinuation<Void, Never>?
+        var signalled = false
+        var generations: UInt64 = 0
+        var pendingPublishes = 0
+        var publishWaiter: CheckedContinuation<Void, Never>?
+
+        /// Wakes the writer task; returns the continuation to resume outside the lock.
+        mutating func wake() -> CheckedContinuation<Void, Never>? {
+            signalled = true
+            defer { writer = nil }
+            return writer
+        }
+
+        mutating func send(_ frame: Frame) -> CheckedContinuation<Void, Never>? {
+            outbox.append(frame)
+            return wake()
+        }
+    }
+
+    // MARK: - Inbound
+
+    /// Handles one inbound text frame. Returns after the frame is handled; a publish is handed to
+    /// the committer and confirmed later, so publishes pipeline. Suspends only when too many
+    /// publishes await their commit (back-pressure on a flooding publisher).
+    public func receive(_ text: [UInt8]) async {
+        let frame: ClientFrame
+        do {
+            frame = try ClientFrame.decode(text)
+        } catch {
+            if isAwaitingHello, error.op != "hello" {
+                fail(ProtocolError(.helloRequired, "the first frame must be a hello"), close: .protocolViolation)
+            } else {
+                reply(id: error.id, error.error)
+            }
+            return
+        }
+        if case .hello(let clientID, let token) = frame {
+            hello(clientID: clientID, resumeToken: token)
+            return
+        }
+        if isAwaitingHello {
+            fail(ProtocolError(.helloRequired, "the first frame must be a hello"), close: .protocolViolation)
+            return
+        }
+        switch frame {
+        case .hello:
+            break
+        case .subscribe(let id, let topic, let from, let epoch, let window):
+            subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window ?? ClientFrame.defaultWindow)
+        case .ack(let topic, let version):
+            ack(topic: topic, version: version)
+        case .publish(let id, let request):
+            await publish(id: id, request)
+        case .unsubscribe(let id, let topic):
+            unsubscribe(id: id, topic: topic)
+        case .ping(let id):
+            send(ServerFrame.pong(id: id))
+        }
+    }
+
+    /// Reports a frame the transport refused (binary, oversize) and closes if `close` is given.
+    public func fail(_ error: ProtocolError, close code: CloseCode? = nil) {
+        let writer = state.withLock { state in
+            state.outbox.append(ServerFrame.error(id: nil, error))
+            if let code, state.closing == nil { state.closing = (code, error.message) }
+            return state.wake()
+        }
+        writer?.resume()
+    }
+
+    /// Closes the connection with `code` once the frames already queued are written.
+    public func close(_ code: CloseCode, reason: String) {
+        let writer = state.withLock { state in
+            if state.closing == nil { state.closing = (code, reason) }
+            return state.wake()
+        }
+        writer?.resume()
+    }
+
+    private var isAwaitingHello: Bool {
+        state.withLock { $0.phase == .awaitingHello }
+    }
+
+    private func send(_ frame: Frame) {
+        state.withLock { $0.send(frame) }?.resume()
+    }
+
+    private func reply(id: Int64?, _ error: ProtocolError) {
+        send(ServerFrame.error(id: id, error))
+    }
+
+    private func hello(clientID: String?, resumeToken: String?) {
+        guard isAwaitingHello else {
+            reply(id: nil, ProtocolError(.badFrame, "hello was already accepted"))
+            return
+        }
+        let session: Broker.Attachment
+        do {
+            session = try broker.attach(self, clientID: clientID, resumeToken: resumeToken)
+        } catch {
+            reply(id: nil, error)
+            return
+        }
+        let welcome = ServerFrame.welcome(
+            clientID: session.clientID, resumeToken: session.resumeToken, resumed: session.resumed,
+            subscriptions: session.subscriptions.map {
+                RestoredSubscription(topic: $0.topic, epoch: $0.epoch, ackFloor: $0.ackFloor)
+            },
+            heartbeatSeconds: broker.configuration.heartbeatSeconds, limits: broker.configuration.limits)
+        let topics = session.subscriptions.map { broker.topic(named: $0.topic) }
+        let writer = state.withLock { state in
+            state.phase = .ready
+            state.clientID = session.clientID
+            state.outbox.append(welcome)
+            for (record, topic) in zip(session.subscriptions, topics) {
+                _ = topic.addSubscriber(self)
+                state.generations += 1
+                state.subscriptions[record.topic] = Subscription(
+                    topic: topic, epoch: record.epoch, ackFloor: record.ackFloor, window: record.window,
+                    next: record.ackFloor + 1, durable: true, generation: state.generations)
+                state.ready.insert(record.topic)
+            }
+            return state.wake()
+        }
+        writer?.resume()
+    }
+
+    private func subscribe(id: Int64?, topic name: String, from: StartPosition, epoch: String?, window: Int) {
+        let clientID = state.withLock { $0.clientID }
+        let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
+        let topic = broker.topic(named: name)
+        let maxSubscriptions = broker.configuration.limits.maxSubscriptions
+        let outcome: Result<SubscriptionRecord, ProtocolError> = state.withLock { state in
+            guard state.subscriptions[name] != nil || state.subscriptions.count < maxSubscriptions else {
+                return .failure(ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
+            }
+            let position = topic.addSubscriber(self)
+            var start: UInt64
+            var staleEpoch: String?
+            switch from {
+            case .latest:
+                start = position.head + 1
+            case .earliest:
+                start = position.first
+            case .stored:
+                if let stored {
+                    start = stored.ackFloor + 1
+                    if stored.epoch != position.epoch || stored.ackFloor > position.head { staleEpoch = stored.epoch }
+                } else {
+                    start = position.head + 1
+                }
+            case .after(let version):
+                start = version + 1
+                if let epoch, epoch != position.epoch {
+                    staleEpoch = epoch
+                } else if version > position.head {
+                    staleEpoch = epoch ?? position.epoch
+                }
+            }
+            if staleEpoch != nil { start = position.first }
+            let gap = start < position.first ? (start, position.first - 1) : nil
+            start = max(start, position.first)
+            state.generations += 1
+            state.subscriptions[name] = Subscription(
+                topic: topic, epoch: position.epoch, ackFloor: start - 1, window: window, next: start,
+                durable: clientID != nil, generation: state.generations)
+            state.outbox.append(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start))
+            if let staleEpoch {
+                state.outbox.append(ServerFrame.reset(topic: name, oldEpoch: staleEpoch, epoch: position.epoch))
+            }
+            if let gap {
+                state.outbox.append(ServerFrame.gap(topic: name, from: gap.0, to: gap.1))
+            }
+            state.ready.insert(name)
+            return .success(
+                SubscriptionRecord(clientID: clientID ?? "", topic: name, epoch: position.epoch, ackFloor: start - 1, window: window))
+        }
+        switch outcome {
+        case .success(let record):
+            if clientID != nil { broker.putDurableSubscription(record) }
+            state.withLock { $0.wake() }?.resume()
+        case .failure(let error):
+            reply(id: id, error)
+        }
+    }
+
+    private func ack(topic name: String, version: UInt64) {
+        let outcome: Result<SubscriptionRecord?, ProtocolError> = state.withLock { state in
+            guard var subscription = state.subscriptions[name] else {
+                return .failure(ProtocolError(.notSubscribed, "not subscribed to \(name)"))
+            }
+            guard version < subscription.next else {
+                return .failure(ProtocolError(.badAck, "version \(version) of \(name) was not delivered"))
+            }
+            guard version > subscription.ackFloor else { return .success(nil) }
+            subscription.ackFloor = version
+            state.subscriptions[name] = subscription
+            state.ready.insert(name)
+            guard subscription.durable, let clientID = state.clientID else { return .success(nil) }
+            return .success(
+                SubscriptionRecord(
+                    clientID: clientID, topic: name, epoch: subscription.epoch, ackFloor: version, window: subscription.window))
+        }
+        switch outcome {
+        case .success(let record):
+            if let record { broker.recordAck(record, from: self) }
+            state.withLock { $0.wake() }?.resume()
+        case .failure(let error):
+            reply(id: nil, error)
+        }
+    }
+
+    private func unsubscribe(id: Int64?, topic name: String) {
+        let removed = state.withLock { state in
+            state.subscriptions.removeValue(forKey: name).map { ($0, state.clientID) }
+        }
+        guard let (subscription, clientID) = removed else {
+            reply(id: id, ProtocolError(.notSubscribed, "not subscribed to \(name)"))
+            return
+        }
+        subscription.topic.removeSubscriber(self)
+        if subscription.durable, let clientID { broker.removeDurableSubscription(clientID: clientID, topic: name) }
+        send(ServerFrame.unsubscribed(id: id, topic: name))
+    }
+
+    private func publish(id: Int64?, _ request: PublishRequest) async {
+        let limit = broker.configuration.maxPendingPublishesPerConnection
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let proceed = state.withLock { state in
+                if state.pendingPublishes < limit { return true }
+                state.publishWaiter = continuation
+                return false
+            }
+            if proceed { continuation.resume() }
+        }
+        state.withLock { $0.pendingPublishes += 1 }
+        broker.publish([request]) { [self] result in
+            let frame: Frame
+            switch result {
+            case .success(let outcomes):
+                let outcome = outcomes[0]
+                frame = ServerFrame.published(id: id, topic: outcome.topic, version: outcome.version, duplicate: outcome.duplicate)
+            case .failure(let error):
+                frame = ServerFrame.error(id: id, error)
+            }
+            let (writer, waiter) = state.withLock { state in
+                state.pendingPublishes -= 1
+                defer { state.publishWaiter = nil }
+                return (state.send(frame), state.publishWaiter)
+            }
+            writer?.resume()
+            waiter?.resume()
+        }
+    }
+
+    // MARK: - Notifications from the broker
+
+    /// A commit changed `topic`: there may be something to deliver.
+    func topicChanged(_ topic: String) {
+        state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.subscriptions[topic] != nil else { return nil }
+            state.ready.insert(topic)
+            return state.wake()
+        }?.resume()
+    }
+
+    // MARK: - Outbound
+
+    /// The next frames to write, waiting until there are some. Returns `.close` once, then the
+    /// transport should stop calling.
+    public func nextOutbound() async -> Outbound {
+        while true {
+            let (frames, reads, floors, close) = state.withLock { state in
+                state.signalled = false
+                if let closing = state.closing {
+                    defer { state.outbox.removeAll() }
+                    return (state.outbox, [Read](), [SubscriptionRecord](), Optional(closing))
+                }
+                var reads: [Read] = []
+                let floors = collectDeliveries(&state, reads: &reads)
+                defer { state.outbox.removeAll(keepingCapacity: true) }
+                return (state.outbox, reads, floors, nil)
+            }
+            for record in floors { broker.recordAck(record, from: self) }
+            if let close {
+                if !frames.isEmpty { return .frames(frames) }
+                return .close(close.code, reason: close.reason)
+            }
+            for read in reads { perform(read) }
+            if !frames.isEmpty { return .frames(frames) }
+            if !reads.isEmpty { continue }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state in
+                    if state.signalled || state.closing != nil { return true }
+                    state.writer = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        }
+    }
+
+    /// Moves every ready subscription forward as far as its window allows, from the topic cache,
+    /// or queues a store read when the range is older than the cache. Returns the durable floors
+    /// that a gap or reset moved, for the caller to record outside the lock.
+    private func collectDeliveries(_ state: inout State, reads: inout [Read]) -> [SubscriptionRecord] {
+        guard state.phase == .ready else { return [] }
+        var floorsChanged: [SubscriptionRecord] = []
+        for name in state.ready {
+            state.ready.remove(name)
+            guard var subscription = state.subscriptions[name], !subscription.reading else { continue }
+            let position = subscription.topic.position
+            if subscription.epoch != position.epoch {
+                state.outbox.append(ServerFrame.reset(topic: name, oldEpoch: subscription.epoch, epoch: position.epoch))
+                subscription.epoch = position.epoch
+                subscription.next = position.first
+                subscription.ackFloor = position.first - 1
+                if subscription.durable { floorsChanged.append(record(of: subscription, name, state.clientID)) }
+            }
+            if subscription.next < position.first {
+                state.outbox.append(ServerFrame.gap(topic: name, from: subscription.next, to: position.first - 1))
+                subscription.next = position.first
+                // The missing versions can never be acked, so they must not hold the window.
+                if subscription.ackFloor < position.first - 1 {
+                    subscription.ackFloor = position.first - 1
+                    if subscription.durable { floorsChanged.append(record(of: subscription, name, state.clientID)) }
+                }
+            }
+            let limit = min(position.head, subscription.ackFloor + UInt64(subscription.window))
+            if subscription.next <= limit {
+                if let frames = subscription.topic.cachedFrames(from: subscription.next, through: limit, epoch: subscription.epoch) {
+                    state.outbox.append(contentsOf: frames)
+                    subscription.next = limit + 1
+                } else if let storeID = position.storeID {
+                    subscription.reading = true
+                    reads.append(
+                        Read(
+                            topic: name, generation: subscription.generation, epoch: subscription.epoch, storeID: storeID,
+                            from: subscription.next, through: min(limit, subscription.next + UInt64(Self.readPage) - 1)))
+                }
+            }
+            state.subscriptions[name] = subscription
+        }
+        return floorsChanged
+    }
+
+    private func record(of subscription: Subscription, _ topic: String, _ clientID: String?) -> SubscriptionRecord {
+        SubscriptionRecord(
+            clientID: clientID ?? "", topic: topic, epoch: subscription.epoch, ackFloor: subscription.ackFloor,
+            window: subscription.window)
+    }
+
+    /// Reads a page of older messages and queues the contiguous run that starts where the
+    /// subscription stands; anything else (replaced subscription, retention) is re-evaluated.
+    private func perform(_ read: Read) {
+        let stored = (try? broker.store.messages(topicID: read.storeID, after: read.from - 1, limit: Int(read.through - read.from + 1))) ?? []
+        state.withLock { state in
+            guard var subscription = state.subscriptions[read.topic], subscription.generation == read.generation else { return }
+            subscription.reading = false
+            state.ready.insert(read.topic)
+            if subscription.epoch == read.epoch {
+                for message in stored where message.version == subscription.next {
+                    state.outbox.append(Broker.encode(message, topic: read.topic))
+                    subscription.next += 1
+                }
+            }
+            state.subscriptions[read.topic] = subscription
+        }
+    }
+
+    // MARK: - End
+
+    /// The transport is gone: release the session and the topic subscriptions.
+    public func closed() {
+        let (subscriptions, clientID, writer, publishWaiter) = state.withLock { state in
+            state.phase = .closed
+            if state.closing == nil { state.closing = (.normal, "closed") }
+            defer {
+                state.subscriptions.removeAll()
+                state.writer = nil
+                state.publishWaiter = nil
+            }
+            return (Array(state.subscriptions.values), state.clientID, state.writer, state.publishWaiter)
+        }
+        writer?.resume()
+        publishWaiter?.resume()
+        for subscription in subscriptions { subscription.topic.removeSubscriber(self) }
+        broker.detach(self, clientID: clientID)
+    }
+}

@@ -1,0 +1,111 @@
+import DequeModule
+import FerryProtocol
+import FerryStore
+import Synchronization
+
+/// An encoded frame, ready to write. Arrays are copy-on-write, so one `msg` frame is shared by
+/// every subscriber that receives it.
+public typealias Frame = [UInt8]
+
+/// One topic's live state: its log position, its recent messages already encoded, and the
+/// connections subscribed to it.
+///
+/// The store is the source of truth; this mirrors it after each commit so delivery reads
+/// positions and recent frames without a store transaction.
+final class Topic: Sendable {
+    let name: String
+    private let state: Mutex<State>
+
+    /// Where the log stands. `first` is the oldest stored version (head + 1 when empty).
+    struct Position: Sendable, Equatable {
+        var epoch: String
+        var first: UInt64
+        var head: UInt64
+        /// The store key of this incarnation; nil until something is stored.
+        var storeID: UInt64?
+    }
+
+    private struct State {
+        /// The stored log; nil until the first publish (or a durable subscribe) creates it.
+        var record: TopicRecord?
+        /// The epoch the log has, or will get when it is created.
+        var epoch: String
+        var cache: Deque<(version: UInt64, frame: Frame)> = []
+        var subscribers: [ObjectIdentifier: Connection] = [:]
+
+        var position: Position {
+            if let record {
+                Position(epoch: record.epoch, first: record.first, head: record.head, storeID: record.id)
+            } else {
+                Position(epoch: epoch, first: 1, head: 0, storeID: nil)
+            }
+        }
+    }
+
+    init(name: String, record: TopicRecord?) {
+        self.name = name
+        self.state = Mutex(State(record: record, epoch: record?.epoch ?? LMDBMessageStore.newEpoch()))
+    }
+
+    var position: Position { state.withLock { $0.position } }
+
+    /// The stored record, or nil when the topic does not exist in the store.
+    var record: TopicRecord? { state.withLock { $0.record } }
+
+    /// Connected subscriptions (durable and ephemeral).
+    var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+
+    /// Adds `connection` and returns the position at that instant: every commit after it notifies
+    /// the connection, so a subscriber starting at `head + 1` misses nothing.
+    func addSubscriber(_ connection: Connection) -> Position {
+        state.withLock { state in
+            state.subscribers[ObjectIdentifier(connection)] = connection
+            return state.position
+        }
+    }
+
+    func removeSubscriber(_ connection: Connection) {
+        state.withLock { _ = $0.subscribers.removeValue(forKey: ObjectIdentifier(connection)) }
+    }
+
+    /// Frames `from...through` of `epoch` if all are cached.
+    func cachedFrames(from: UInt64, through: UInt64, epoch: String) -> [Frame]? {
+        state.withLock { state in
+            guard state.position.epoch == epoch, let oldest = state.cache.first?.version, oldest <= from,
+                let newest = state.cache.last?.version, newest >= through
+            else { return nil }
+            let start = Int(from - oldest)
+            let end = Int(through - oldest)
+            return state.cache[start...end].map(\.frame)
+        }
+    }
+
+    /// Mirrors a commit: the new record and the frames of the messages it appended.
+    /// Returns the connections to notify.
+    func committed(record: TopicRecord, appended: [(version: UInt64, frame: Frame)], cacheLimit: Int) -> [Connection] {
+        state.withLock { state in
+            if state.record?.epoch != record.epoch { state.cache.removeAll() }
+            state.record = record
+            state.epoch = record.epoch
+            for message in appended {
+                // Only a contiguous run is useful for range lookups.
+                if let last = state.cache.last?.version, last + 1 != message.version { state.cache.removeAll() }
+                state.cache.append(message)
+            }
+            while let oldest = state.cache.first?.version, oldest < record.first || state.cache.count > cacheLimit {
+                state.cache.removeFirst()
+            }
+            return Array(state.subscribers.values)
+        }
+    }
+
+    /// Mirrors a delete: the log is gone and the next one gets a new epoch.
+    func deleted() -> [Connection] {
+        state.withLock { state in
+            state.record = nil
+            state.epoch = LMDBMessageStore.newEpoch()
+            state.cache.removeAll()
+            return Array(state.subscribers.values)
+        }
+    }
+}

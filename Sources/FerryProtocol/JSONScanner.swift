@@ -1,0 +1,420 @@
+/// A strict RFC 8259 scanner that validates JSON text without building a tree.
+///
+/// Ferry must deliver a JSON payload exactly as it was published (same key order, same number
+/// text), so frames are not decoded into Foundation values: the scanner validates the whole text
+/// and hands out the byte range of each top-level member, which the frame decoder reads as typed
+/// fields and keeps verbatim where the payload lives.
+public struct JSONScanner: Sendable {
+    /// The kind of a JSON value, from its first byte.
+    public enum Kind: Sendable, Equatable {
+        case object, array, string, number, bool, null
+    }
+
+    /// One member of a top-level object: its key and the exact bytes of its value.
+    public struct Member: Sendable {
+        public let key: String
+        public let kind: Kind
+        public let value: Range<Int>
+    }
+
+    /// Why a text is not valid JSON; `offset` is the byte where scanning stopped.
+    public struct SyntaxError: Error, Sendable, CustomStringConvertible {
+        public let offset: Int
+        public let reason: String
+        public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+    }
+
+    /// Deeper nesting than this is refused so hostile input cannot exhaust memory.
+    public static let maxDepth = 512
+
+    private let bytes: [UInt8]
+    private var index = 0
+
+    private init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    /// Validates `bytes` as one JSON value (surrounding whitespace allowed) and returns its kind.
+    public static func validate(_ bytes: [UInt8]) throws(SyntaxError) -> Kind {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        let kind = try scanner.skipValue()
+        scanner.skipWhitespace()
+        guard scanner.index == bytes.count else { throw scanner.error("trailing characters") }
+        return kind
+    }
+
+    /// Validates `bytes` as a JSON object and returns its members in order.
+    /// Returns nil when the text is valid JSON but not an object.
+    public static func members(of bytes: [UInt8]) throws(SyntaxError) -> [Member]? {
+        var scanner = JSONScanner(bytes)
+        scanner.skipWhitespace()
+        guard scanner.peek == UInt8(ascii: "{") else {
+            _ = try validate(bytes)
+            return nil
+        }
+        let members = try scanner.scanObjectMembers()
+        scanner.skipWhitespace()
+        guard scanner.index == bytes.count else { throw scanner.error("trailing characters") }
+        return members
+    }
+
+    /// Members of the object whose bytes are `range` of `bytes` (already validated).
+    public static func members(of bytes: [UInt8], in range: Range<Int>) throws(SyntaxError) -> [Member] {
+        var scanner = JSONScanner(bytes)
+        scanner.index = range.lowerBound
+        return try scanner.scanObjectMembers()
+    }
+
+    /// The element ranges of the array whose bytes are `range` of `bytes` (already validated).
+    public static func elements(of bytes: [UInt8], in range: Range<Int>) throws(SyntaxError) -> [(kind: Kind, value: Range<Int>)] {
+        var scanner = JSONScanner(bytes)
+        scanner.index = range.lowerBound + 1
+        var elements: [(kind: Kind, value: Range<Int>)] = []
+        scanner.skipWhitespace()
+        if scanner.peek == UInt8(ascii: "]") { return elements }
+        while true {
+            scanner.skipWhitespace()
+            let start = scanner.index
+            let kind = try scanner.skipValue()
+            elements.append((kind, start..<scanner.index))
+            scanner.skipWhitespace()
+            if try scanner.consumeSeparator(closing: UInt8(ascii: "]")) { return elements }
+        }
+    }
+
+    /// Decodes the JSON string whose bytes (quotes included) are `range` of `bytes`.
+    public static func string(in bytes: [UInt8], _ range: Range<Int>) throws(SyntaxError) -> String {
+        var scanner = JSONScanner(bytes)
+        scanner.index = range.lowerBound
+        return try scanner.scanString()
+    }
+
+    // MARK: - Scanning
+
+    private var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
+
+    private func error(_ reason: String) -> SyntaxError {
+        SyntaxError(offset: index, reason: reason)
+    }
+
+    private mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    /// After a member or element: consumes `,` (returns false) or the closing bracket (returns true).
+    private mutating func consumeSeparator(closing: UInt8) throws(SyntaxError) -> Bool {
+        switch peek {
+        case UInt8(ascii: ","): index += 1; return false
+        case closing: index += 1; return true
+        default: throw error("expected ',' or '\(Character(Unicode.Scalar(closing)))'")
+        }
+    }
+
+    private mutating func scanObjectMembers() throws(SyntaxError) -> [Member] {
+        index += 1  // {
+        var members: [Member] = []
+        skipWhitespace()
+        if peek == UInt8(ascii: "}") {
+            index += 1
+            return members
+        }
+        while true {
+            skipWhitespace()
+            guard peek == UInt8(ascii: "\"") else { throw error("expected a key") }
+            let key = try scanString()
+            skipWhitespace()
+            guard peek == UInt8(ascii: ":") else { throw error("expected ':'") }
+            index += 1
+            skipWhitespace()
+            let start = index
+            let kind = try skipValue()
+            members.append(Member(key: key, kind: kind, value: start..<index))
+            skipWhitespace()
+            if try consumeSeparator(closing: UInt8(ascii: "}")) { return members }
+        }
+    }
+
+    /// Skips one value iteratively (no recursion, so nesting depth cannot overflow the stack).
+    private mutating func skipValue() throws(SyntaxError) -> Kind {
+        guard let first = peek else { throw error("expected a value") }
+        let kind: Kind
+        switch first {
+        case UInt8(ascii: "{"): kind = .object
+        case UInt8(ascii: "["): kind = .array
+        default: return try skipScalar()
+        }
+        var closers: [UInt8] = []
+        // Each iteration is positioned where a value is expected, or after a container opened.
+        while true {
+            skipWhitespace()
+            guard let byte = peek else { throw error("unexpected end") }
+            switch byte {
+            case UInt8(ascii: "{"):
+                guard closers.count < Self.maxDepth else { throw error("nesting too deep") }
+                closers.append(UInt8(ascii: "}"))
+                index += 1
+                skipWhitespace()
+                if peek == UInt8(ascii: "}") {
+                    index += 1
+                } else {
+                    try skipKeyAndColon()
+                    continue
+                }
+            case UInt8(ascii: "["):
+                guard closers.count < Self.maxDepth else { throw error("nesting too deep") }
+                closers.append(UInt8(ascii: "]"))
+                index += 1
+                skipWhitespace()
+                if peek == UInt8(ascii: "]") {
+                    index += 1
+                } else {
+                    continue
+                }
+            default:
+                _ = try skipScalar()
+            }
+            // A value just ended: close containers or move to the next member or element.
+            while let closer = closers.last {
+                skipWhitespace()
+                if try consumeSeparator(closing: closer) {
+                    closers.removeLast()
+                } else {
+                    if closer == UInt8(ascii: "}") {
+                        skipWhitespace()
+                        try skipKeyAndColon()
+                    }
+                    break
+                }
+            }
+            if closers.isEmpty { return kind }
+        }
+    }
+
+    private mutating func skipKeyAndColon() throws(SyntaxError) {
+        guard peek == UInt8(ascii: "\"") else { throw error("expected a key") }
+        try skipString()
+        skipWhitespace()
+        guard peek == UInt8(ascii: ":") else { throw error("expected ':'") }
+        index += 1
+    }
+
+    private mutating func skipScalar() throws(SyntaxError) -> Kind {
+        guard let first = peek else { throw error("expected a value") }
+        switch first {
+        case UInt8(ascii: "\""):
+            try skipString()
+            return .string
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            try skipNumber()
+            return .number
+        default:
+            throw error("unexpected character")
+        }
+    }
+
+    private mutating func expectLiteral(_ literal: StaticString) throws(SyntaxError) {
+        let count = literal.utf8CodeUnitCount
+        guard index + count <= bytes.count else { throw error("unexpected end") }
+        for offset in 0..<count where bytes[index + offset] != literal.utf8Start[offset] {
+            throw error("invalid literal")
+        }
+        index += count
+    }
+
+    private mutating func skipDigits() -> Int {
+        let start = index
+        while index < bytes.count, bytes[index] >= UInt8(ascii: "0"), bytes[index] <= UInt8(ascii: "9") {
+            index += 1
+        }
+        return index - start
+    }
+
+    private mutating func skipNumber() throws(SyntaxError) {
+        if peek == UInt8(ascii: "-") { index += 1 }
+        if peek == UInt8(ascii: "0") {
+            index += 1
+        } else if skipDigits() == 0 {
+            throw error("invalid number")
+        }
+        if peek == UInt8(ascii: ".") {
+            index += 1
+            guard skipDigits() > 0 else { throw error("invalid number") }
+        }
+        if peek == UInt8(ascii: "e") || peek == UInt8(ascii: "E") {
+            index += 1
+            if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { index += 1 }
+            guard skipDigits() > 0 else { throw error("invalid number") }
+        }
+    }
+
+    /// Skips a string, checking escapes and that it is valid UTF-8 without control characters.
+    private mutating func skipString() throws(SyntaxError) {
+        index += 1  // opening quote
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                index += 1
+                return
+            case UInt8(ascii: "\\"):
+                index += 1
+                guard let escaped = peek else { throw error("unexpected end") }
+                switch escaped {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
+                    UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    index += 1
+                case UInt8(ascii: "u"):
+                    index += 1
+                    _ = try hex4()
+                default:
+                    throw error("invalid escape")
+                }
+            case 0x00..<0x20:
+                throw error("control character in string")
+            case 0x20..<0x80:
+                index += 1
+            default:
+                try skipUTF8Sequence()
+            }
+        }
+        throw error("unterminated string")
+    }
+
+    /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).
+    private mutating func skipUTF8Sequence() throws(SyntaxError) {
+        let lead = bytes[index]
+        let length: Int
+        var lower: UInt8 = 0x80
+        var upper: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; lower = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; upper = 0x9F
+        case 0xF0: length = 4; lower = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; upper = 0x8F
+        default: throw error("invalid UTF-8")
+        }
+        guard index + length <= bytes.count else { throw error("invalid UTF-8") }
+        let second = bytes[index + 1]
+        guard second >= lower, second <= upper else { throw error("invalid UTF-8") }
+        for offset in 2..<max(length, 2) where bytes[index + offset] & 0xC0 != 0x80 {
+            throw error("invalid UTF-8")
+        }
+        index += length
+    }
+
+    private mutating func hex4() throws(SyntaxError) -> UInt16 {
+        guard index + 4 <= bytes.count else { throw error("unexpected end") }
+        var value: UInt16 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: throw error("invalid \\u escape")
+            }
+            value = value << 4 | UInt16(digit)
+            index += 1
+        }
+        return value
+    }
+
+    /// Decodes a string at `index` (validated as it goes).
+    private mutating func scanString() throws(SyntaxError) -> String {
+        let start = index + 1
+        var plain = true
+        var probe = start
+        // Fast path: no escapes, so the bytes between the quotes are the string.
+        while probe < bytes.count, bytes[probe] != UInt8(ascii: "\"") {
+            if bytes[probe] == UInt8(ascii: "\\") {
+                plain = false
+                break
+            }
+            probe += 1
+        }
+        if plain {
+            try skipString()
+            return String(decoding: bytes[start..<(index - 1)], as: UTF8.self)
+        }
+        var scalars = String.UnicodeScalarView()
+        index = start
+        var runStart = index
+        func flushRun(_ end: Int) {
+            scalars.append(contentsOf: String(decoding: bytes[runStart..<end], as: UTF8.self).unicodeScalars)
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                flushRun(index)
+                index += 1
+                return String(scalars)
+            case UInt8(ascii: "\\"):
+                flushRun(index)
+                index += 1
+                guard let escaped = peek else { throw error("unexpected end") }
+                index += 1
+                switch escaped {
+                case UInt8(ascii: "\""): scalars.append("\"")
+                case UInt8(ascii: "\\"): scalars.append("\\")
+                case UInt8(ascii: "/"): scalars.append("/")
+                case UInt8(ascii: "b"): scalars.append("\u{08}")
+                case UInt8(ascii: "f"): scalars.append("\u{0C}")
+                case UInt8(ascii: "n"): scalars.append("\n")
+                case UInt8(ascii: "r"): scalars.append("\r")
+                case UInt8(ascii: "t"): scalars.append("\t")
+                case UInt8(ascii: "u"):
+                    scalars.append(try unicodeEscape())
+                default:
+                    throw error("invalid escape")
+                }
+                runStart = index
+            case 0x00..<0x20:
+                throw error("control character in string")
+            case 0x20..<0x80:
+                index += 1
+            default:
+                try skipUTF8Sequence()
+            }
+        }
+        throw error("unterminated string")
+    }
+
+    /// The scalar of a `\uXXXX` escape (after the `u`), joining surrogate pairs.
+    /// A lone surrogate becomes U+FFFD, as most JSON parsers do.
+    private mutating func unicodeEscape() throws(SyntaxError) -> Unicode.Scalar {
+        let high = try hex4()
+        if (0xD800...0xDBFF).contains(high),
+            index + 6 <= bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
+        {
+            let saved = index
+            index += 2
+            let low = try hex4()
+            if (0xDC00...0xDFFF).contains(low) {
+                let value = 0x10000 + ((UInt32(high) - 0xD800) << 10) + (UInt32(low) - 0xDC00)
+                return Unicode.Scalar(value) ?? "\u{FFFD}"
+            }
+            index = saved
+        }
+        return Unicode.Scalar(UInt32(high)) ?? "\u{FFFD}"
+    }
+}

@@ -1,0 +1,129 @@
+/// Builds one JSON object into bytes, fields in call order.
+///
+/// Frames are written by hand rather than with `JSONEncoder` because the `msg` frame is the hot
+/// path (encoded once per message and shared by every subscriber) and because a JSON payload must
+/// be embedded verbatim, which `Encodable` cannot express.
+public struct JSONWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+    private var needsComma = false
+
+    public init(capacity: Int = 128) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+        bytes.append(UInt8(ascii: "{"))
+    }
+
+    /// Closes the object and returns its bytes.
+    public consuming func finish() -> [UInt8] {
+        bytes.append(UInt8(ascii: "}"))
+        return bytes
+    }
+
+    private mutating func key(_ name: StaticString) {
+        if needsComma { bytes.append(UInt8(ascii: ",")) }
+        needsComma = true
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    public mutating func field(_ name: StaticString, _ value: String) {
+        key(name)
+        Self.appendString(value, to: &bytes)
+    }
+
+    public mutating func field(_ name: StaticString, _ value: String?) {
+        key(name)
+        if let value { Self.appendString(value, to: &bytes) } else { appendNull() }
+    }
+
+    public mutating func field(_ name: StaticString, _ value: some BinaryInteger) {
+        key(name)
+        bytes.append(contentsOf: String(value).utf8)
+    }
+
+    public mutating func field(_ name: StaticString, _ value: Bool) {
+        key(name)
+        bytes.append(contentsOf: value ? Array("true".utf8) : Array("false".utf8))
+    }
+
+    /// A number that is whole when it can be (heartbeats of `20` rather than `20.0`).
+    public mutating func field(_ name: StaticString, seconds value: Double) {
+        key(name)
+        if value == value.rounded(), abs(value) < 1e15 {
+            bytes.append(contentsOf: String(Int64(value)).utf8)
+        } else {
+            bytes.append(contentsOf: String(value).utf8)
+        }
+    }
+
+    /// Embeds bytes that are already valid JSON.
+    public mutating func field(_ name: StaticString, rawJSON: some Collection<UInt8>) {
+        key(name)
+        bytes.append(contentsOf: rawJSON)
+    }
+
+    /// A nested object built by `body`.
+    public mutating func field(_ name: StaticString, object body: (inout JSONWriter) -> Void) {
+        key(name)
+        var nested = JSONWriter(capacity: 64)
+        body(&nested)
+        bytes.append(contentsOf: nested.finish())
+    }
+
+    /// An object of string pairs, in the given order.
+    public mutating func field(_ name: StaticString, pairs: [(String, String)]) {
+        key(name)
+        bytes.append(UInt8(ascii: "{"))
+        for (index, pair) in pairs.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            Self.appendString(pair.0, to: &bytes)
+            bytes.append(UInt8(ascii: ":"))
+            Self.appendString(pair.1, to: &bytes)
+        }
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    /// An array whose elements are already-encoded JSON values.
+    public mutating func field(_ name: StaticString, array elements: [[UInt8]]) {
+        key(name)
+        bytes.append(UInt8(ascii: "["))
+        for (index, element) in elements.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes.append(contentsOf: element)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
+    public mutating func nullField(_ name: StaticString) {
+        key(name)
+        appendNull()
+    }
+
+    private mutating func appendNull() {
+        bytes.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")])
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    /// Appends `value` as a JSON string literal, escaping quotes, backslashes and control characters.
+    public static func appendString(_ value: String, to bytes: inout [UInt8]) {
+        bytes.append(UInt8(ascii: "\""))
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(byte)
+            case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(byte)
+            case UInt8(ascii: "\n"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
+            case UInt8(ascii: "\r"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "r"))
+            case UInt8(ascii: "\t"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "t"))
+            case 0x00..<0x20:
+                bytes.append(contentsOf: Array("\\u00".utf8))
+                bytes.append(hexDigits[Int(byte >> 4)])
+                bytes.append(hexDigits[Int(byte & 0x0F)])
+            default: bytes.append(byte)
+            }
+        }
+        bytes.append(UInt8(ascii: "\""))
+    }
+}

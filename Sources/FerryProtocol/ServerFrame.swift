@@ -1,0 +1,143 @@
+import Foundation
+
+/// The limits a broker announces in `welcome`.
+public struct Limits: Sendable, Equatable {
+    public var maxMessageBytes: Int
+    public var maxSubscriptions: Int
+
+    /// The WebSocket frame limit: room for a base64 payload plus the frame's other fields.
+    public var maxFrameBytes: Int { 2 * maxMessageBytes + 64 * 1024 }
+
+    public init(maxMessageBytes: Int = 1_048_576, maxSubscriptions: Int = 1000) {
+        self.maxMessageBytes = maxMessageBytes
+        self.maxSubscriptions = maxSubscriptions
+    }
+}
+
+/// A subscription restored by `welcome`.
+public struct RestoredSubscription: Sendable, Equatable {
+    public var topic: String
+    public var epoch: String
+    public var ackFloor: UInt64
+
+    public init(topic: String, epoch: String, ackFloor: UInt64) {
+        self.topic = topic
+        self.epoch = epoch
+        self.ackFloor = ackFloor
+    }
+}
+
+/// Encoders for the frames a broker sends, one JSON object each.
+public enum ServerFrame {
+    public static func welcome(
+        clientID: String?, resumeToken: String?, resumed: Bool, subscriptions: [RestoredSubscription],
+        heartbeatSeconds: Double, limits: Limits
+    ) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", "welcome")
+        writer.field("client_id", clientID)
+        writer.field("resume_token", resumeToken)
+        writer.field("resumed", resumed)
+        writer.field(
+            "subscriptions",
+            array: subscriptions.map { subscription in
+                var item = JSONWriter()
+                item.field("topic", subscription.topic)
+                item.field("epoch", subscription.epoch)
+                item.field("ack_floor", subscription.ackFloor)
+                return item.finish()
+            })
+        writer.field("heartbeat", seconds: heartbeatSeconds)
+        writer.field("limits") { nested in
+            nested.field("max_message_bytes", limits.maxMessageBytes)
+            nested.field("max_frame_bytes", limits.maxFrameBytes)
+            nested.field("max_subscriptions", limits.maxSubscriptions)
+        }
+        return writer.finish()
+    }
+
+    public static func subscribed(id: Int64?, topic: String, epoch: String, head: UInt64, from: UInt64) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", "subscribed")
+        if let id { writer.field("id", id) }
+        writer.field("topic", topic)
+        writer.field("epoch", epoch)
+        writer.field("head", head)
+        writer.field("from", from)
+        return writer.finish()
+    }
+
+    /// A `msg` frame. Encoded once per message and shared by every subscriber.
+    public static func message(
+        topic: String, version: UInt64, timestamp: UInt64, payload: Payload, headers: [(String, String)]
+    ) -> [UInt8] {
+        var writer = JSONWriter(capacity: payload.bytes.count + topic.utf8.count + 64)
+        writer.field("op", "msg")
+        writer.field("topic", topic)
+        writer.field("version", version)
+        writer.field("ts", timestamp)
+        writePayload(payload, to: &writer)
+        if !headers.isEmpty { writer.field("headers", pairs: headers) }
+        return writer.finish()
+    }
+
+    /// Writes `data` (JSON verbatim) or `data_b64`.
+    public static func writePayload(_ payload: Payload, to writer: inout JSONWriter) {
+        switch payload {
+        case .json(let text): writer.field("data", rawJSON: text)
+        case .bytes(let bytes): writer.field("data_b64", Data(bytes).base64EncodedString())
+        }
+    }
+
+    public static func published(id: Int64?, topic: String, version: UInt64, duplicate: Bool) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", "published")
+        if let id { writer.field("id", id) }
+        writer.field("topic", topic)
+        writer.field("version", version)
+        writer.field("duplicate", duplicate)
+        return writer.finish()
+    }
+
+    public static func unsubscribed(id: Int64?, topic: String) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", "unsubscribed")
+        if let id { writer.field("id", id) }
+        writer.field("topic", topic)
+        return writer.finish()
+    }
+
+    public static func gap(topic: String, from: UInt64, to: UInt64) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", "gap")
+        writer.field("topic", topic)
+        writer.field("from", from)
+        writer.field("to", to)
+        return writer.finish()
+    }
+
+    public static func reset(topic: String, oldEpoch: String, epoch: String) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", "reset")
+        writer.field("topic", topic)
+        writer.field("old_epoch", oldEpoch)
+        writer.field("epoch", epoch)
+        return writer.finish()
+    }
+
+    public static func error(id: Int64?, _ error: ProtocolError) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", "error")
+        if let id { writer.field("id", id) }
+        writer.field("code", error.code.rawValue)
+        writer.field("message", error.message)
+        return writer.finish()
+    }
+
+    public static func pong(id: Int64?) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", "pong")
+        if let id { writer.field("id", id) }
+        return writer.finish()
+    }
+}

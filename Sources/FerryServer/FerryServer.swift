@@ -1,0 +1,67 @@
+import FerryCore
+import FerryProtocol
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import Prometheus
+import ServiceLifecycle
+
+/// Where and how `ferryd` serves.
+public struct ServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    /// Bearer token of the admin API; nil turns the admin API off (403).
+    public var adminToken: String?
+
+    public init() {}
+}
+
+/// Builds the HTTP + WebSocket application around a broker.
+public enum FerryServer {
+    /// The Hummingbird application serving PROTOCOL.md on `configuration.host:port`.
+    public static func application(
+        broker: Broker, configuration: ServerConfiguration, metrics: PrometheusCollectorRegistry, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        let router = Router()
+        let readiness = HTTPAPI.Readiness()
+        HTTPAPI(broker: broker, adminToken: configuration.adminToken, metrics: metrics, readiness: readiness).register(on: router)
+        let session = WebSocketSession(broker: broker, logger: logger)
+        return Application(
+            router: router,
+            server: .ferry(maxFrameSize: broker.configuration.limits.maxFrameBytes, webSocketPath: "/v1/ws") { channel, _ in
+                await session.run(channel)
+            },
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ferry"),
+            services: [ReadinessService(readiness: readiness)],
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+    }
+}
+
+/// Turns `/readyz` to 503 as soon as graceful shutdown begins.
+private struct ReadinessService: Service {
+    let readiness: HTTPAPI.Readiness
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        readiness.shuttingDown()
+    }
+}
+
+/// Runs the broker's writer for the life of the service group and commits on shutdown.
+public struct BrokerService: Service {
+    let broker: Broker
+
+    public init(broker: Broker) {
+        self.broker = broker
+    }
+
+    public func run() async throws {
+        broker.start()
+        try? await gracefulShutdown()
+        await broker.shutdown()
+    }
+}

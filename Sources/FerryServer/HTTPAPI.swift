@@ -1,0 +1,251 @@
+import FerryCore
+import FerryProtocol
+import FerryStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import Prometheus
+import Synchronization
+
+/// A protocol error as an HTTP response: `{"error":{"code","message"}}` with the code's status.
+struct APIError: HTTPResponseError {
+    let error: ProtocolError
+
+    init(_ error: ProtocolError) {
+        self.error = error
+    }
+
+    init(_ code: ErrorCode, _ message: String) {
+        self.error = ProtocolError(code, message)
+    }
+
+    var status: HTTPResponse.Status { .init(code: error.code.httpStatus) }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        jsonResponse(status: status, body: ErrorBody(error))
+    }
+}
+
+func jsonResponse(status: HTTPResponse.Status = .ok, bytes: [UInt8]) -> Response {
+    Response(
+        status: status, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+}
+
+func jsonResponse(status: HTTPResponse.Status = .ok, body: some Encodable) -> Response {
+    jsonResponse(status: status, bytes: Array((try? encoder.encode(body)) ?? Data("{}".utf8)))
+}
+
+/// The routes of PROTOCOL.md's HTTP API.
+struct HTTPAPI: Sendable {
+    let broker: Broker
+    let adminToken: String?
+    let metrics: PrometheusCollectorRegistry
+    let readiness: Readiness
+
+    /// Whether the broker takes traffic: false once shutdown starts.
+    final class Readiness: Sendable {
+        private let ready = Atomic<Bool>(true)
+        var isReady: Bool { ready.load(ordering: .relaxed) }
+        func shuttingDown() { ready.store(false, ordering: .relaxed) }
+    }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.post("/v1/topics/:topic/messages") { request, context in try await publishOne(request, context) }
+        router.post("/v1/publish") { request, _ in try await publishBatch(request) }
+        router.get("/v1/topics/:topic/messages") { request, context in try readMessages(request, context) }
+        router.get("/v1/topics/:topic") { _, context in
+            let name = try topicName(context)
+            guard let info = broker.topicInfo(name) else { throw APIError(.notFound, "no topic \(name)") }
+            return jsonResponse(body: info)
+        }
+        router.get("/healthz") { _, _ in jsonResponse(bytes: Array(#"{"status":"ok"}"#.utf8)) }
+        router.get("/readyz") { _, _ in
+            readiness.isReady
+                ? jsonResponse(bytes: Array(#"{"status":"ready"}"#.utf8))
+                : jsonResponse(status: .serviceUnavailable, bytes: Array(#"{"status":"shutting_down"}"#.utf8))
+        }
+        router.get("/metrics") { _, _ in
+            var text: [UInt8] = []
+            metrics.emit(into: &text)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
+        }
+        registerAdmin(on: router.group("/v1/admin"))
+    }
+
+    private func registerAdmin(on admin: RouterGroup<BasicRequestContext>) {
+        admin.get("/topics") { request, _ in
+            try authorize(request)
+            return jsonResponse(body: TopicList(topics: broker.topicInfos()))
+        }
+        admin.delete("/topics/:topic") { request, context in
+            try authorize(request)
+            let name = try topicName(context)
+            guard try await broker.deleteTopic(name) else { throw APIError(.notFound, "no topic \(name)") }
+            var writer = JSONWriter()
+            writer.field("topic", name)
+            writer.field("deleted", true)
+            return jsonResponse(bytes: writer.finish())
+        }
+        admin.get("/clients") { request, _ in
+            try authorize(request)
+            return jsonResponse(body: ClientList(clients: broker.clientSummaries()))
+        }
+        admin.get("/clients/:client") { request, context in
+            try authorize(request)
+            let id = try clientID(context)
+            guard let detail = broker.clientDetail(id) else { throw APIError(.notFound, "no client \(id)") }
+            return jsonResponse(body: detail)
+        }
+        admin.delete("/clients/:client") { request, context in
+            try authorize(request)
+            let id = try clientID(context)
+            guard try await broker.deleteClient(id) else { throw APIError(.notFound, "no client \(id)") }
+            var writer = JSONWriter()
+            writer.field("client_id", id)
+            writer.field("deleted", true)
+            return jsonResponse(bytes: writer.finish())
+        }
+        admin.get("/stats") { request, _ in
+            try authorize(request)
+            return jsonResponse(body: broker.stats())
+        }
+        admin.post("/backup") { request, _ in
+            try authorize(request)
+            let body = try await request.body.collect(upTo: 64 * 1024)
+            guard let backup = try? JSONDecoder().decode(BackupRequest.self, from: Data(body.readableBytesView)), !backup.path.isEmpty else {
+                throw APIError(.badFrame, #"the body must be {"path": "<empty folder>"}"#)
+            }
+            let bytes = try await broker.backup(to: backup.path)
+            return jsonResponse(body: BackupResult(path: backup.path, bytes: bytes))
+        }
+    }
+
+    /// 403 when the admin API is off, 401 unless the bearer token matches (compared in constant time).
+    private func authorize(_ request: Request) throws {
+        guard let adminToken else { throw APIError(.forbidden, "the admin API is off: set FERRY_ADMIN_TOKEN") }
+        let header = request.headers[.authorization] ?? ""
+        let prefix = "Bearer "
+        guard header.hasPrefix(prefix), constantTimeEqual(Array(header.utf8.dropFirst(prefix.utf8.count)), Array(adminToken.utf8)) else {
+            throw APIError(.unauthorized, "a valid admin bearer token is required")
+        }
+    }
+
+    private func topicName(_ context: BasicRequestContext) throws -> String {
+        let raw = context.parameters.get("topic") ?? ""
+        let name = raw.removingPercentEncoding ?? raw
+        guard Names.isValidTopic(name) else {
+            throw APIError(.invalidTopic, "topic names are 1-255 bytes of A-Z a-z 0-9 _ - . : / and cannot start with $")
+        }
+        return name
+    }
+
+    private func clientID(_ context: BasicRequestContext) throws -> String {
+        let raw = context.parameters.get("client") ?? ""
+        return raw.removingPercentEncoding ?? raw
+    }
+
+    private var maxMessageBytes: Int { broker.configuration.limits.maxMessageBytes }
+
+    private func publishOne(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let topic = try topicName(context)
+        let body = try await collect(request, upTo: maxMessageBytes)
+        let payload: Payload
+        if isJSON(request.headers[.contentType]) {
+            do {
+                _ = try JSONScanner.validate(body)
+            } catch {
+                throw APIError(.badFrame, "the body is not valid JSON: \(error)")
+            }
+            payload = .json(body)
+        } else {
+            payload = .bytes(body)
+        }
+        let messageID = request.headers[HTTPField.Name("Idempotency-Key")!]
+        if let messageID, !Names.isValidMessageID(messageID) {
+            throw APIError(.badFrame, "Idempotency-Key must be 1-128 bytes")
+        }
+        let results = try await broker.publish([PublishRequest(topic: topic, payload: payload, messageID: messageID)]).get()
+        return jsonResponse(status: .created, body: results[0])
+    }
+
+    private func publishBatch(_ request: Request) async throws -> Response {
+        // Room for every message's payload as base64 plus its fields.
+        let body = try await collect(request, upTo: 4 * maxMessageBytes + 64 * 1024)
+        let requests: [PublishRequest]
+        do {
+            requests = try BatchPublishBody.decode(body)
+        } catch {
+            throw APIError(error)
+        }
+        let results = try await broker.publish(requests).get()
+        return jsonResponse(status: .created, body: BatchPublishResult(results: results))
+    }
+
+    private func readMessages(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+        let name = try topicName(context)
+        let query = request.uri.queryParameters
+        func number(_ key: String, default value: UInt64) throws -> UInt64 {
+            guard let text = query[key[...]] else { return value }
+            guard let number = UInt64(text) else { throw APIError(.badFrame, "\(key) must be a non-negative integer") }
+            return number
+        }
+        let after = try number("from", default: 0)
+        let limit = min(try number("limit", default: 100), 1000)
+        guard let (epoch, messages) = try broker.messages(topic: name, after: after, limit: Int(limit)) else {
+            throw APIError(.notFound, "no topic \(name)")
+        }
+        var writer = JSONWriter(capacity: 64 + messages.reduce(0) { $0 + $1.payload.count + 64 })
+        writer.field("topic", name)
+        writer.field("epoch", epoch)
+        writer.field(
+            "messages",
+            array: messages.map { message in
+                var item = JSONWriter(capacity: message.payload.count + 64)
+                item.field("version", message.version)
+                item.field("ts", message.timestamp)
+                ServerFrame.writePayload(message.kind == .json ? .json(message.payload) : .bytes(message.payload), to: &item)
+                if !message.headers.isEmpty { item.field("headers", pairs: message.headers.map { ($0.name, $0.value) }) }
+                return item.finish()
+            })
+        return jsonResponse(bytes: writer.finish())
+    }
+
+    /// The body, or 413 `too_large` past `limit` bytes.
+    private func collect(_ request: Request, upTo limit: Int) async throws -> [UInt8] {
+        do {
+            return Array(buffer: try await request.body.collect(upTo: limit))
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(.tooLarge, "the body is over \(limit) bytes")
+        }
+    }
+}
+
+/// `application/json` or `application/*+json`, parameters allowed.
+func isJSON(_ contentType: String?) -> Bool {
+    guard let contentType else { return false }
+    let mediaType = contentType.split(separator: ";", maxSplits: 1).first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+    return mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json"))
+}
+
+func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+    guard lhs.count == rhs.count else { return false }
+    return zip(lhs, rhs).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
+}
+
+extension Result where Failure == ProtocolError {
+    /// The value, or the error as an HTTP response.
+    func get() throws(APIError) -> Success {
+        switch self {
+        case .success(let value): return value
+        case .failure(let error): throw APIError(error)
+        }
+    }
+}
+
+private let encoder: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return encoder
+}()

@@ -1,0 +1,230 @@
+/// The core's whole view of storage: one small protocol, so another engine (PostgreSQL for
+/// several brokers sharing state) can replace LMDB without touching delivery logic.
+///
+/// An implementation applies a batch of operations atomically (one transaction, the group
+/// commit), assigns versions, enforces retention and deduplicates `msg_id`s inside that
+/// transaction, and serves range reads that never block the writer.
+public protocol MessageStore: AnyObject, Sendable {
+    /// Everything the core keeps in memory, read once at start-up.
+    func load() throws(StoreError) -> StoreSnapshot
+
+    /// Applies `operations` in order in one durable commit. An operation that cannot be applied
+    /// (a publish when space is exhausted) fails alone; the rest still commit.
+    func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult
+
+    /// Messages of `topicID` with versions `> after`, oldest first, at most `limit`.
+    func messages(topicID: UInt64, after: UInt64, limit: Int) throws(StoreError) -> [StoredMessage]
+
+    /// A consistent, compacted copy of the whole store written into the empty folder `path`.
+    func backup(to path: String) throws(StoreError) -> Int
+
+    /// Size and use, for stats and metrics.
+    func usage() -> StoreUsage
+}
+
+/// Milliseconds since 1970, the unit of every time the store records.
+public typealias Timestamp = UInt64
+
+/// A failure of the store.
+public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// Out of space (map or disk full, or the reserve kept for deletes reached): nothing was stored.
+    case full
+    /// Stored data does not decode: a bug or corruption.
+    case corrupted(String)
+    case engine(String)
+
+    public var description: String {
+        switch self {
+        case .full: "the store is full"
+        case .corrupted(let what): "corrupted store: \(what)"
+        case .engine(let what): what
+        }
+    }
+}
+
+/// A message payload's kind, as stored.
+public enum PayloadKind: UInt8, Sendable {
+    case json = 0
+    case bytes = 1
+}
+
+/// One message to append.
+public struct NewMessage: Sendable, Equatable {
+    public var topic: String
+    public var kind: PayloadKind
+    public var payload: [UInt8]
+    public var messageID: String?
+    public var headers: [Header]
+
+    public init(topic: String, kind: PayloadKind, payload: [UInt8], messageID: String? = nil, headers: [Header] = []) {
+        self.topic = topic
+        self.kind = kind
+        self.payload = payload
+        self.messageID = messageID
+        self.headers = headers
+    }
+}
+
+/// A header pair, in publish order.
+public struct Header: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// A stored message.
+public struct StoredMessage: Sendable, Equatable {
+    public var version: UInt64
+    public var timestamp: Timestamp
+    public var kind: PayloadKind
+    public var payload: [UInt8]
+    public var headers: [Header]
+
+    public init(version: UInt64, timestamp: Timestamp, kind: PayloadKind, payload: [UInt8], headers: [Header]) {
+        self.version = version
+        self.timestamp = timestamp
+        self.kind = kind
+        self.payload = payload
+        self.headers = headers
+    }
+}
+
+/// The state of one topic's log.
+public struct TopicRecord: Sendable, Equatable {
+    public var name: String
+    /// The key prefix of this incarnation's messages; never reused.
+    public var id: UInt64
+    public var epoch: String
+    /// Oldest stored version, or `head + 1` when nothing is stored.
+    public var first: UInt64
+    public var head: UInt64
+    public var messages: UInt64
+    /// Payload bytes stored.
+    public var bytes: UInt64
+
+    public init(name: String, id: UInt64, epoch: String, first: UInt64 = 1, head: UInt64 = 0, messages: UInt64 = 0, bytes: UInt64 = 0) {
+        self.name = name
+        self.id = id
+        self.epoch = epoch
+        self.first = first
+        self.head = head
+        self.messages = messages
+        self.bytes = bytes
+    }
+}
+
+/// A durable session.
+public struct SessionRecord: Sendable, Equatable {
+    public var clientID: String
+    /// Changes when a session is created anew, so tokens of an earlier session stop resuming.
+    public var incarnation: String
+    public var createdAt: Timestamp
+    public var lastSeen: Timestamp
+
+    public init(clientID: String, incarnation: String, createdAt: Timestamp, lastSeen: Timestamp) {
+        self.clientID = clientID
+        self.incarnation = incarnation
+        self.createdAt = createdAt
+        self.lastSeen = lastSeen
+    }
+}
+
+/// A durable subscription: where a client stands in a topic.
+public struct SubscriptionRecord: Sendable, Equatable {
+    public var clientID: String
+    public var topic: String
+    public var epoch: String
+    public var ackFloor: UInt64
+    public var window: Int
+
+    public init(clientID: String, topic: String, epoch: String, ackFloor: UInt64, window: Int) {
+        self.clientID = clientID
+        self.topic = topic
+        self.epoch = epoch
+        self.ackFloor = ackFloor
+        self.window = window
+    }
+}
+
+/// Per-topic retention, applied at every commit and by `.sweep`.
+public struct RetentionPolicy: Sendable, Equatable {
+    public var maxMessages: UInt64?
+    public var maxBytes: UInt64?
+    /// Milliseconds.
+    public var maxAge: UInt64?
+
+    public init(maxMessages: UInt64? = nil, maxBytes: UInt64? = 1 << 30, maxAge: UInt64? = 7 * 24 * 3600 * 1000) {
+        self.maxMessages = maxMessages
+        self.maxBytes = maxBytes
+        self.maxAge = maxAge
+    }
+}
+
+/// One change in a commit.
+public enum StoreOperation: Sendable, Equatable {
+    /// Appends a message (or finds its `msg_id` within the dedup window), creating the topic if needed.
+    case publish(NewMessage)
+    /// Creates the topic with this epoch if it does not exist.
+    case ensureTopic(String, epoch: String)
+    /// Deletes a topic's log; a later publish starts a new epoch at version 1.
+    case deleteTopic(String)
+    case putSession(SessionRecord)
+    /// Deletes a session and all its subscriptions.
+    case deleteSession(String)
+    case putSubscription(SubscriptionRecord)
+    case deleteSubscription(clientID: String, topic: String)
+    /// Applies age retention to every topic and forgets expired `msg_id`s.
+    case sweep
+}
+
+/// What a commit did.
+public struct CommitResult: Sendable {
+    /// One entry per operation, in order.
+    public var outcomes: [Outcome]
+    /// The state after the commit of every topic the commit changed; nil for a deleted topic.
+    public var topics: [String: TopicRecord?]
+
+    public enum Outcome: Sendable, Equatable {
+        case done
+        case published(version: UInt64, timestamp: Timestamp, duplicate: Bool)
+        case failed(StoreError)
+    }
+
+    public init(outcomes: [Outcome], topics: [String: TopicRecord?]) {
+        self.outcomes = outcomes
+        self.topics = topics
+    }
+}
+
+/// Everything loaded at start-up.
+public struct StoreSnapshot: Sendable {
+    public var topics: [TopicRecord]
+    public var sessions: [SessionRecord]
+    public var subscriptions: [SubscriptionRecord]
+    /// The key that signs resume tokens, created with the store.
+    public var secret: [UInt8]
+
+    public init(topics: [TopicRecord], sessions: [SessionRecord], subscriptions: [SubscriptionRecord], secret: [UInt8]) {
+        self.topics = topics
+        self.sessions = sessions
+        self.subscriptions = subscriptions
+        self.secret = secret
+    }
+}
+
+/// Space figures.
+public struct StoreUsage: Sendable {
+    public var mapSize: Int
+    public var usedBytes: Int
+    public var syncOnCommit: Bool
+
+    public init(mapSize: Int, usedBytes: Int, syncOnCommit: Bool) {
+        self.mapSize = mapSize
+        self.usedBytes = usedBytes
+        self.syncOnCommit = syncOnCommit
+    }
+}

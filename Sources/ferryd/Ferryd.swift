@@ -1,0 +1,123 @@
+import ArgumentParser
+import FerryCore
+import FerryProtocol
+import FerryServer
+import FerryStore
+import Foundation
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// `ferryd`: the Ferry broker. Every option falls back to a `FERRY_*` environment variable.
+@main
+struct Ferryd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ferryd",
+        abstract: "Ferry: a pub/sub broker with durable delivery over WebSocket and HTTP.",
+        discussion: "Every option falls back to the environment variable named in its help. Durations take 500ms, 30s, 10m, 24h, 7d or plain seconds; sizes take bytes or K/M/G suffixes.",
+        version: Broker.version
+    )
+
+    @Option(help: "Listen address (FERRY_HOST, default 127.0.0.1).") var host: String?
+    @Option(help: "Listen port for HTTP and WebSocket (FERRY_PORT, default 8080).") var port: Int?
+    @Option(help: "LMDB data folder (FERRY_DATA, default ./ferry-data).") var data: String?
+    @Option(help: "full: fsync each commit before confirming; none: leave it to the OS (FERRY_SYNC, default full).") var sync: String?
+    @Option(help: "LMDB map size (FERRY_MAP_SIZE, default 8G).") var mapSize: String?
+    @Option(help: "Seconds between pings; 2.5x of silence closes with 4002 (FERRY_HEARTBEAT, default 20).") var heartbeat: String?
+    @Option(help: "Payload limit in bytes (FERRY_MAX_MESSAGE_BYTES, default 1048576).") var maxMessageBytes: String?
+    @Option(help: "Subscriptions per connection (FERRY_MAX_SUBSCRIPTIONS, default 1000).") var maxSubscriptions: Int?
+    @Option(help: "Messages kept per topic (FERRY_RETENTION_MAX_MESSAGES, default unlimited).") var retentionMaxMessages: String?
+    @Option(help: "Payload bytes kept per topic (FERRY_RETENTION_MAX_BYTES, default 1G).") var retentionMaxBytes: String?
+    @Option(help: "Age of the oldest message kept (FERRY_RETENTION_MAX_AGE, default 7d).") var retentionMaxAge: String?
+    @Option(help: "How long a msg_id is remembered per topic (FERRY_DEDUP_WINDOW, default 24h).") var dedupWindow: String?
+    @Option(help: "A durable session unused this long is removed (FERRY_SESSION_TTL, default 7d).") var sessionTTL: String?
+    @Option(help: "Bearer token of the admin API; unset turns it off (FERRY_ADMIN_TOKEN).") var adminToken: String?
+    @Option(help: "trace, debug, info, notice, warning, error (FERRY_LOG_LEVEL, default info).") var logLevel: String?
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: setting(logLevel, "FERRY_LOG_LEVEL") ?? "info") ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let metrics = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
+        let logger = Logger(label: "ferry")
+
+        let (storeConfiguration, brokerConfiguration, serverConfiguration) = try settings()
+        let store = try LMDBMessageStore(configuration: storeConfiguration)
+        let broker = try Broker(store: store, configuration: brokerConfiguration)
+        let sync = storeConfiguration.syncOnCommit ? "full" : "none"
+        let application = FerryServer.application(
+            broker: broker, configuration: serverConfiguration, metrics: metrics, logger: logger,
+            onServerRunning: { port in
+                logger.info(
+                    "ferryd \(Broker.version) listening on http://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync)")
+            })
+        let group = ServiceGroup(
+            configuration: .init(
+                // Shut down in reverse: the server stops accepting and closes sockets with 1001,
+                // then the broker commits what is queued.
+                services: [.init(service: BrokerService(broker: broker)), .init(service: application)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
+        try await group.run()
+    }
+
+    private func settings() throws -> (LMDBStoreConfiguration, BrokerConfiguration, ServerConfiguration) {
+        var store = LMDBStoreConfiguration(path: setting(data, "FERRY_DATA") ?? "./ferry-data")
+        switch (setting(sync, "FERRY_SYNC") ?? "full").lowercased() {
+        case "full": store.syncOnCommit = true
+        case "none": store.syncOnCommit = false
+        case let other: throw SettingError(description: "FERRY_SYNC: '\(other)' is not full or none")
+        }
+        if let text = setting(mapSize, "FERRY_MAP_SIZE") { store.mapSize = Int(try parseSize(text, name: "FERRY_MAP_SIZE")) }
+        if let text = setting(retentionMaxMessages, "FERRY_RETENTION_MAX_MESSAGES") {
+            store.retention.maxMessages = try parseLimit(text, name: "FERRY_RETENTION_MAX_MESSAGES") { text, name in
+                guard let value = UInt64(text) else { throw SettingError(description: "\(name): '\(text)' is not a count") }
+                return value
+            }
+        }
+        if let text = setting(retentionMaxBytes, "FERRY_RETENTION_MAX_BYTES") {
+            store.retention.maxBytes = try parseLimit(text, name: "FERRY_RETENTION_MAX_BYTES", parse: parseSize)
+        }
+        if let text = setting(retentionMaxAge, "FERRY_RETENTION_MAX_AGE") {
+            store.retention.maxAge = try parseLimit(text, name: "FERRY_RETENTION_MAX_AGE", parse: parseDuration)
+        }
+        if let text = setting(dedupWindow, "FERRY_DEDUP_WINDOW") {
+            store.dedupWindow = try parseDuration(text, name: "FERRY_DEDUP_WINDOW")
+        }
+
+        var broker = BrokerConfiguration()
+        if let text = setting(heartbeat, "FERRY_HEARTBEAT") {
+            let milliseconds = try parseDuration(text, name: "FERRY_HEARTBEAT")
+            guard milliseconds >= 100 else { throw SettingError(description: "FERRY_HEARTBEAT must be at least 100ms") }
+            broker.heartbeatSeconds = Double(milliseconds) / 1000
+        }
+        if let text = setting(maxMessageBytes, "FERRY_MAX_MESSAGE_BYTES") {
+            let bytes = try parseSize(text, name: "FERRY_MAX_MESSAGE_BYTES")
+            guard bytes >= 1, bytes <= 256 << 20 else { throw SettingError(description: "FERRY_MAX_MESSAGE_BYTES must be 1 byte to 256 MiB") }
+            broker.limits.maxMessageBytes = Int(bytes)
+        }
+        if let count = maxSubscriptions ?? setting(nil, "FERRY_MAX_SUBSCRIPTIONS").flatMap({ Int($0) }) {
+            guard count >= 1 else { throw SettingError(description: "FERRY_MAX_SUBSCRIPTIONS must be at least 1") }
+            broker.limits.maxSubscriptions = count
+        }
+        if let text = setting(sessionTTL, "FERRY_SESSION_TTL") {
+            broker.sessionTTL = try parseDuration(text, name: "FERRY_SESSION_TTL")
+        }
+
+        var server = ServerConfiguration()
+        server.host = setting(host, "FERRY_HOST") ?? "127.0.0.1"
+        if let text = port.map(String.init) ?? setting(nil, "FERRY_PORT") {
+            guard let value = Int(text), (0...65535).contains(value) else { throw SettingError(description: "FERRY_PORT: '\(text)' is not a port") }
+            server.port = value
+        }
+        server.adminToken = setting(adminToken, "FERRY_ADMIN_TOKEN")
+        return (store, broker, server)
+    }
+}
