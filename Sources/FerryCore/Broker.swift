@@ -349,8 +349,8 @@ public final class Broker: Sendable {
         clientID + "\u{0}" + topic
     }
 
-    /// Counts `count` messages written to connections.
-    public func delivered(_ count: Int) {
+    /// Counts `count` messages handed to connections.
+    func delivered(_ count: Int) {
         state.withLock { $0.delivered += UInt64(count) }
         metrics.delivered.increment(by: Int64(count))
     }

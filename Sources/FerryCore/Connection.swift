@@ -71,6 +71,8 @@ public final class Connection: Sendable {
         var generations: UInt64 = 0
         var pendingPublishes = 0
         var publishWaiter: CheckedContinuation<Void, Never>?
+        /// `msg` frames queued since the last report to the broker's delivery counter.
+        var deliveredUnreported = 0
 
         /// Wakes the writer task; returns the continuation to resume outside the lock.
         mutating func wake() -> CheckedContinuation<Void, Never>? {
@@ -338,18 +340,20 @@ public final class Connection: Sendable {
     /// transport should stop calling.
     public func nextOutbound() async -> Outbound {
         while true {
-            let (frames, reads, floors, close) = state.withLock { state in
+            let (frames, reads, floors, close, delivered) = state.withLock { state in
                 state.signalled = false
+                defer { state.deliveredUnreported = 0 }
                 if let closing = state.closing {
                     defer { state.outbox.removeAll() }
-                    return (state.outbox, [Read](), [SubscriptionRecord](), Optional(closing))
+                    return (state.outbox, [Read](), [SubscriptionRecord](), Optional(closing), 0)
                 }
                 var reads: [Read] = []
                 let floors = collectDeliveries(&state, reads: &reads)
                 defer { state.outbox.removeAll(keepingCapacity: true) }
-                return (state.outbox, reads, floors, nil)
+                return (state.outbox, reads, floors, nil, state.deliveredUnreported)
             }
             for record in floors { broker.recordAck(record, from: self) }
+            if delivered > 0 { broker.delivered(delivered) }
             if let close {
                 if !frames.isEmpty { return .frames(frames) }
                 return .close(close.code, reason: close.reason)
@@ -385,7 +389,8 @@ public final class Connection: Sendable {
                 subscription.ackFloor = position.first - 1
                 if subscription.durable { floorsChanged.append(record(of: subscription, name, state.clientID)) }
             }
-            if subscription.next < position.first {
+            // A gap is reported when the window has room for what follows it, as a message would be.
+            if subscription.next < position.first, subscription.next <= subscription.ackFloor + UInt64(subscription.window) {
                 state.outbox.append(ServerFrame.gap(topic: name, from: subscription.next, to: position.first - 1))
                 subscription.next = position.first
                 // The missing versions can never be acked, so they must not hold the window.
@@ -398,6 +403,7 @@ public final class Connection: Sendable {
             if subscription.next <= limit {
                 if let frames = subscription.topic.cachedFrames(from: subscription.next, through: limit, epoch: subscription.epoch) {
                     state.outbox.append(contentsOf: frames)
+                    state.deliveredUnreported += frames.count
                     subscription.next = limit + 1
                 } else if let storeID = position.storeID {
                     subscription.reading = true
@@ -429,6 +435,7 @@ public final class Connection: Sendable {
             if subscription.epoch == read.epoch {
                 for message in stored where message.version == subscription.next {
                     state.outbox.append(Broker.encode(message, topic: read.topic))
+                    state.deliveredUnreported += 1
                     subscription.next += 1
                 }
             }

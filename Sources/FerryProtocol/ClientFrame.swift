@@ -95,7 +95,7 @@ public enum ClientFrame: Sendable, Equatable {
             guard let name = try fields.string("op") else { throw ProtocolError(.badFrame, "missing op") }
             op = name
         } catch {
-            throw DecodingError(error: error, id: nil, op: nil)
+            throw DecodingError(error: error, id: try? fields.integer("id"), op: nil)
         }
         do {
             id = try fields.integer("id")

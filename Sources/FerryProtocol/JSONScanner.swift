@@ -162,6 +162,7 @@ public struct JSONScanner: Sendable {
                 skipWhitespace()
                 if peek == UInt8(ascii: "}") {
                     index += 1
+                    closers.removeLast()
                 } else {
                     try skipKeyAndColon()
                     continue
@@ -173,6 +174,7 @@ public struct JSONScanner: Sendable {
                 skipWhitespace()
                 if peek == UInt8(ascii: "]") {
                     index += 1
+                    closers.removeLast()
                 } else {
                     continue
                 }

@@ -216,7 +216,7 @@ struct HTTPAPI: Sendable {
     private func collect(_ request: Request, upTo limit: Int) async throws -> [UInt8] {
         do {
             return Array(buffer: try await request.body.collect(upTo: limit))
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch is NIOTooManyBytesError {
             throw APIError(.tooLarge, "the body is over \(limit) bytes")
         }
     }

@@ -311,7 +311,7 @@ public final class LMDBMessageStore: MessageStore {
     // MARK: - Reads
 
     public func messages(topicID: UInt64, after: UInt64, limit: Int) throws(StoreError) -> [StoredMessage] {
-        guard limit > 0 else { return [] }
+        guard limit > 0, after < .max else { return [] }
         do {
             return try env.read { txn throws(LMDBError) in
                 var result: [StoredMessage] = []

@@ -78,10 +78,11 @@ struct BadInputTests {
             try expectRejected(
                 TestWebSocket.publishFrame(topic, data: "1", id: 12), "invalid_topic", id: 12, on: ws, canary: canary)
         }
+        let (subscriber, _) = try ferryd.session()
         forEachCase([String(repeating: "a", count: 255), "Az09_-.:/x"]) { topic in
-            try ws.subscribe(topic, from: "latest")
+            try subscriber.subscribe(topic, from: "latest")
             #expect(try ws.publish(topic, data: "1").int("version") == 1)
-            #expect(try ws.collectMessages(count: 1).versions == [1])
+            #expect(try subscriber.collectMessages(count: 1).versions == [1])
         }
     }
 
@@ -110,12 +111,13 @@ struct BadInputTests {
         #expect(try ferryd.get(Ferryd.topicPath("t")).status == 404, "no rejected publish may create the topic")
 
         // The edges of each range are accepted.
-        try ws.subscribe("t", from: "latest", window: 1)
-        try ws.subscribe("t", from: "latest", window: 65536)
+        let (subscriber, _) = try ferryd.session()
+        try subscriber.subscribe("t", from: "latest", window: 1)
+        try subscriber.subscribe("t", from: "latest", window: 65536)
         let sixteenHeaders = Dictionary(uniqueKeysWithValues: (1...16).map { ("h\($0)", "v") })
         #expect(try ws.publish("t", data: "1", msgID: String(repeating: "m", count: 128), headers: sixteenHeaders)
             .int("version") == 1)
-        let message = try #require(try ws.collectMessages(count: 1).first)
+        let message = try #require(try subscriber.collectMessages(count: 1).first)
         #expect(message["headers"] as? [String: String] == sixteenHeaders)
     }
 
@@ -141,7 +143,8 @@ struct BadInputTests {
         try expectRejected(
             jsonText(["op": "publish", "topic": "t", "data_b64": bytes1001, "id": 1]), "too_large", id: 1, on: ws,
             canary: canary)
-        try expectRejected(TestWebSocket.publishFrame("t", data: text1001, id: 2), "too_large", id: 2, on: ws, canary: canary)
+        try expectRejected(
+            TestWebSocket.publishFrame("t", data: text1001, id: 2), "too_large", id: 2, on: ws, canary: canary)
         // Exactly max_message_bytes of payload (decoded bytes, or JSON text) is fine.
         let bytes1000 = Data(repeating: 7, count: 1000).base64EncodedString()
         try ws.sendJSON(["op": "publish", "topic": "t", "data_b64": bytes1000])

@@ -73,7 +73,8 @@ struct DurabilityTests {
         let keyed = state.confirmed.filter { $0.idempotencyKey != nil }
         #expect(!keyed.isEmpty)
         for confirmation in keyed {
-            let retry = try ferryd.publishJSON("d", "{}", headers: ["Idempotency-Key": confirmation.idempotencyKey ?? ""])
+            let key = confirmation.idempotencyKey ?? ""
+            let retry = try ferryd.publishJSON("d", #"{"retry":1}"#, headers: ["Idempotency-Key": key])
             #expect(retry.bool("duplicate") == true, "\(confirmation)")
             #expect(retry.int("version") == confirmation.version, "\(confirmation)")
         }

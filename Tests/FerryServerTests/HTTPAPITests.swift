@@ -14,10 +14,11 @@ struct HTTPAPITests {
             (#"{"z":1,"a":1.50}"#, "application/json"),
             (#"[1.0,"x"]"#, "application/json; charset=utf-8"),
             (#"{"kind":"vendor"}"#, "application/vnd.ferry.order+json"),
+            ("{}", "application/json"),
         ]
         for (index, (data, contentType)) in payloads.enumerated() {
             let response = try ferryd.publishHTTP("orders", body: Data(data.utf8), contentType: contentType)
-            #expect(response.status == 201)
+            try #require(response.status == 201, "\(data) as \(contentType): \(response)")
             let reply = try #require(response.json)
             #expect(reply.string("topic") == "orders")
             #expect(reply.int("version") == index + 1)

@@ -155,9 +155,10 @@ struct WebSocketProtocolTests {
     @Test func durableDefaultAndStoredStartingPoints() throws {
         let ferryd = try Ferryd()
         try ferryd.publishNumbered("t", count: 3)
+        try ferryd.publishNumbered("u", count: 3)
         let (ws, _) = try ferryd.session(clientID: "alice")
-        // A new durable subscription has no floor yet: "stored" falls back to "latest".
-        #expect(try ws.subscribe("t").int("from") == 4)
+        // A new durable subscription has no ack floor yet: the default "stored" means "latest".
+        #expect(try ws.subscribe("u").int("from") == 4)
         #expect(try ws.subscribe("t", from: "earliest").int("from") == 1)
         #expect(try ws.collectMessages(count: 3).versions == [1, 2, 3])
         try ws.ack("t", 2)
@@ -177,7 +178,7 @@ struct WebSocketProtocolTests {
         let (publisher, _) = try ferryd.session()
         let payloads = [
             #"{"z":1,"a":1.50,"m":[1e3,-0.0,"\u00e9\n"],"n":null,"t":true}"#, "1.50", #""caf\u00e9""#,
-            "[1,2.0,false]", "-0", "1E+2",
+            "[1,2.0,false]", "-0", "1E+2", "{}", "[]", #"{"e":{},"f":[]}"#,
         ]
         for (index, data) in payloads.enumerated() {
             let published = try publisher.publish("t", data: data, id: index + 100)
@@ -200,12 +201,13 @@ struct WebSocketProtocolTests {
 
     @Test func base64DataRoundTrips() throws {
         let ferryd = try Ferryd()
-        let (ws, _) = try ferryd.session()
-        try ws.subscribe("bin", from: "latest")
-        try ws.sendJSON(["op": "publish", "topic": "bin", "data_b64": "AAEC/w==", "id": 1])
-        let published = try ws.expectOp("published")
+        let (subscriber, _) = try ferryd.session()
+        try subscriber.subscribe("bin", from: "latest")
+        let (publisher, _) = try ferryd.session()
+        try publisher.sendJSON(["op": "publish", "topic": "bin", "data_b64": "AAEC/w==", "id": 1])
+        let published = try publisher.expectOp("published")
         #expect(published.int("version") == 1)
-        let message = try #require(try ws.collectMessages(count: 1).first)
+        let message = try #require(try subscriber.collectMessages(count: 1).first)
         #expect(message.string("data_b64") == "AAEC/w==")
         #expect(message["data"] == nil)
     }
@@ -236,12 +238,13 @@ struct WebSocketProtocolTests {
 
     @Test func headersRoundTrip() throws {
         let ferryd = try Ferryd()
-        let (ws, _) = try ferryd.session()
-        try ws.subscribe("t", from: "latest")
+        let (subscriber, _) = try ferryd.session()
+        try subscriber.subscribe("t", from: "latest")
+        let (publisher, _) = try ferryd.session()
         let headers = ["trace": "abc-123", "Content-Kind": "test", "empty": ""]
-        try ws.publish("t", data: "1", headers: headers)
-        try ws.publish("t", data: "2")
-        let messages = try ws.collectMessages(count: 2)
+        try publisher.publish("t", data: "1", headers: headers)
+        try publisher.publish("t", data: "2")
+        let messages = try subscriber.collectMessages(count: 2)
         #expect(messages.first?["headers"] as? [String: String] == headers)
         #expect((messages.last?["headers"] as? [String: String])?.isEmpty ?? true)
     }

@@ -105,7 +105,9 @@ extension TestWebSocket {
         frame["id"] = id
         try sendJSON(frame)
         let subscribed = try expectOp("subscribed")
-        guard subscribed.string("topic") == topic else { throw TestFailure("subscribed to another topic: \(subscribed.text)") }
+        guard subscribed.string("topic") == topic else {
+            throw TestFailure("subscribed to another topic: \(subscribed.text)")
+        }
         return subscribed
     }
 

@@ -7,7 +7,8 @@ import Glibc
 ///     let ws = try ferryd.connect()
 ///
 /// The binary is `FERRYD_PATH`, else the `ferryd` beside the test bundle. Its output goes to
-/// `ferryd.log` in the broker's temp folder, which deinit removes after killing the process.
+/// `ferryd.log` in the broker's temp folder, which deinit removes after killing the process
+/// (unless `FERRY_TEST_KEEP` is set, to read the logs of a failed run).
 final class Ferryd {
     let port: Int
     /// This broker's temp folder: `data/`, `ferryd.log`, and room for a test's own files.
@@ -44,7 +45,9 @@ final class Ferryd {
             Glibc.kill(process.processIdentifier, SIGKILL)
             _ = exited?.wait(timeout: .now() + 5)
         }
-        try? FileManager.default.removeItem(at: directory)
+        if ProcessInfo.processInfo.environment["FERRY_TEST_KEEP"] == nil {
+            try? FileManager.default.removeItem(at: directory)
+        }
     }
 
     var isRunning: Bool { process?.isRunning ?? false }
@@ -70,7 +73,7 @@ final class Ferryd {
         process.standardError = log
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
-        try process.run()
+        try Self.withNoSignalsBlocked { try process.run() }
         self.process = process
         self.exited = exited
         try waitUntilReady()
@@ -135,6 +138,17 @@ final class Ferryd {
             }
             Thread.sleep(forTimeInterval: 0.02)
         }
+    }
+
+    /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads
+    /// block most signals: ferryd would never see its SIGTERM. So spawn with nothing blocked.
+    private static func withNoSignalsBlocked(_ body: () throws -> Void) rethrows {
+        var nothing = sigset_t()
+        var previous = sigset_t()
+        sigemptyset(&nothing)
+        pthread_sigmask(SIG_SETMASK, &nothing, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        try body()
     }
 
     /// `FERRYD_PATH`, else the first `ferryd` file in the test bundle's folder or one above it.

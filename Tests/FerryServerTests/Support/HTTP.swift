@@ -89,7 +89,8 @@ enum HTTP {
         while true {
             guard let lineEnd = bytes[index...].firstRange(of: Array("\r\n".utf8)) else { return nil }
             let sizeText = String(decoding: bytes[index..<lineEnd.lowerBound], as: UTF8.self)
-            guard let size = Int((sizeText.split(separator: ";").first ?? "").trimmingCharacters(in: .whitespaces), radix: 16) else {
+            let sizeField = (sizeText.split(separator: ";").first ?? "").trimmingCharacters(in: .whitespaces)
+            guard let size = Int(sizeField, radix: 16) else {
                 throw TestFailure("bad chunk size line: \(sizeText)")
             }
             if size == 0 { return body }

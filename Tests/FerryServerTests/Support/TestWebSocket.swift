@@ -121,7 +121,7 @@ final class TestWebSocket {
             case .bytes(let bytes): buffer += bytes
             case .timeout: return .timeout
             case .eof:
-                ended = .eof
+                if ended == nil { ended = .eof }
                 return .eof
             }
         }
@@ -167,6 +167,7 @@ final class TestWebSocket {
                 closeSent = true  // echo the close, as RFC 6455 asks of the receiving side
                 try? sendFrame(.close, Array(payload.prefix(2)))
             }
+            connection.close()  // the closing handshake is complete: nothing may follow
             ended = .close(code: code)
             return .close(code: code)
         }

@@ -1,0 +1,149 @@
+import FerryCore
+import FerryProtocol
+import FerryStore
+import Foundation
+import Synchronization
+import Testing
+
+/// A clock tests move by hand.
+final class TestClock: Sendable {
+    private let milliseconds = Atomic<UInt64>(1_800_000_000_000)
+
+    var now: UInt64 { milliseconds.load(ordering: .relaxed) }
+
+    func advance(by delta: UInt64) {
+        milliseconds.add(delta, ordering: .relaxed)
+    }
+}
+
+/// A broker on a real LMDB store in a fresh temp folder.
+final class BrokerFixture: Sendable {
+    let path: String
+    let clock = TestClock()
+    let storeConfiguration: LMDBStoreConfiguration
+    let brokerConfiguration: BrokerConfiguration
+    let broker: Broker
+
+    init(
+        path: String? = nil, configureStore: (inout LMDBStoreConfiguration) -> Void = { _ in },
+        configureBroker: (inout BrokerConfiguration) -> Void = { _ in }
+    ) throws {
+        let folder = path ?? FileManager.default.temporaryDirectory.appendingPathComponent("ferry-core-\(UUID().uuidString)").path
+        self.path = folder
+        var store = LMDBStoreConfiguration(path: folder)
+        store.mapSize = 256 << 20
+        configureStore(&store)
+        var configuration = BrokerConfiguration()
+        configuration.ackFlushInterval = 5
+        let clock = self.clock
+        configuration.now = { clock.now }
+        configureBroker(&configuration)
+        storeConfiguration = store
+        brokerConfiguration = configuration
+        broker = try Broker(store: try LMDBMessageStore(configuration: store), configuration: configuration)
+        broker.start()
+    }
+
+    /// The same folder opened again, as after a restart.
+    func reopened() async throws -> BrokerFixture {
+        await broker.shutdown()
+        let store = storeConfiguration
+        let configuration = brokerConfiguration
+        return try BrokerFixture(path: path, configureStore: { $0 = store }, configureBroker: { $0 = configuration })
+    }
+
+    func remove() async {
+        await broker.shutdown()
+        try? FileManager.default.removeItem(atPath: path)
+    }
+
+    /// Publishes JSON payloads `{"n":i}` to `topic` and returns their versions.
+    @discardableResult
+    func publish(_ topic: String, count: Int, start: Int = 1) async throws -> [UInt64] {
+        let requests = (start..<(start + count)).map { PublishRequest(topic: topic, payload: .json(Array("{\"n\":\($0)}".utf8))) }
+        return try await broker.publish(requests).get().map(\.version)
+    }
+}
+
+/// Drives a core `Connection` as a client would, reading what it would write to the socket.
+final class TestClient: Sendable {
+    let connection: Connection
+    private let inbox = Inbox()
+    private let pump: Task<Void, Never>
+
+    private final class Inbox: Sendable {
+        let frames = Mutex<[[String: String]]>([])
+        let closeCode = Mutex<CloseCode?>(nil)
+    }
+
+    init(_ broker: Broker) {
+        let connection = broker.makeConnection()
+        self.connection = connection
+        let inbox = self.inbox
+        pump = Task {
+            while true {
+                switch await connection.nextOutbound() {
+                case .frames(let frames):
+                    let objects = frames.compactMap { frame in
+                        (try? JSONSerialization.jsonObject(with: Data(frame))) as? [String: Any]
+                    }
+                    inbox.frames.withLock { $0.append(contentsOf: objects.map { $0.mapValues { "\($0)" } }) }
+                case .close(let code, _):
+                    inbox.closeCode.withLock { $0 = code }
+                    return
+                }
+            }
+        }
+    }
+
+    func send(_ json: String) async {
+        await connection.receive(Array(json.utf8))
+    }
+
+    func hello(_ clientID: String? = nil, token: String? = nil) async throws -> [String: String] {
+        var fields = [#""op":"hello""#]
+        if let clientID { fields.append(#""client_id":"\#(clientID)""#) }
+        if let token { fields.append(#""resume_token":"\#(token)""#) }
+        await send("{\(fields.joined(separator: ","))}")
+        return try await next(op: "welcome")
+    }
+
+    /// Frames received so far, as string fields.
+    var frames: [[String: String]] {
+        inbox.frames.withLock { $0 }
+    }
+
+    var closedWith: CloseCode? { inbox.closeCode.withLock { $0 } }
+
+    /// Waits until `condition` holds over the received frames (bounded by `seconds`).
+    func waitFor(seconds: Double = 10, _ condition: ([[String: String]]) -> Bool) async throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while !condition(frames) {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("timed out; last frames: \(frames.suffix(5))")
+                throw CancellationError()
+            }
+            await Task.yield()
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    /// The first frame with `op` not yet taken.
+    func next(op: String) async throws -> [String: String] {
+        try await waitFor { $0.contains { $0["op"] == op } }
+        return inbox.frames.withLock { frames in
+            let index = frames.firstIndex { $0["op"] == op } ?? 0
+            return frames.remove(at: index)
+        }
+    }
+
+    /// Versions of the `msg` frames of `topic` received so far.
+    func versions(_ topic: String) -> [UInt64] {
+        frames.filter { $0["op"] == "msg" && $0["topic"] == topic }.compactMap { $0["version"].flatMap(UInt64.init) }
+    }
+
+    func disconnect() {
+        connection.closed()
+        pump.cancel()
+    }
+}
