@@ -155,27 +155,16 @@ public struct JSONScanner: Sendable {
             skipWhitespace()
             guard let byte = peek else { throw error("unexpected end") }
             switch byte {
-            case UInt8(ascii: "{"):
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
                 guard closers.count < Self.maxDepth else { throw error("nesting too deep") }
-                closers.append(UInt8(ascii: "}"))
+                let closer = byte == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
                 index += 1
                 skipWhitespace()
-                if peek == UInt8(ascii: "}") {
-                    index += 1
-                    closers.removeLast()
+                if peek == closer {
+                    index += 1  // an empty container is a whole value
                 } else {
-                    try skipKeyAndColon()
-                    continue
-                }
-            case UInt8(ascii: "["):
-                guard closers.count < Self.maxDepth else { throw error("nesting too deep") }
-                closers.append(UInt8(ascii: "]"))
-                index += 1
-                skipWhitespace()
-                if peek == UInt8(ascii: "]") {
-                    index += 1
-                    closers.removeLast()
-                } else {
+                    closers.append(closer)
+                    if closer == UInt8(ascii: "}") { try skipKeyAndColon() }
                     continue
                 }
             default:

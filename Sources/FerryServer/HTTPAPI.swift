@@ -83,10 +83,7 @@ struct HTTPAPI: Sendable {
             try authorize(request)
             let name = try topicName(context)
             guard try await broker.deleteTopic(name) else { throw APIError(.notFound, "no topic \(name)") }
-            var writer = JSONWriter()
-            writer.field("topic", name)
-            writer.field("deleted", true)
-            return jsonResponse(bytes: writer.finish())
+            return deleted("topic", name)
         }
         admin.get("/clients") { request, _ in
             try authorize(request)
@@ -102,10 +99,7 @@ struct HTTPAPI: Sendable {
             try authorize(request)
             let id = try clientID(context)
             guard try await broker.deleteClient(id) else { throw APIError(.notFound, "no client \(id)") }
-            var writer = JSONWriter()
-            writer.field("client_id", id)
-            writer.field("deleted", true)
-            return jsonResponse(bytes: writer.finish())
+            return deleted("client_id", id)
         }
         admin.get("/stats") { request, _ in
             try authorize(request)
@@ -120,6 +114,14 @@ struct HTTPAPI: Sendable {
             let bytes = try await broker.backup(to: backup.path)
             return jsonResponse(body: BackupResult(path: backup.path, bytes: bytes))
         }
+    }
+
+    /// `{"<key>": name, "deleted": true}`, the answer of the admin deletes.
+    private func deleted(_ key: StaticString, _ name: String) -> Response {
+        var writer = JSONWriter()
+        writer.field(key, name)
+        writer.field("deleted", true)
+        return jsonResponse(bytes: writer.finish())
     }
 
     /// 403 when the admin API is off, 401 unless the bearer token matches (compared in constant time).

@@ -194,23 +194,11 @@ extension LMDBReading {
     public func forEach(
         _ db: LMDBDatabase, from start: [UInt8], _ body: ([UInt8], [UInt8]) throws(LMDBError) -> Bool
     ) throws(LMDBError) {
-        var cursor: OpaquePointer?
-        try check(mdb_cursor_open(txn, db.dbi, &cursor))
-        defer { mdb_cursor_close(cursor) }
-        var key = MDB_val()
-        var value = MDB_val()
-        var code = start.withUnsafeBytes { startBytes in
-            if startBytes.isEmpty { return mdb_cursor_get(cursor, &key, &value, MDB_FIRST) }
-            key = MDB_val(mv_size: startBytes.count, mv_data: UnsafeMutableRawPointer(mutating: startBytes.baseAddress))
-            return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+        var cursor = try Cursor(txn, db, from: start)
+        while cursor.isValid {
+            guard try body(cursor.key, Array(cursor.value)) else { return }
+            try cursor.advance(MDB_NEXT)
         }
-        while code == MDB_SUCCESS {
-            let keyBytes = Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size))
-            let valueBytes = Array(UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size))
-            guard try body(keyBytes, valueBytes) else { return }
-            code = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
-        }
-        if code != MDB_NOTFOUND { try check(code) }
     }
 
     /// Entries whose keys start with `prefix`, in key order.
@@ -229,6 +217,49 @@ extension LMDBReading {
         var stat = MDB_stat()
         try check(mdb_stat(txn, db.dbi, &stat))
         return stat.ms_entries
+    }
+}
+
+/// A cursor positioned at the first key ≥ `start` (the first key when `start` is empty).
+/// `key` and `value` are valid until the next move; the cursor closes when the value is dropped.
+private struct Cursor: ~Copyable {
+    let cursor: OpaquePointer?
+    private var keyVal: MDB_val
+    private var valueVal: MDB_val
+    /// False once the cursor moved past the last entry.
+    private(set) var isValid: Bool
+
+    init(_ txn: OpaquePointer, _ db: LMDBDatabase, from start: [UInt8]) throws(LMDBError) {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, db.dbi, &cursor))
+        var key = MDB_val()
+        var value = MDB_val()
+        let code = start.withUnsafeBytes { startBytes in
+            if startBytes.isEmpty { return mdb_cursor_get(cursor, &key, &value, MDB_FIRST) }
+            key = MDB_val(mv_size: startBytes.count, mv_data: UnsafeMutableRawPointer(mutating: startBytes.baseAddress))
+            return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+        }
+        if code != MDB_SUCCESS && code != MDB_NOTFOUND {
+            mdb_cursor_close(cursor)
+            throw LMDBError(code: code)
+        }
+        self.cursor = cursor
+        keyVal = key
+        valueVal = value
+        isValid = code == MDB_SUCCESS
+    }
+
+    deinit {
+        mdb_cursor_close(cursor)
+    }
+
+    var key: [UInt8] { Array(UnsafeRawBufferPointer(start: keyVal.mv_data, count: keyVal.mv_size)) }
+    var value: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: valueVal.mv_data, count: valueVal.mv_size) }
+
+    mutating func advance(_ operation: MDB_cursor_op) throws(LMDBError) {
+        let code = mdb_cursor_get(cursor, &keyVal, &valueVal, operation)
+        isValid = code == MDB_SUCCESS
+        if code != MDB_NOTFOUND { try check(code) }
     }
 }
 
@@ -270,26 +301,15 @@ public struct WriteTransaction: LMDBReading {
     public func deleteWhile(
         _ db: LMDBDatabase, from start: [UInt8], _ shouldDelete: ([UInt8], UnsafeRawBufferPointer) -> Bool
     ) throws(LMDBError) -> Int {
-        var cursor: OpaquePointer?
-        try check(mdb_cursor_open(txn, db.dbi, &cursor))
-        defer { mdb_cursor_close(cursor) }
-        var key = MDB_val()
-        var value = MDB_val()
-        var code = start.withUnsafeBytes { startBytes in
-            if startBytes.isEmpty { return mdb_cursor_get(cursor, &key, &value, MDB_FIRST) }
-            key = MDB_val(mv_size: startBytes.count, mv_data: UnsafeMutableRawPointer(mutating: startBytes.baseAddress))
-            return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
-        }
+        var cursor = try Cursor(txn, db, from: start)
         var deleted = 0
-        while code == MDB_SUCCESS {
-            let keyBytes = Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size))
-            guard shouldDelete(keyBytes, UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)) else { return deleted }
-            try check(mdb_cursor_del(cursor, 0))
+        while cursor.isValid {
+            guard shouldDelete(cursor.key, cursor.value) else { return deleted }
+            try check(mdb_cursor_del(cursor.cursor, 0))
             deleted += 1
             // After a delete LMDB's MDB_NEXT returns the entry that followed, without skipping it.
-            code = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+            try cursor.advance(MDB_NEXT)
         }
-        if code != MDB_NOTFOUND { try check(code) }
         return deleted
     }
 }
