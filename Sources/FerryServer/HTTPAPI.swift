@@ -51,6 +51,7 @@ struct HTTPAPI: Sendable {
     }
 
     func register(on router: Router<BasicRequestContext>) {
+        router.add(middleware: ErrorBodyMiddleware())
         router.post("/v1/topics/:topic/messages") { request, context in try await publishOne(request, context) }
         router.post("/v1/publish") { request, _ in try await publishBatch(request) }
         router.get("/v1/topics/:topic/messages") { request, context in try readMessages(request, context) }
@@ -220,6 +221,33 @@ struct HTTPAPI: Sendable {
             return Array(buffer: try await request.body.collect(upTo: limit))
         } catch is NIOTooManyBytesError {
             throw APIError(.tooLarge, "the body is over \(limit) bytes")
+        }
+    }
+}
+
+/// Gives the framework's own errors (unknown route, wrong method, body over its limit) the
+/// protocol's JSON error body, so every HTTP error a client sees has one shape.
+struct ErrorBodyMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError {
+            let code: ErrorCode =
+                switch error.status {
+                case .notFound, .methodNotAllowed: .notFound
+                case .contentTooLarge: .tooLarge
+                case .unauthorized: .unauthorized
+                case .forbidden: .forbidden
+                case .serviceUnavailable: .unavailable
+                default: .badFrame
+                }
+            var response = jsonResponse(status: error.status, body: ErrorBody(ProtocolError(code, error.body ?? error.status.reasonPhrase)))
+            response.headers.append(contentsOf: error.headers)
+            return response
+        } catch is NIOTooManyBytesError {
+            throw APIError(.tooLarge, "the body is over the limit")
         }
     }
 }
