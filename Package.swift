@@ -11,7 +11,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ferryd", targets: ["ferryd"]),
+        .executable(name: "ferryctl", targets: ["ferryctl"]),
         .library(name: "FerryProtocol", targets: ["FerryProtocol"]),
+        .library(name: "FerryClient", targets: ["FerryClient"]),
     ],
     dependencies: [
         // Default traits make SwiftPM re-plan and rebuild Hummingbird on small edits.
@@ -26,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
     ],
     targets: [
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
@@ -78,12 +81,38 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The client library: reconnects, resumes, de-duplicates and keeps an offline outbox.
+        .target(
+            name: "FerryClient",
+            dependencies: [
+                "FerryProtocol",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ferryctl",
+            dependencies: [
+                "FerryClient", "FerryProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // What the integration suites share: a real ferryd child process, raw sockets, a fault-injecting proxy.
+        .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "FerryStoreTests", dependencies: ["FerryStore"], swiftSettings: swiftSettings),
         .testTarget(name: "FerryProtocolTests", dependencies: ["FerryProtocol"], swiftSettings: swiftSettings),
         .testTarget(name: "FerryCoreTests", dependencies: ["FerryCore", "FerryStore", "FerryProtocol"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryServerTests",
-            dependencies: ["FerryProtocol", "ferryd"],
+            dependencies: ["FerryProtocol", "FerryTestSupport", "ferryd"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "FerryClientTests",
+            dependencies: ["FerryClient", "FerryProtocol", "FerryTestSupport", "ferryd"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,3 +1,4 @@
+import FerryTestSupport
 import Foundation
 
 /// A minimal, blocking RFC 6455 client on a raw socket, so tests control every byte that goes out.

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// A real `ferryd` child process on a free loopback port, with a data folder of its own.
 ///
@@ -9,22 +10,31 @@ import Glibc
 /// The binary is `FERRYD_PATH`, else the `ferryd` beside the test bundle. Its output goes to
 /// `ferryd.log` in the broker's temp folder, which deinit removes after killing the process
 /// (unless `FERRY_TEST_KEEP` is set, to read the logs of a failed run).
-final class Ferryd {
-    let port: Int
+///
+/// `Sendable`, so a test may kill and restart it from another task or thread while it watches a
+/// client: the running child is behind a mutex, and start/stop calls are serialised by it.
+package final class Ferryd: Sendable {
+    package let port: Int
     /// This broker's temp folder: `data/`, `ferryd.log`, and room for a test's own files.
-    let directory: URL
-    let dataDirectory: URL
-    let logURL: URL
+    package let directory: URL
+    package let dataDirectory: URL
+    package let logURL: URL
     private let binary: URL
     private let environment: [String: String]
-    private var process: Process?
-    private var exited: DispatchSemaphore?
+    /// The running child and the semaphore its termination handler signals; nil while stopped.
+    /// Held for the whole of a start or stop, so two of them never interleave.
+    private let child = Mutex<Child?>(nil)
+
+    private struct Child: Sendable {
+        let process: Process
+        let exited: DispatchSemaphore
+    }
 
     /// Starts a broker and waits until `/healthz` answers 200.
     /// - Parameters:
     ///   - environment: `FERRY_*` settings; the test process's own `FERRY_*` variables are not inherited.
     ///   - seed: a data folder (a backup, say) to copy in as this broker's data before it starts.
-    init(environment: [String: String] = [:], copyingDataFrom seed: URL? = nil) throws {
+    package init(environment: [String: String] = [:], copyingDataFrom seed: URL? = nil) throws {
         binary = try Self.locateBinary()
         port = try TCPConnection.freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-test-\(UUID().uuidString)")
@@ -41,20 +51,27 @@ final class Ferryd {
     }
 
     deinit {
-        if let process, process.isRunning {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            _ = exited?.wait(timeout: .now() + 5)
+        if let child = child.withLock({ $0 }), child.process.isRunning {
+            Glibc.kill(child.process.processIdentifier, SIGKILL)
+            _ = child.exited.wait(timeout: .now() + 5)
         }
         if ProcessInfo.processInfo.environment["FERRY_TEST_KEEP"] == nil {
             try? FileManager.default.removeItem(at: directory)
         }
     }
 
-    var isRunning: Bool { process?.isRunning ?? false }
+    package var isRunning: Bool { child.withLock { $0?.process.isRunning ?? false } }
 
     /// Starts the broker on the same port and data folder; it must not be running.
-    func start() throws {
-        guard process == nil else { throw TestFailure("ferryd is already running") }
+    package func start() throws {
+        try child.withLock { child in
+            guard child == nil else { throw TestFailure("ferryd is already running") }
+            child = try launch()
+            try waitUntilReady(&child)
+        }
+    }
+
+    private func launch() throws -> Child {
         if !FileManager.default.fileExists(atPath: logURL.path) {
             _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         }
@@ -74,49 +91,53 @@ final class Ferryd {
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
         try Self.withNoSignalsBlocked { try process.run() }
-        self.process = process
-        self.exited = exited
-        try waitUntilReady()
+        return Child(process: process, exited: exited)
     }
 
     /// SIGTERM, then waits for the exit; returns the exit status.
     @discardableResult
-    func terminate(timeout: TimeInterval = 15) throws -> Int32 {
-        try stop(signal: SIGTERM, timeout: timeout)
+    package func terminate(timeout: TimeInterval = 15) throws -> Int32 {
+        try child.withLock { try Self.stop(&$0, signal: SIGTERM, timeout: timeout, log: logTail) }
     }
 
     /// SIGKILL, then waits for the exit.
-    func kill() throws {
-        _ = try stop(signal: SIGKILL, timeout: 10)
+    package func kill() throws {
+        _ = try child.withLock { try Self.stop(&$0, signal: SIGKILL, timeout: 10, log: logTail) }
     }
 
     /// Stops the broker if it runs (SIGTERM) and starts it again on the same port and data.
-    func restart() throws {
-        if process != nil { _ = try terminate() }
-        try start()
+    package func restart() throws {
+        try child.withLock { child in
+            if child != nil { _ = try Self.stop(&child, signal: SIGTERM, timeout: 15, log: logTail) }
+            child = try launch()
+            try waitUntilReady(&child)
+        }
     }
 
     /// The last `bytes` of the broker's log, for failure messages.
-    func logTail(bytes: Int = 4000) -> String {
+    package func logTail(bytes: Int = 4000) -> String {
         guard let data = FileManager.default.contents(atPath: logURL.path) else { return "(no log)" }
         return String(decoding: data.suffix(bytes), as: UTF8.self)
     }
 
-    private func stop(signal: Int32, timeout: TimeInterval) throws -> Int32 {
-        guard let process, let exited else { throw TestFailure("ferryd is not running") }
+    private static func stop(
+        _ child: inout Child?, signal: Int32, timeout: TimeInterval, log: (Int) -> String
+    ) throws -> Int32 {
+        guard let running = child else { throw TestFailure("ferryd is not running") }
+        let process = running.process
         Glibc.kill(process.processIdentifier, signal)
-        let timedOut = exited.wait(timeout: .now() + timeout) == .timedOut
+        let timedOut = running.exited.wait(timeout: .now() + timeout) == .timedOut
         if timedOut {
             Glibc.kill(process.processIdentifier, SIGKILL)
-            _ = exited.wait(timeout: .now() + 5)
+            _ = running.exited.wait(timeout: .now() + 5)
         }
-        self.process = nil
-        self.exited = nil
-        if timedOut { throw TestFailure("ferryd did not exit within \(timeout) s of signal \(signal)\n\(logTail())") }
+        child = nil
+        if timedOut { throw TestFailure("ferryd did not exit within \(timeout) s of signal \(signal)\n\(log(4000))") }
         return process.terminationStatus
     }
 
-    private func waitUntilReady() throws {
+    /// Waits for `/healthz`; clears `child` when the process exits before it is ready.
+    private func waitUntilReady(_ child: inout Child?) throws {
         let deadline = Deadline(seconds: 20)
         while true {
             // Nothing to await here but the port: poll it, bounded by the deadline.
@@ -125,8 +146,8 @@ final class Ferryd {
             {
                 return
             }
-            if let process, !process.isRunning {
-                self.process = nil
+            if let process = child?.process, !process.isRunning {
+                child = nil
                 let failure = "ferryd exited with \(process.terminationStatus) before it was ready. Log tail:\n\(logTail())"
                 print(failure)
                 throw TestFailure(failure)

@@ -1,17 +1,17 @@
 import Foundation
 
 /// A JSON object as `JSONSerialization` gives it.
-typealias JSON = [String: Any]
+package typealias JSON = [String: Any]
 
 /// Typed reads of a JSON object: each is nil when the key is missing or of another type.
 extension Dictionary where Key == String, Value == Any {
-    func string(_ key: String) -> String? { self[key] as? String }
-    func int(_ key: String) -> Int? { isBoolean(key) ? nil : self[key] as? Int }
-    func double(_ key: String) -> Double? { isBoolean(key) ? nil : self[key] as? Double }
-    func bool(_ key: String) -> Bool? { isBoolean(key) ? self[key] as? Bool : nil }
-    func object(_ key: String) -> JSON? { self[key] as? JSON }
-    func objects(_ key: String) -> [JSON]? { self[key] as? [JSON] }
-    func isNull(_ key: String) -> Bool { self[key] is NSNull }
+    package func string(_ key: String) -> String? { self[key] as? String }
+    package func int(_ key: String) -> Int? { isBoolean(key) ? nil : self[key] as? Int }
+    package func double(_ key: String) -> Double? { isBoolean(key) ? nil : self[key] as? Double }
+    package func bool(_ key: String) -> Bool? { isBoolean(key) ? self[key] as? Bool : nil }
+    package func object(_ key: String) -> JSON? { self[key] as? JSON }
+    package func objects(_ key: String) -> [JSON]? { self[key] as? [JSON] }
+    package func isNull(_ key: String) -> Bool { self[key] is NSNull }
 
     /// JSONSerialization gives numbers and booleans as NSNumber, which bridge to each other:
     /// a boolean is the one whose type code is "c", so `1` is never `true` and `true` never `1`.
@@ -21,16 +21,16 @@ extension Dictionary where Key == String, Value == Any {
     }
 
     /// Compact JSON text of this object (keys sorted, so it is stable in messages).
-    var text: String { jsonText(self) }
+    package var text: String { jsonText(self) }
 }
 
 extension Array where Element == JSON {
     /// The `version` of each element, in order (-1 where one has none, so a mismatch shows).
-    var versions: [Int] { map { $0.int("version") ?? -1 } }
+    package var versions: [Int] { map { $0.int("version") ?? -1 } }
 }
 
 /// Compact JSON text of any JSON value, for frames built by hand.
-func jsonText(_ value: Any) -> String {
+package func jsonText(_ value: Any) -> String {
     let options: JSONSerialization.WritingOptions = [.fragmentsAllowed, .sortedKeys, .withoutEscapingSlashes]
     guard let data = try? JSONSerialization.data(withJSONObject: value, options: options) else {
         return "<not JSON: \(value)>"
@@ -39,6 +39,6 @@ func jsonText(_ value: Any) -> String {
 }
 
 /// Parses JSON text into an object, or nil when it is not a JSON object.
-func parseJSONObject(_ text: String) -> JSON? {
+package func parseJSONObject(_ text: String) -> JSON? {
     (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) as? JSON
 }

@@ -2,31 +2,31 @@ import Foundation
 import Glibc
 
 /// A failure in test support code, with words that say what was expected.
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+package struct TestFailure: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// A point in time that bounded waits count down to.
-struct Deadline {
+package struct Deadline: Sendable {
     private let end: ContinuousClock.Instant
 
-    init(seconds: TimeInterval) {
+    package init(seconds: TimeInterval) {
         end = .now + .milliseconds(Int(seconds * 1000))
     }
 
-    var hasPassed: Bool { ContinuousClock.now >= end }
+    package var hasPassed: Bool { ContinuousClock.now >= end }
 
     /// Seconds left, never negative.
-    var remaining: TimeInterval {
+    package var remaining: TimeInterval {
         let left = (end - .now).components
         return max(0, Double(left.seconds) + Double(left.attoseconds) / 1e18)
     }
 }
 
 /// A blocking TCP connection to 127.0.0.1, shared by the WebSocket and HTTP test clients.
-final class TCPConnection {
-    enum ReadResult {
+package final class TCPConnection {
+    package enum ReadResult: Sendable, Equatable {
         case bytes([UInt8])
         case timeout
         case eof
@@ -35,7 +35,7 @@ final class TCPConnection {
     private var fd: Int32
 
     /// Connects to `127.0.0.1:port`; throws `TestFailure` with errno words when that fails.
-    init(port: Int, sendTimeout: TimeInterval = 10) throws {
+    package init(port: Int, sendTimeout: TimeInterval = 10) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket(): \(String(cString: strerror(errno)))") }
         var address = Self.loopback(port: port)
@@ -57,10 +57,10 @@ final class TCPConnection {
 
     deinit { close() }
 
-    var isOpen: Bool { fd >= 0 }
+    package var isOpen: Bool { fd >= 0 }
 
     /// Writes every byte or throws (the peer closed, or it stopped reading for `sendTimeout`).
-    func write(_ bytes: [UInt8]) throws {
+    package func write(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
             let sent = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
@@ -73,7 +73,7 @@ final class TCPConnection {
     }
 
     /// Reads what is available, waiting until `deadline` at most.
-    func read(until deadline: Deadline) -> ReadResult {
+    package func read(until deadline: Deadline) -> ReadResult {
         guard fd >= 0 else { return .eof }
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -90,7 +90,7 @@ final class TCPConnection {
         }
     }
 
-    func close() {
+    package func close() {
         if fd >= 0 {
             Glibc.close(fd)
             fd = -1
@@ -102,7 +102,7 @@ final class TCPConnection {
         setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    static func loopback(port: Int) -> sockaddr_in {
+    package static func loopback(port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -111,7 +111,7 @@ final class TCPConnection {
     }
 
     /// A port that was free a moment ago: bind port 0 and ask the kernel which one it gave.
-    static func freePort() throws -> Int {
+    package static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket(): \(String(cString: strerror(errno)))") }
         defer { Glibc.close(fd) }

@@ -1,25 +1,25 @@
 import Foundation
 
 /// One HTTP response: status, headers (names lowercased) and the decoded body.
-struct HTTPResponse: CustomStringConvertible {
-    let status: Int
-    let headers: [String: String]
-    let body: Data
+package struct HTTPResponse: Sendable, CustomStringConvertible {
+    package let status: Int
+    package let headers: [String: String]
+    package let body: Data
 
     /// The body as a JSON object, or nil when it is not one.
-    var json: JSON? { (try? JSONSerialization.jsonObject(with: body)) as? JSON }
+    package var json: JSON? { (try? JSONSerialization.jsonObject(with: body)) as? JSON }
 
-    var text: String { String(decoding: body, as: UTF8.self) }
+    package var text: String { String(decoding: body, as: UTF8.self) }
 
     /// `error.code` of a Ferry error body.
-    var errorCode: String? { json?.object("error")?.string("code") }
+    package var errorCode: String? { json?.object("error")?.string("code") }
 
-    var description: String { "HTTP \(status) \(text.prefix(500))" }
+    package var description: String { "HTTP \(status) \(text.prefix(500))" }
 }
 
 /// A tiny blocking HTTP/1.1 client on raw sockets: one request per connection, `Connection: close`.
-enum HTTP {
-    static func request(
+package enum HTTP {
+    package static func request(
         port: Int,
         method: String,
         path: String,

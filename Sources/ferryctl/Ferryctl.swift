@@ -1,0 +1,93 @@
+import ArgumentParser
+import FerryClient
+import FerryProtocol
+import Foundation
+
+/// `ferryctl`: Ferry from the terminal.
+@main
+struct Ferryctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ferryctl",
+        abstract: "Publish to and follow a Ferry broker.",
+        subcommands: [Publish.self, Tail.self]
+    )
+}
+
+/// Options every subcommand shares.
+struct BrokerOptions: ParsableArguments {
+    @Option(help: "The broker's base URL (FERRY_URL, default http://127.0.0.1:8080).")
+    var url: String?
+
+    var baseURL: String {
+        url ?? ProcessInfo.processInfo.environment["FERRY_URL"] ?? "http://127.0.0.1:8080"
+    }
+
+    /// The WebSocket endpoint of the broker at `baseURL`.
+    func webSocketURL() throws -> URL {
+        guard var components = URLComponents(string: baseURL), let scheme = components.scheme else {
+            throw ValidationError("--url must be like http://127.0.0.1:8080")
+        }
+        components.scheme = scheme == "https" || scheme == "wss" ? "wss" : "ws"
+        components.path = "/v1/ws"
+        guard let url = components.url else { throw ValidationError("--url must be like http://127.0.0.1:8080") }
+        return url
+    }
+}
+
+struct Publish: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pub",
+        abstract: "Publish a message, or each line of standard input with '-'.",
+        discussion: "Data that parses as JSON is published as JSON, anything else as bytes. Each message is confirmed (stored) before the next is sent."
+    )
+
+    @OptionGroup var broker: BrokerOptions
+    @Argument(help: "The topic.") var topic: String
+    @Argument(help: "The message, or '-' to publish each line of standard input.") var data: String = "-"
+
+    func run() async throws {
+        let client = FerryClient(url: try broker.webSocketURL())
+        if data == "-" {
+            while let line = readLine() {
+                print(try await publish(line, with: client))
+            }
+        } else {
+            print(try await publish(data, with: client))
+        }
+        await client.close()
+    }
+
+    private func publish(_ text: String, with client: FerryClient) async throws -> UInt64 {
+        let bytes = Data(text.utf8)
+        if (try? JSONScanner.validate(Array(bytes))) != nil {
+            return try await client.publish(topic, jsonText: bytes)
+        }
+        return try await client.publish(topic, data: bytes)
+    }
+}
+
+struct Tail: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the messages of a topic as they arrive, one JSON line each.",
+        discussion: "With --client the subscription is durable: run it again with the same id to continue where it stopped."
+    )
+
+    @OptionGroup var broker: BrokerOptions
+    @Argument(help: "The topic.") var topic: String
+    @Option(help: "Start after this version (default: new messages only, or where --client stopped).") var from: UInt64?
+    @Option(help: "A durable client id: resume where it stopped.") var client: String?
+
+    func run() async throws {
+        let ferry = FerryClient(url: try broker.webSocketURL(), clientID: client)
+        let start: StartPosition = from.map { .after($0) } ?? (client == nil ? .latest : .stored)
+        for try await message in ferry.subscribe(topic, from: start) {
+            var writer = JSONWriter()
+            writer.field("topic", message.topic)
+            writer.field("version", message.version)
+            writer.field("ts", UInt64(message.timestamp.timeIntervalSince1970 * 1000))
+            ServerFrame.writePayload(message.isJSON ? .json(Array(message.payload)) : .bytes(Array(message.payload)), to: &writer)
+            // Unbuffered, so a pipe sees each message as it arrives.
+            FileHandle.standardOutput.write(Data(writer.finish() + [UInt8(ascii: "\n")]))
+        }
+    }
+}
