@@ -113,23 +113,25 @@ public final class FerryClient: Sendable {
 
     /// Every state change, starting with the current state.
     public var states: AsyncStream<ConnectionState> {
-        let (stream, continuation) = AsyncStream.makeStream(of: ConnectionState.self)
-        let core = self.core
-        Task {
-            for await state in await core.observeStates() { continuation.yield(state) }
-            continuation.finish()
-        }
-        return stream
+        relay { await $0.observeStates() }
     }
 
     /// Gaps and resets, as they happen.
     public var events: AsyncStream<FerryEvent> {
-        let (stream, continuation) = AsyncStream.makeStream(of: FerryEvent.self)
+        relay { await $0.observeEvents() }
+    }
+
+    /// A stream the caller can iterate at once, fed by one the core hands out asynchronously.
+    private func relay<Element: Sendable>(
+        _ observe: @escaping @Sendable (ClientCore) async -> AsyncStream<Element>
+    ) -> AsyncStream<Element> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Element.self)
         let core = self.core
-        Task {
-            for await event in await core.observeEvents() { continuation.yield(event) }
+        let feed = Task {
+            for await element in await observe(core) { continuation.yield(element) }
             continuation.finish()
         }
+        continuation.onTermination = { _ in feed.cancel() }
         return stream
     }
 
