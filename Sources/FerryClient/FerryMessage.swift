@@ -1,6 +1,10 @@
 import FerryProtocol
 import Foundation
 
+/// Where a subscription starts (`.stored`, `.latest`, `.earliest`, `.after(version)`), re-exported
+/// so applications need only `import FerryClient`.
+public typealias StartPosition = FerryProtocol.StartPosition
+
 /// A message delivered to the application.
 public struct FerryMessage: Sendable {
     public let topic: String

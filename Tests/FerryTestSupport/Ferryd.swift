@@ -14,44 +14,70 @@ import Synchronization
 /// `Sendable`, so a test may kill and restart it from another task or thread while it watches a
 /// client: the running child is behind a mutex, and start/stop calls are serialised by it.
 package final class Ferryd: Sendable {
-    package let port: Int
+    /// The broker's port: chosen once in `init`, kept across restarts.
+    package var port: Int { state.withLock { $0.port } }
     /// This broker's temp folder: `data/`, `ferryd.log`, and room for a test's own files.
     package let directory: URL
     package let dataDirectory: URL
     package let logURL: URL
     private let binary: URL
     private let environment: [String: String]
-    /// The running child and the semaphore its termination handler signals; nil while stopped.
-    /// Held for the whole of a start or stop, so two of them never interleave.
-    private let child = Mutex<Child?>(nil)
+    /// The port and the running child (nil while stopped). Held for the whole of a start or stop,
+    /// so two of them never interleave.
+    private let state: Mutex<State>
+
+    private struct State: Sendable {
+        var port: Int
+        var child: Child?
+    }
 
     private struct Child: Sendable {
         let process: Process
         let exited: DispatchSemaphore
+        /// Where this run's output starts in the log, which earlier runs share.
+        let logOffset: UInt64
     }
 
-    /// Starts a broker and waits until `/healthz` answers 200.
+    /// Another process bound the port between `freePort()` and ferryd's own bind.
+    private struct PortTaken: Error, CustomStringConvertible {
+        let port: Int
+        var description: String { "port \(port) was taken by another process" }
+    }
+
+    /// Starts a broker and waits until it answers `/healthz` and its own log says it listens.
     /// - Parameters:
     ///   - environment: `FERRY_*` settings; the test process's own `FERRY_*` variables are not inherited.
     ///   - seed: a data folder (a backup, say) to copy in as this broker's data before it starts.
     package init(environment: [String: String] = [:], copyingDataFrom seed: URL? = nil) throws {
         binary = try Self.locateBinary()
-        port = try TCPConnection.freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-test-\(UUID().uuidString)")
         dataDirectory = directory.appendingPathComponent("data")
         logURL = directory.appendingPathComponent("ferryd.log")
         self.environment = environment
+        state = Mutex(State(port: 0, child: nil))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         if let seed {
             try FileManager.default.copyItem(at: seed, to: dataDirectory)
         } else {
             try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
         }
-        try start()
+        // A free port is only free until someone binds it: parallel tests (brokers, proxies) race
+        // for ports. Losing that race is not this test's failure, so take another port.
+        for attempt in 1...5 {
+            do {
+                try state.withLock { state in
+                    state.port = try TCPConnection.freePort()
+                    try start(&state, mayTakeAnotherPort: true)
+                }
+                return
+            } catch is PortTaken where attempt < 5 {
+                continue
+            }
+        }
     }
 
     deinit {
-        if let child = child.withLock({ $0 }), child.process.isRunning {
+        if let child = state.withLock({ $0.child }), child.process.isRunning {
             Glibc.kill(child.process.processIdentifier, SIGKILL)
             _ = child.exited.wait(timeout: .now() + 5)
         }
@@ -60,23 +86,56 @@ package final class Ferryd: Sendable {
         }
     }
 
-    package var isRunning: Bool { child.withLock { $0?.process.isRunning ?? false } }
+    package var isRunning: Bool { state.withLock { $0.child?.process.isRunning ?? false } }
 
     /// Starts the broker on the same port and data folder; it must not be running.
     package func start() throws {
-        try child.withLock { child in
-            guard child == nil else { throw TestFailure("ferryd is already running") }
-            child = try launch()
-            try waitUntilReady(&child)
+        try state.withLock { try start(&$0) }
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit status.
+    @discardableResult
+    package func terminate(timeout: TimeInterval = 15) throws -> Int32 {
+        try state.withLock { try stop(&$0, signal: SIGTERM, timeout: timeout) }
+    }
+
+    /// SIGKILL, then waits for the exit.
+    package func kill() throws {
+        _ = try state.withLock { try stop(&$0, signal: SIGKILL, timeout: 10) }
+    }
+
+    /// Stops the broker if it runs (SIGTERM) and starts it again on the same port and data.
+    package func restart() throws {
+        try state.withLock { state in
+            if state.child != nil { _ = try stop(&state, signal: SIGTERM, timeout: 15) }
+            try start(&state)
         }
     }
 
-    private func launch() throws -> Child {
+    /// The last `bytes` of the broker's log, for failure messages.
+    package func logTail(bytes: Int = 4000) -> String {
+        guard let data = FileManager.default.contents(atPath: logURL.path) else { return "(no log)" }
+        return String(decoding: data.suffix(bytes), as: UTF8.self)
+    }
+
+    /// Launches the child on `state.port` and waits until it is ready. Only `init` may answer a lost
+    /// port race with another port: after a restart the clients under test expect the old one.
+    private func start(_ state: inout State, mayTakeAnotherPort: Bool = false) throws {
+        guard state.child == nil else { throw TestFailure("ferryd is already running") }
+        state.child = try launch(port: state.port)
+        do {
+            try waitUntilReady(&state)
+        } catch let taken as PortTaken where !mayTakeAnotherPort {
+            throw TestFailure("\(taken) while ferryd was down. Log tail:\n\(logTail())")
+        }
+    }
+
+    private func launch(port: Int) throws -> Child {
         if !FileManager.default.fileExists(atPath: logURL.path) {
             _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         }
         let log = try FileHandle(forWritingTo: logURL)
-        log.seekToEndOfFile()
+        let logOffset = log.seekToEndOfFile()
         defer { try? log.close() }  // the child has its own descriptor
 
         let process = Process()
@@ -91,39 +150,11 @@ package final class Ferryd: Sendable {
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
         try Self.withNoSignalsBlocked { try process.run() }
-        return Child(process: process, exited: exited)
+        return Child(process: process, exited: exited, logOffset: logOffset)
     }
 
-    /// SIGTERM, then waits for the exit; returns the exit status.
-    @discardableResult
-    package func terminate(timeout: TimeInterval = 15) throws -> Int32 {
-        try child.withLock { try Self.stop(&$0, signal: SIGTERM, timeout: timeout, log: logTail) }
-    }
-
-    /// SIGKILL, then waits for the exit.
-    package func kill() throws {
-        _ = try child.withLock { try Self.stop(&$0, signal: SIGKILL, timeout: 10, log: logTail) }
-    }
-
-    /// Stops the broker if it runs (SIGTERM) and starts it again on the same port and data.
-    package func restart() throws {
-        try child.withLock { child in
-            if child != nil { _ = try Self.stop(&child, signal: SIGTERM, timeout: 15, log: logTail) }
-            child = try launch()
-            try waitUntilReady(&child)
-        }
-    }
-
-    /// The last `bytes` of the broker's log, for failure messages.
-    package func logTail(bytes: Int = 4000) -> String {
-        guard let data = FileManager.default.contents(atPath: logURL.path) else { return "(no log)" }
-        return String(decoding: data.suffix(bytes), as: UTF8.self)
-    }
-
-    private static func stop(
-        _ child: inout Child?, signal: Int32, timeout: TimeInterval, log: (Int) -> String
-    ) throws -> Int32 {
-        guard let running = child else { throw TestFailure("ferryd is not running") }
+    private func stop(_ state: inout State, signal: Int32, timeout: TimeInterval) throws -> Int32 {
+        guard let running = state.child else { throw TestFailure("ferryd is not running") }
         let process = running.process
         Glibc.kill(process.processIdentifier, signal)
         let timedOut = running.exited.wait(timeout: .now() + timeout) == .timedOut
@@ -131,24 +162,28 @@ package final class Ferryd: Sendable {
             Glibc.kill(process.processIdentifier, SIGKILL)
             _ = running.exited.wait(timeout: .now() + 5)
         }
-        child = nil
-        if timedOut { throw TestFailure("ferryd did not exit within \(timeout) s of signal \(signal)\n\(log(4000))") }
+        state.child = nil
+        if timedOut { throw TestFailure("ferryd did not exit within \(timeout) s of signal \(signal)\n\(logTail())") }
         return process.terminationStatus
     }
 
-    /// Waits for `/healthz`; clears `child` when the process exits before it is ready.
-    private func waitUntilReady(_ child: inout Child?) throws {
+    /// Waits until `/healthz` answers 200 *and* this run's log says it listens on the port: a 200
+    /// alone may come from another test's broker that won the port. Clears `child` when the process
+    /// exits first; throws `PortTaken` when it exited because the port was in use.
+    private func waitUntilReady(_ state: inout State) throws {
         let deadline = Deadline(seconds: 20)
-        while true {
+        let port = state.port
+        while let child = state.child {
             // Nothing to await here but the port: poll it, bounded by the deadline.
             if let health = try? HTTP.request(port: port, method: "GET", path: "/healthz", timeout: 2),
-                health.status == 200
+                health.status == 200, Self.saysListening(runLog(child), port: port)
             {
                 return
             }
-            if let process = child?.process, !process.isRunning {
-                child = nil
-                let failure = "ferryd exited with \(process.terminationStatus) before it was ready. Log tail:\n\(logTail())"
+            if !child.process.isRunning {
+                state.child = nil
+                if runLog(child).contains("Address already in use") { throw PortTaken(port: port) }
+                let failure = "ferryd exited with \(child.process.terminationStatus) before it was ready. Log tail:\n\(logTail())"
                 print(failure)
                 throw TestFailure(failure)
             }
@@ -159,6 +194,19 @@ package final class Ferryd: Sendable {
             }
             Thread.sleep(forTimeInterval: 0.02)
         }
+    }
+
+    /// ferryd's and Hummingbird's start lines: "listening on http://127.0.0.1:PORT", "listening on 127.0.0.1:PORT".
+    private static func saysListening(_ log: String, port: Int) -> Bool {
+        log.split(separator: "\n").contains { $0.contains("listening on") && $0.contains("127.0.0.1:\(port)") }
+    }
+
+    /// What this run of the child wrote to the log so far.
+    private func runLog(_ child: Child) -> String {
+        guard let handle = try? FileHandle(forReadingFrom: logURL) else { return "" }
+        defer { try? handle.close() }
+        try? handle.seek(toOffset: child.logOffset)
+        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
     }
 
     /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads
