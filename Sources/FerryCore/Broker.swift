@@ -182,10 +182,16 @@ public final class Broker: Sendable {
 
     /// A `msg` frame for a stored message.
     static func encode(_ message: StoredMessage, topic: String) -> Frame {
+        messageFrame(topic: topic, version: message.version, timestamp: message.timestamp, kind: message.kind, payload: message.payload, headers: message.headers)
+    }
+
+    /// The one way a `msg` frame is built, from a commit or from a store read.
+    private static func messageFrame(
+        topic: String, version: UInt64, timestamp: Timestamp, kind: PayloadKind, payload: [UInt8], headers: [Header]
+    ) -> Frame {
         ServerFrame.message(
-            topic: topic, version: message.version, timestamp: message.timestamp,
-            payload: message.kind == .json ? .json(message.payload) : .bytes(message.payload),
-            headers: message.headers.map { ($0.name, $0.value) })
+            topic: topic, version: version, timestamp: timestamp, payload: Payload(kind, payload),
+            headers: headers.map { ($0.name, $0.value) })
     }
 
     /// Mirrors a commit into the topics and wakes their subscribers.
@@ -194,10 +200,9 @@ public final class Broker: Sendable {
         var published: UInt64 = 0
         for (operation, outcome) in zip(operations, result.outcomes) {
             guard case .publish(let message) = operation, case .published(let version, let timestamp, false) = outcome else { continue }
-            let frame = ServerFrame.message(
-                topic: message.topic, version: version, timestamp: timestamp,
-                payload: message.kind == .json ? .json(message.payload) : .bytes(message.payload),
-                headers: message.headers.map { ($0.name, $0.value) })
+            let frame = Self.messageFrame(
+                topic: message.topic, version: version, timestamp: timestamp, kind: message.kind, payload: message.payload,
+                headers: message.headers)
             appended[message.topic, default: []].append((version, frame))
             published += 1
         }
@@ -475,4 +480,11 @@ private struct BrokerMetrics: Sendable {
     let delivered = Counter(label: "ferry_messages_delivered_total")
     let commits = Counter(label: "ferry_store_commits_total")
     let connections = Meter(label: "ferry_connections")
+}
+
+extension Payload {
+    /// A stored payload as the wire sees it: JSON text or bytes.
+    public init(_ kind: PayloadKind, _ bytes: [UInt8]) {
+        self = kind == .json ? .json(bytes) : .bytes(bytes)
+    }
 }

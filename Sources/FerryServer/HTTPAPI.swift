@@ -208,7 +208,7 @@ struct HTTPAPI: Sendable {
                 var item = JSONWriter(capacity: message.payload.count + 64)
                 item.field("version", message.version)
                 item.field("ts", message.timestamp)
-                ServerFrame.writePayload(message.kind == .json ? .json(message.payload) : .bytes(message.payload), to: &item)
+                ServerFrame.writePayload(Payload(message.kind, message.payload), to: &item)
                 if !message.headers.isEmpty { item.field("headers", pairs: message.headers.map { ($0.name, $0.value) }) }
                 return item.finish()
             })
