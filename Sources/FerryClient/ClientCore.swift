@@ -3,6 +3,7 @@ import FerryProtocol
 import Foundation
 import Logging
 import NIOWebSocket
+import Synchronization
 import WSClient
 
 /// The client's state and its connection loop. One actor, so every rule (dedup, acks, outbox,
@@ -11,20 +12,38 @@ import WSClient
 actor ClientCore {
     private let url: String
     private let configuration: FerryClientConfiguration
+    private let clock: ClientClock
     private let store: ClientStore
     private var saved: ClientStore.State
     private var saveScheduled = false
     private let logger = Logger(label: "ferry.client")
 
     private var machine: ConnectionStateMachine
-    private var random = SystemRandomNumberGenerator()
+    private var random: Jitter
     /// Frames for the current connection's writer; nil while disconnected.
     private var sender: AsyncStream<[UInt8]>.Continuation?
-    private var lastHeard = ContinuousClock.now
+    private var lastHeard: Duration
+    /// A ping went out for the current silence.
+    private var pinged = false
     /// The broker's heartbeat once `welcome` says it; before that, how long a hello may take.
     private var heartbeat: Duration
     private var nextRequestID: Int64 = 1
     private var backoffWaiter: CheckedContinuation<Void, Never>?
+
+    private let states: Broadcast<ConnectionState>
+    private let events: Broadcast<FerryEvent>
+
+    struct NewSubscription {
+        let topic: String
+        let start: StartPosition
+        let window: Int?
+        let continuation: AsyncThrowingStream<FerryMessage, any Error>.Continuation
+    }
+
+    /// Subscriptions the application made that the actor has not taken yet. `FerryClient`
+    /// queues them synchronously and the actor takes them before any other request, so a
+    /// subscription is in effect before anything the application does after making it.
+    private let newSubscriptions = Mutex<[NewSubscription]>([])
 
     private struct Topic {
         var continuation: AsyncThrowingStream<FerryMessage, any Error>.Continuation?
@@ -39,28 +58,37 @@ actor ClientCore {
         var live = false
         var received: UInt64 = 0
         var ackSent: UInt64 = 0
+        /// Gaps and resets announced since the last delivered message; they go with the next.
+        var announced: [FerryEvent] = []
     }
 
     private var topics: [String: Topic] = [:]
 
-    private struct Pending {
-        var request: PublishRequest
-        var waiters: [CheckedContinuation<UInt64, any Error>]
-    }
-
-    /// Unconfirmed publishes by msg_id, and their order.
-    private var outbox: [String: Pending] = [:]
-    private var outboxOrder: Deque<String> = []
+    private var outbox: Outbox
+    /// Callers waiting for their publish's version, by msg_id.
+    private var waiters: [String: [CheckedContinuation<UInt64, any Error>]] = [:]
     /// Publish request ids of the current connection → msg_id.
     private var inFlight: [Int64: String] = [:]
-    private var doneSinceCompaction = 0
+    /// Why the client cannot start (its outbox cannot be opened).
+    private var startupError: FerryClientError?
 
-    private var stateObservers: [UUID: AsyncStream<ConnectionState>.Continuation] = [:]
-    private var eventObservers: [UUID: AsyncStream<FerryEvent>.Continuation] = [:]
+    /// The configured generator as a concrete type, to pass `inout`.
+    private struct Jitter: RandomNumberGenerator {
+        var source: any RandomNumberGenerator
+        mutating func next() -> UInt64 { source.next() }
+    }
 
-    init(url: String, clientID: String?, configuration: FerryClientConfiguration) {
+    init(
+        url: String, clientID: String?, configuration: FerryClientConfiguration, states: Broadcast<ConnectionState>,
+        events: Broadcast<FerryEvent>
+    ) {
         self.url = url
         self.configuration = configuration
+        self.states = states
+        self.events = events
+        clock = configuration.clock
+        lastHeard = clock.now()
+        random = Jitter(source: configuration.makeRandom())
         store = ClientStore(directory: configuration.stateDirectory)
         saved = store.loadState()
         if let clientID, saved.clientID != clientID {
@@ -69,10 +97,13 @@ actor ClientCore {
         }
         machine = ConnectionStateMachine(backoff: configuration.backoff, stableAfter: configuration.stableConnection)
         heartbeat = Self.heartbeat(before: configuration.helloTimeout)
-        for request in store.loadOutbox() {
-            guard let id = request.messageID else { continue }
-            outbox[id] = Pending(request: request, waiters: [])
-            outboxOrder.append(id)
+        outbox = Outbox(limit: configuration.outboxLimit)
+        if let directory = configuration.stateDirectory {
+            do {
+                outbox = try Outbox(directory: directory, limit: configuration.outboxLimit, residentLimit: configuration.outboxMemoryLimit)
+            } catch {
+                startupError = error
+            }
         }
     }
 
@@ -80,61 +111,48 @@ actor ClientCore {
 
     var state: ConnectionState { machine.state }
 
-    func observeStates() -> AsyncStream<ConnectionState> {
-        let (stream, continuation) = AsyncStream.makeStream(of: ConnectionState.self)
-        let id = UUID()
-        stateObservers[id] = continuation
-        continuation.yield(machine.state)
-        continuation.onTermination = { [weak self] _ in Task { await self?.removeStateObserver(id) } }
-        return stream
+    nonisolated func enqueue(_ subscription: NewSubscription) {
+        newSubscriptions.withLock { $0.append(subscription) }
     }
 
-    func observeEvents() -> AsyncStream<FerryEvent> {
-        let (stream, continuation) = AsyncStream.makeStream(of: FerryEvent.self)
-        let id = UUID()
-        eventObservers[id] = continuation
-        continuation.onTermination = { [weak self] _ in Task { await self?.removeEventObserver(id) } }
-        return stream
+    /// Registers the subscriptions queued by `enqueue`, in order.
+    func takeNewSubscriptions() {
+        let queued = newSubscriptions.withLock { queue in
+            defer { queue = [] }
+            return queue
+        }
+        for subscription in queued { subscribe(subscription) }
     }
 
-    private func removeStateObserver(_ id: UUID) { stateObservers[id] = nil }
-    private func removeEventObserver(_ id: UUID) { eventObservers[id] = nil }
-
-    func subscribe(
-        _ name: String, from start: StartPosition, window: Int?, continuation: AsyncThrowingStream<FerryMessage, any Error>.Continuation
-    ) {
+    private func subscribe(_ subscription: NewSubscription) {
         if isFinished {
-            continuation.finish(throwing: finishedError)
+            subscription.continuation.finish(throwing: finishedError)
             return
         }
+        let name = subscription.topic
         let position = saved.topics[name]
-        var topic = topics[name] ?? Topic(start: start, window: window, epoch: position?.epoch, delivered: position?.acked ?? 0, acked: position?.acked ?? 0)
+        var topic =
+            topics[name]
+            ?? Topic(start: subscription.start, window: subscription.window, epoch: position?.epoch, delivered: position?.acked ?? 0, acked: position?.acked ?? 0)
         topics[name]?.continuation?.finish()
-        topic.continuation = continuation
-        topic.start = start
-        topic.window = window
+        topic.continuation = subscription.continuation
+        topic.start = subscription.start
+        topic.window = subscription.window
         topics[name] = topic
         if case .connected = machine.state { sendSubscribe(name) }
     }
 
     func publish(_ request: PublishRequest) async throws -> UInt64 {
+        takeNewSubscriptions()
         if isFinished { throw finishedError }
-        guard outbox.count < configuration.outboxLimit else { throw FerryClientError.outboxFull(limit: configuration.outboxLimit) }
         var request = request
         let id = request.messageID ?? UUID().uuidString
         request.messageID = id
-        return try await withCheckedThrowingContinuation { continuation in
-            if var pending = outbox[id] {
-                // The same msg_id again: it is one message; both callers get its version.
-                pending.waiters.append(continuation)
-                outbox[id] = pending
-                return
-            }
-            store.appendToOutbox(request)
-            outbox[id] = Pending(request: request, waiters: [continuation])
-            outboxOrder.append(id)
-            if case .connected = machine.state { sendPublish(id) }
+        // The same msg_id again is the same message: one entry, every caller gets its version.
+        if !outbox.contains(id), let resident = try outbox.append(request), case .connected = machine.state {
+            sendPublish(resident)
         }
+        return try await withCheckedThrowingContinuation { waiters[id, default: []].append($0) }
     }
 
     func ack(topic name: String, version: UInt64) {
@@ -153,6 +171,7 @@ actor ClientCore {
     }
 
     func close() {
+        takeNewSubscriptions()
         guard !isFinished else { return }
         machine.close()
         finish(with: .closed)
@@ -161,8 +180,12 @@ actor ClientCore {
     // MARK: - Connection loop
 
     func run() async {
+        if let startupError {
+            machine.fail(startupError)
+            finish(with: startupError)
+            return
+        }
         var action = machine.start()
-        publishState()
         while true {
             switch action {
             case .connect:
@@ -170,7 +193,7 @@ actor ClientCore {
                 let (code, reason) = await connectOnce()
                 connectionEnded()
                 guard !isFinished else { return }
-                action = machine.connectionLost(closeCode: code, reason: reason, at: .now, using: &random)
+                action = machine.connectionLost(closeCode: code, reason: reason, at: clock.now(), using: &random)
                 publishState()
                 if case .failed(let error) = machine.state {
                     finish(with: error)
@@ -222,11 +245,8 @@ actor ClientCore {
                 }
             }
             group.addTask {
-                while true {
-                    let interval = await self.heartbeat
-                    try await Task.sleep(for: interval / 2)
-                    guard await self.checkSilence() else { throw Silent() }
-                }
+                while let wait = await self.watchSilence() { try await self.clock.sleep(wait) }
+                throw Silent()
             }
             _ = try await group.next()
             group.cancelAll()
@@ -235,7 +255,7 @@ actor ClientCore {
 
     private func opened(_ sender: AsyncStream<[UInt8]>.Continuation) {
         self.sender = sender
-        lastHeard = .now
+        heard()
         heartbeat = Self.heartbeat(before: configuration.helloTimeout)
         if isFinished {
             sender.finish()
@@ -250,15 +270,26 @@ actor ClientCore {
         helloTimeout * 2 / 5
     }
 
-    /// False after 2.5 heartbeats of silence; after one heartbeat of silence, asks for a pong.
-    private func checkSilence() -> Bool {
-        let silence = ContinuousClock.now - lastHeard
-        if silence >= heartbeat * 5 / 2 {
+    private func heard() {
+        lastHeard = clock.now()
+        pinged = false
+    }
+
+    /// How long to wait before looking again; nil once the link has been silent for 2.5
+    /// heartbeats (dead). After one heartbeat of silence it asks the broker for a pong.
+    private func watchSilence() -> Duration? {
+        let silence = clock.now() - lastHeard
+        let limit = heartbeat * 5 / 2
+        if silence >= limit {
             logger.info("connection silent; reconnecting", metadata: ["ferry.silence": "\(silence)"])
-            return false
+            return nil
         }
-        if silence >= heartbeat, case .connected = machine.state { send(.ping(id: nil)) }
-        return true
+        guard silence >= heartbeat else { return heartbeat - silence }
+        if !pinged, case .connected = machine.state {
+            send(.ping(id: nil))
+            pinged = true
+        }
+        return limit - silence
     }
 
     private func connectionEnded() {
@@ -273,8 +304,8 @@ actor ClientCore {
     }
 
     private func waitForRetry(_ delay: Duration) async {
-        let timer = Task { [weak self] in
-            try? await Task.sleep(for: delay)
+        let timer = Task { [weak self, clock] in
+            try? await clock.sleep(delay)
             await self?.retryNow()
         }
         await withCheckedContinuation { backoffWaiter = $0 }
@@ -284,7 +315,7 @@ actor ClientCore {
     // MARK: - Frames from the broker
 
     private func received(_ text: [UInt8]) {
-        lastHeard = .now
+        heard()
         let frame: BrokerFrame
         do {
             frame = try BrokerFrame.decode(text)
@@ -303,7 +334,7 @@ actor ClientCore {
         case .published(let id, _, let version, _): confirm(requestID: id, with: .success(version))
         case .unsubscribed: break
         case .gap(let name, let from, let to):
-            emit(.gap(topic: name, from: from, to: to))
+            announce(.gap(topic: name, from: from, to: to))
         case .reset(let name, let oldEpoch, let epoch):
             topics[name]?.epoch = epoch
             topics[name]?.delivered = 0
@@ -311,7 +342,7 @@ actor ClientCore {
             topics[name]?.ackSent = 0
             saved.topics[name] = ClientStore.TopicPosition(epoch: epoch, acked: 0)
             scheduleSave()
-            emit(.reset(topic: name, oldEpoch: oldEpoch, epoch: epoch))
+            announce(.reset(topic: name, oldEpoch: oldEpoch, epoch: epoch))
         case .error(let id, let error):
             if let id, inFlight[id] != nil {
                 confirm(requestID: id, with: .failure(FerryClientError.rejected(error)))
@@ -327,7 +358,7 @@ actor ClientCore {
         saved.resumeToken = welcome.resumeToken
         scheduleSave()
         heartbeat = .milliseconds(Int64(max(0.1, welcome.heartbeatSeconds) * 1000))
-        machine.connected(at: .now)
+        machine.connected(at: clock.now())
         publishState()
         for restored in welcome.subscriptions {
             guard var topic = topics[restored.topic] else { continue }
@@ -339,9 +370,7 @@ actor ClientCore {
         for (name, topic) in topics where !topic.live && topic.continuation != nil {
             sendSubscribe(name)
         }
-        for id in outboxOrder where outbox[id] != nil {
-            sendPublish(id)
-        }
+        for request in outbox.sendable { sendPublish(request) }
     }
 
     private func deliver(_ message: BrokerFrame.Message) {
@@ -359,22 +388,17 @@ actor ClientCore {
                 FerryMessage(
                     topic: message.topic, version: message.version,
                     timestamp: Date(timeIntervalSince1970: Double(message.timestamp) / 1000), payload: payload, isJSON: isJSON,
-                    headers: message.headers, core: self))
+                    headers: message.headers, events: topic.announced, core: self))
+            topic.announced = []
         }
         topics[message.topic] = topic
         flushAck(message.topic)
     }
 
     private func confirm(requestID: Int64?, with result: Result<UInt64, any Error>) {
-        guard let requestID, let id = inFlight.removeValue(forKey: requestID), let pending = outbox.removeValue(forKey: id) else { return }
-        for waiter in pending.waiters { waiter.resume(with: result) }
-        store.markDone(id)
-        doneSinceCompaction += 1
-        while let first = outboxOrder.first, outbox[first] == nil { outboxOrder.removeFirst() }
-        if doneSinceCompaction >= 1024 {
-            doneSinceCompaction = 0
-            store.rewriteOutbox(outboxOrder.compactMap { outbox[$0]?.request })
-        }
+        guard let requestID, let id = inFlight.removeValue(forKey: requestID) else { return }
+        for waiter in waiters.removeValue(forKey: id) ?? [] { waiter.resume(with: result) }
+        for request in outbox.remove(id) { sendPublish(request) }
     }
 
     // MARK: - Frames to the broker
@@ -390,12 +414,12 @@ actor ClientCore {
         send(.subscribe(id: nil, topic: name, from: from, epoch: topic.delivered > 0 ? topic.epoch : nil, window: topic.window))
     }
 
-    private func sendPublish(_ id: String) {
-        guard let pending = outbox[id] else { return }
+    private func sendPublish(_ request: PublishRequest) {
+        guard let id = request.messageID else { return }
         let requestID = nextRequestID
         nextRequestID += 1
         inFlight[requestID] = id
-        send(.publish(id: requestID, pending.request))
+        send(.publish(id: requestID, request))
     }
 
     /// Sends the highest ack the broker can take: processed, and delivered on this connection.
@@ -426,17 +450,13 @@ actor ClientCore {
     private func finish(with error: FerryClientError) {
         publishState()
         sender?.finish()
-        for pending in outbox.values {
-            for waiter in pending.waiters { waiter.resume(throwing: error) }
-        }
-        for id in outbox.keys { outbox[id]?.waiters = [] }
+        for waiter in waiters.values.joined() { waiter.resume(throwing: error) }
+        waiters.removeAll()
         for topic in topics.values {
             if case .closed = machine.state { topic.continuation?.finish() } else { topic.continuation?.finish(throwing: error) }
         }
-        for observer in stateObservers.values { observer.finish() }
-        for observer in eventObservers.values { observer.finish() }
-        stateObservers.removeAll()
-        eventObservers.removeAll()
+        states.finish()
+        events.finish()
         retryNow()
         store.save(saved)
     }
@@ -463,10 +483,12 @@ actor ClientCore {
     }
 
     private func publishState() {
-        for observer in stateObservers.values { observer.yield(machine.state) }
+        states.yield(machine.state)
     }
 
-    private func emit(_ event: FerryEvent) {
-        for observer in eventObservers.values { observer.yield(event) }
+    /// A gap or reset: on the events stream now, and with the topic's next message.
+    private func announce(_ event: FerryEvent) {
+        topics[event.topic]?.announced.append(event)
+        events.yield(event)
     }
 }

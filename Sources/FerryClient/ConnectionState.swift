@@ -17,7 +17,7 @@ public enum ConnectionState: Sendable, Equatable {
 }
 
 /// The connection rules as a pure state machine: each event returns what to do next, so the
-/// rules are tested without sockets or clocks (as swift-websocket's `WebSocketStateMachine`).
+/// rules are tested without sockets or clocks. Instants are a ``ClientClock``'s readings (as swift-websocket's `WebSocketStateMachine`).
 struct ConnectionStateMachine: Sendable {
     enum Action: Equatable {
         case connect
@@ -28,7 +28,7 @@ struct ConnectionStateMachine: Sendable {
     private(set) var state = ConnectionState.disconnected
     /// Failed attempts since the last stable connection.
     private(set) var failures = 0
-    private var connectedAt: ContinuousClock.Instant?
+    private var connectedAt: Duration?
     let backoff: Backoff
     /// A connection that lasted this long resets the backoff.
     let stableAfter: Duration
@@ -45,7 +45,7 @@ struct ConnectionStateMachine: Sendable {
     }
 
     /// The broker's `welcome` arrived.
-    mutating func connected(at now: ContinuousClock.Instant) {
+    mutating func connected(at now: Duration) {
         guard state == .connecting else { return }
         state = .connected
         connectedAt = now
@@ -53,7 +53,7 @@ struct ConnectionStateMachine: Sendable {
 
     /// The connection ended (or never opened); `closeCode` is the broker's, if it sent one.
     mutating func connectionLost(
-        closeCode: UInt16?, reason: String, at now: ContinuousClock.Instant, using generator: inout some RandomNumberGenerator
+        closeCode: UInt16?, reason: String, at now: Duration, using generator: inout some RandomNumberGenerator
     ) -> Action {
         switch state {
         case .connecting, .connected:
@@ -84,6 +84,14 @@ struct ConnectionStateMachine: Sendable {
         switch state {
         case .closed, .failed: return
         default: state = .closed
+        }
+    }
+
+    /// The client cannot work at all (e.g. its outbox file cannot be opened).
+    mutating func fail(_ error: FerryClientError) {
+        switch state {
+        case .closed, .failed: return
+        default: state = .failed(error)
         }
     }
 }

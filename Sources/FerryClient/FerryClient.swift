@@ -22,8 +22,15 @@ public struct FerryClientConfiguration: Sendable {
     public var stateDirectory: URL?
     /// Unconfirmed publishes kept at most; one more fails with ``FerryClientError/outboxFull(limit:)``.
     public var outboxLimit = 100_000
+    /// Unconfirmed publishes held in memory (and in flight to the broker); with a
+    /// ``stateDirectory`` the rest wait on disk only. Without one, all of them stay in memory.
+    public var outboxMemoryLimit = 1024
     /// How long a connection may take to be welcomed before it counts as dead.
     public var helloTimeout: Duration = .seconds(10)
+    /// Time for the backoff waits and the heartbeat watchdog.
+    package var clock = ClientClock.continuous
+    /// The jitter's random numbers.
+    package var makeRandom: @Sendable () -> any RandomNumberGenerator = { SystemRandomNumberGenerator() }
 
     public init() {}
 }
@@ -49,13 +56,16 @@ public final class FerryClient: Sendable {
     private let core: ClientCore
     private let configuration: FerryClientConfiguration
     private let loop: Task<Void, Never>
+    private let stateBroadcast = Broadcast(replaying: ConnectionState.disconnected)
+    private let eventBroadcast = Broadcast<FerryEvent>()
 
     /// Starts connecting at once.
     /// - Parameters:
     ///   - url: The broker's WebSocket endpoint, `ws://host:port/v1/ws`.
     ///   - clientID: The durable session's id; nil for an ephemeral client (no resume after restart).
     public init(url: URL, clientID: String? = nil, configuration: FerryClientConfiguration = FerryClientConfiguration()) {
-        let core = ClientCore(url: url.absoluteString, clientID: clientID, configuration: configuration)
+        let core = ClientCore(
+            url: url.absoluteString, clientID: clientID, configuration: configuration, states: stateBroadcast, events: eventBroadcast)
         self.core = core
         self.configuration = configuration
         loop = Task { await core.run() }
@@ -68,8 +78,9 @@ public final class FerryClient: Sendable {
     ///   - window: Unacknowledged messages in flight (the broker's default is 1024).
     public func subscribe(_ topic: String, from: StartPosition = .stored, window: Int? = nil) -> FerrySubscription {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: FerryMessage.self)
+        core.enqueue(ClientCore.NewSubscription(topic: topic, start: from, window: window, continuation: continuation))
         let core = self.core
-        Task { await core.subscribe(topic, from: from, window: window, continuation: continuation) }
+        Task { await core.takeNewSubscriptions() }
         return FerrySubscription(stream: stream, acksAfterProcessing: configuration.ackMode == .afterProcessing)
     }
 
@@ -111,29 +122,13 @@ public final class FerryClient: Sendable {
             PublishRequest(topic: topic, payload: .json(Array(jsonText)), messageID: messageID, headers: headers.sorted { $0.key < $1.key }))
     }
 
-    /// Every state change, starting with the current state.
-    public var states: AsyncStream<ConnectionState> {
-        relay { await $0.observeStates() }
-    }
+    /// Every state change, starting with the current state. A stream made before a change
+    /// sees it.
+    public var states: AsyncStream<ConnectionState> { stateBroadcast.stream() }
 
-    /// Gaps and resets, as they happen.
-    public var events: AsyncStream<FerryEvent> {
-        relay { await $0.observeEvents() }
-    }
-
-    /// A stream the caller can iterate at once, fed by one the core hands out asynchronously.
-    private func relay<Element: Sendable>(
-        _ observe: @escaping @Sendable (ClientCore) async -> AsyncStream<Element>
-    ) -> AsyncStream<Element> {
-        let (stream, continuation) = AsyncStream.makeStream(of: Element.self)
-        let core = self.core
-        let feed = Task {
-            for await element in await observe(core) { continuation.yield(element) }
-            continuation.finish()
-        }
-        continuation.onTermination = { _ in feed.cancel() }
-        return stream
-    }
+    /// Gaps and resets from the moment the stream is made. Each also comes with the next
+    /// message of its topic (``FerryMessage/events``).
+    public var events: AsyncStream<FerryEvent> { eventBroadcast.stream() }
 
     /// The current connection state.
     public var state: ConnectionState {

@@ -8,6 +8,7 @@ public struct FerryClientError: Error, Sendable, Equatable, CustomStringConverti
         case rejected(ProtocolError)
         case closedByBroker(code: UInt16, reason: String)
         case encoding(String)
+        case storage(String)
     }
 
     private let kind: Kind
@@ -30,6 +31,9 @@ public struct FerryClientError: Error, Sendable, Equatable, CustomStringConverti
     /// A value could not be encoded as JSON.
     public static func encoding(_ what: String) -> FerryClientError { FerryClientError(kind: .encoding(what)) }
 
+    /// The client's files (outbox, session) could not be read or written.
+    public static func storage(_ what: String) -> FerryClientError { FerryClientError(kind: .storage(what)) }
+
     /// The broker's error, when it rejected a request.
     public var protocolError: ProtocolError? {
         if case .rejected(let error) = kind { return error }
@@ -49,6 +53,7 @@ public struct FerryClientError: Error, Sendable, Equatable, CustomStringConverti
         case .rejected(let error): "rejected by the broker: \(error)"
         case .closedByBroker(let code, let reason): "closed by the broker with \(code): \(reason)"
         case .encoding(let what): "cannot encode the message: \(what)"
+        case .storage(let what): what
         }
     }
 }

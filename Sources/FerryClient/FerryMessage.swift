@@ -17,6 +17,10 @@ public struct FerryMessage: Sendable {
     /// True when the payload was published as JSON.
     public let isJSON: Bool
     public let headers: [String: String]
+    /// What the broker announced on this topic just before this message: a ``FerryEvent/gap(topic:from:to:)``
+    /// (versions deleted before this client received them) or a ``FerryEvent/reset(topic:oldEpoch:epoch:)``.
+    /// Usually empty; the same events are also on ``FerryClient/events``.
+    public let events: [FerryEvent]
     let core: ClientCore
 
     /// Decodes a JSON payload.
@@ -37,6 +41,13 @@ public enum FerryEvent: Sendable, Equatable {
     case gap(topic: String, from: UInt64, to: UInt64)
     /// The topic was deleted and created again; delivery restarts from the new log's first version.
     case reset(topic: String, oldEpoch: String, epoch: String)
+
+    /// The topic the event is about.
+    public var topic: String {
+        switch self {
+        case .gap(let topic, _, _), .reset(let topic, _, _): topic
+        }
+    }
 }
 
 /// The messages of one topic, in version order, each once.

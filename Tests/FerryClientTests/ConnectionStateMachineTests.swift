@@ -42,7 +42,7 @@ struct ConnectionStateMachineTests {
     func reconnectCycle() {
         var machine = ConnectionStateMachine(backoff: backoff, stableAfter: .seconds(10))
         var rng = FixedFraction(value: .max)
-        let start = ContinuousClock.now
+        let start = Duration.zero
         #expect(machine.start() == .connect)
         #expect(machine.state == .connecting)
         machine.connected(at: start)
@@ -66,7 +66,7 @@ struct ConnectionStateMachineTests {
     func stableResets() {
         var machine = ConnectionStateMachine(backoff: backoff, stableAfter: .seconds(10))
         var rng = FixedFraction(value: .max)
-        let start = ContinuousClock.now
+        let start = Duration.zero
         _ = machine.start()
         for _ in 0..<5 {
             _ = machine.connectionLost(closeCode: nil, reason: "", at: start, using: &rng)
@@ -86,8 +86,8 @@ struct ConnectionStateMachineTests {
         var machine = ConnectionStateMachine(backoff: backoff, stableAfter: .seconds(10))
         var rng = FixedFraction(value: 0)
         _ = machine.start()
-        machine.connected(at: .now)
-        let action = machine.connectionLost(closeCode: code, reason: "why", at: .now, using: &rng)
+        machine.connected(at: .zero)
+        let action = machine.connectionLost(closeCode: code, reason: "why", at: .zero, using: &rng)
         if retries {
             #expect(action == .wait(.zero))
         } else {
@@ -104,7 +104,7 @@ struct ConnectionStateMachineTests {
         _ = machine.start()
         machine.close()
         #expect(machine.state == .closed)
-        #expect(machine.connectionLost(closeCode: nil, reason: "", at: .now, using: &rng) == .stop)
+        #expect(machine.connectionLost(closeCode: nil, reason: "", at: .zero, using: &rng) == .stop)
         #expect(machine.start() == .stop)
     }
 }

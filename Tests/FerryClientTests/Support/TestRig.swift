@@ -29,12 +29,13 @@ final class TestRig: Sendable {
     ///   client id, so a second client with the same id is the first one after a process restart.
     func client(
         port: Int? = nil, clientID: String?, stateName: String? = nil,
-        ackMode: FerryClientConfiguration.AckMode = .afterProcessing
+        ackMode: FerryClientConfiguration.AckMode = .afterProcessing, configure: (inout FerryClientConfiguration) -> Void = { _ in }
     ) -> FerryClient {
         var configuration = FerryClientConfiguration()
         configuration.stateDirectory = ferryd.directory.appendingPathComponent("client-\(stateName ?? clientID ?? UUID().uuidString)")
         configuration.backoff = testBackoff
         configuration.ackMode = ackMode
+        configure(&configuration)
         let url = URL(string: "ws://127.0.0.1:\(port ?? ferryd.port)/v1/ws")!
         let client = FerryClient(url: url, clientID: clientID, configuration: configuration)
         made.withLock { $0.clients.append(client) }
