@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "ferryd", targets: ["ferryd"]),
         .executable(name: "ferryctl", targets: ["ferryctl"]),
+        .executable(name: "ferry-bench", targets: ["ferry-bench"]),
         .library(name: "FerryProtocol", targets: ["FerryProtocol"]),
         .library(name: "FerryClient", targets: ["FerryClient"]),
     ],
@@ -98,6 +99,17 @@ let package = Package(
                 "FerryClient", "FerryProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // Load scenarios against a real ferryd; run it in release mode (bench/README.md).
+        .executableTarget(
+            name: "ferry-bench",
+            dependencies: [
+                "FerryClient", "FerryProtocol", "FerryTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "bench/Sources/ferry-bench",
             swiftSettings: swiftSettings
         ),
         // What the integration suites share: a real ferryd child process, raw sockets, a fault-injecting proxy.

@@ -6,8 +6,10 @@ import Testing
 /// The outbox on its own, on a real temp folder: what stays in memory, what waits on disk, and
 /// what a restart finds.
 @Suite("Outbox")
-struct OutboxTests {
+final class OutboxTests {
     private let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-outbox-\(UUID().uuidString)")
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
 
     private func request(_ n: Int) -> PublishRequest {
         PublishRequest(topic: "t", payload: .json(Array(#"{"n":\#(n)}"#.utf8)), messageID: "m\(n)", headers: [])
@@ -94,5 +96,21 @@ struct OutboxTests {
         for n in 1...5 { #expect(try outbox.append(request(n)) != nil) }
         #expect(throws: FerryClientError.outboxFull(limit: 5)) { try outbox.append(request(6)) }
         #expect(drain(&outbox) == [1, 2, 3, 4, 5])
+    }
+
+    @Test func aClientWhoseOutboxCannotBeOpenedFailsAtOnce() async throws {
+        // A file where the state folder should be.
+        #expect(FileManager.default.createFile(atPath: directory.path, contents: Data("not a folder".utf8)))
+        var configuration = FerryClientConfiguration()
+        configuration.stateDirectory = directory
+        let client = FerryClient(url: try #require(URL(string: "ws://127.0.0.1:9/v1/ws")), configuration: configuration)
+        var last: ConnectionState?
+        for await state in client.states { last = state }
+        guard case .failed(let error)? = last else {
+            Issue.record("the client ended in \(String(describing: last)), not failed")
+            return
+        }
+        #expect(error.description.contains("cannot open the outbox"), "\(error)")
+        await #expect(throws: error) { try await client.publish("t", data: Data("x".utf8)) }
     }
 }

@@ -1,0 +1,138 @@
+import ArgumentParser
+import FerryClient
+import FerryTestSupport
+import Foundation
+
+/// Many durable subscribers dropped at once by a broker crash (SIGKILL and restart): when do
+/// they come back, and does any lose or repeat a message?
+struct Storm: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Kill the broker under many durable subscribers; measure how their reconnects spread and check every message arrives once.",
+        discussion: "The clients run in --workers child processes of this tool with FerryClient's default backoff (100 ms, x2, 30 s cap, full jitter)."
+    )
+
+    @Option(help: "Durable subscribers in all.") var clients = 1000
+    @Option(help: "Processes the subscribers are spread over.") var workers = 2
+    @Option(help: "Messages published before the kill, and again after the restart.") var messages = 10
+    @Option(help: "FERRY_SYNC of the broker: full or none.") var sync = "full"
+    @Option(help: "Workers report what they have after this many seconds.") var timeout = 120.0
+    @Flag(help: "Wait each backoff's full ceiling instead of a random part of it, to see the herd that jitter prevents.")
+    var noJitter = false
+
+    func run() async throws {
+        let started = Date()
+        let ferryd = try Ferryd(environment: ["FERRY_SYNC": sync])
+        let perWorker = (clients + workers - 1) / workers
+        var children: [WorkerProcess] = []
+        for index in 0..<workers {
+            let count = min(perWorker, clients - index * perWorker)
+            guard count > 0 else { break }
+            children.append(
+                try WorkerProcess(arguments: [
+                    "storm-worker", "--port", "\(ferryd.port)", "--clients", "\(count)", "--prefix", "w\(index)-",
+                    "--messages", "\(messages * 2)", "--timeout", "\(timeout)",
+                ] + (noJitter ? ["--no-jitter"] : [])))
+        }
+        for child in children { try await child.expectLine("ready") }
+        try ferryd.publishNumbered("storm", count: messages)
+
+        let killedAt = Date()
+        try ferryd.kill()
+        try ferryd.start()
+        let backAt = Date()
+        try ferryd.publishNumbered("storm", count: messages, startingAt: messages + 1)
+
+        var logs: [StormWorker.ClientLog] = []
+        for child in children {
+            let line = try await child.nextLine()
+            logs += try JSONDecoder().decode([StormWorker.ClientLog].self, from: Data(line.utf8))
+        }
+        let report = StormReport(
+            clients: clients, workers: children.count, jitter: !noJitter, messages: messages * 2, killedAt: killedAt, backAt: backAt, logs: logs,
+            seconds: Date().timeIntervalSince(started))
+        print(report.table)
+        print(report.jsonLine)
+        if !report.passed { throw ExitCode.failure }
+    }
+}
+
+/// What the storm measured, from the workers' per-client logs.
+struct StormReport {
+    let clients: Int
+    let workers: Int
+    let jitter: Bool
+    let messages: Int
+    let killedAt: Date
+    let backAt: Date
+    let logs: [StormWorker.ClientLog]
+    let seconds: Double
+
+    /// Per client, milliseconds from the kill to its first welcome after it; nil if it never came back.
+    var reconnects: [Double?] {
+        logs.map { log in log.connectedAt.first { $0 > killedAt.timeIntervalSince1970 }.map { ($0 - killedAt.timeIntervalSince1970) * 1000 } }
+    }
+
+    var resumed: [Double] { reconnects.compactMap { $0 }.sorted() }
+    var exact: Int { logs.filter { $0.problem == nil }.count }
+    var downMilliseconds: Double { backAt.timeIntervalSince(killedAt) * 1000 }
+    var passed: Bool { resumed.count == clients && exact == clients }
+
+    /// Reconnects per 100 ms after the kill.
+    var buckets: [Int] { Self.histogram(resumed, width: 100) }
+
+    /// The most connect attempts the broker saw in one 10 ms: the herd, if there is one.
+    var attemptPeak: Int {
+        let kill = killedAt.timeIntervalSince1970
+        return Self.histogram(logs.flatMap(\.attemptsAt).map { ($0 - kill) * 1000 }, width: 10).max() ?? 0
+    }
+
+    private static func histogram(_ milliseconds: [Double], width: Double) -> [Int] {
+        var counts: [Int] = []
+        for value in milliseconds where value >= 0 {
+            let bucket = Int(value / width)
+            if counts.count <= bucket { counts += Array(repeating: 0, count: bucket - counts.count + 1) }
+            counts[bucket] += 1
+        }
+        return counts
+    }
+
+    func percentile(_ p: Double) -> Double {
+        guard !resumed.isEmpty else { return .nan }
+        return resumed[min(resumed.count - 1, Int(Double(resumed.count) * p))]
+    }
+
+    var table: String {
+        let attempts = logs.map(\.attemptsAt.count).sorted()
+        let peak = buckets.max() ?? 0
+        let firstBack = resumed.first ?? .nan
+        var lines = [
+            "storm: \(clients) durable subscribers in \(workers) processes, backoff \(jitter ? "with full jitter" : "without jitter"); broker SIGKILLed and restarted",
+            String(format: "broker down (kill to listening again) %8.0f ms", downMilliseconds),
+            "resumed                               \(resumed.count) of \(clients)",
+            "saw all \(messages) messages once, in order \(exact) of \(clients)",
+            String(
+                format: "reconnect after the kill, ms         min %.0f  p50 %.0f  p90 %.0f  p99 %.0f  max %.0f", firstBack, percentile(0.5),
+                percentile(0.9), percentile(0.99), resumed.last ?? .nan),
+            String(format: "spread, first to last reconnect      %.0f ms", (resumed.last ?? .nan) - firstBack),
+            String(format: "peak                                 %d reconnects in one 100 ms (%.1f%% of clients)", peak, Double(peak) * 100 / Double(max(1, clients))),
+            "peak connect attempts in one 10 ms   \(attemptPeak)",
+            "attempts per client after the drop   min \(attempts.first ?? 0)  p50 \(attempts.isEmpty ? 0 : attempts[attempts.count / 2])  max \(attempts.last ?? 0)",
+            "reconnects per 100 ms after the kill: " + buckets.map(String.init).joined(separator: " "),
+        ]
+        for problem in logs.compactMap(\.problem).prefix(5) { lines.append("problem: \(problem)") }
+        return lines.joined(separator: "\n")
+    }
+
+    var jsonLine: String {
+        let object: [String: Any] = [
+            "scenario": "storm", "clients": clients, "workers": workers, "jitter": jitter, "messages": messages, "down_ms": downMilliseconds.rounded(),
+            "resumed": resumed.count, "exactly_once_in_order": exact,
+            "reconnect_ms": [
+                "min": resumed.first ?? -1, "p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99), "max": resumed.last ?? -1,
+            ].mapValues { $0.rounded() },
+            "per_100ms": buckets, "attempt_peak_10ms": attemptPeak, "cores": ProcessInfo.processInfo.activeProcessorCount, "seconds": seconds.rounded(),
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
