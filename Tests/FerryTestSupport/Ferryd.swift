@@ -88,6 +88,9 @@ package final class Ferryd: Sendable {
 
     package var isRunning: Bool { state.withLock { $0.child?.process.isRunning ?? false } }
 
+    /// The running broker's process id.
+    package var processID: Int32? { state.withLock { $0.child?.process.processIdentifier } }
+
     /// Starts the broker on the same port and data folder; it must not be running.
     package func start() throws {
         try state.withLock { try start(&$0) }

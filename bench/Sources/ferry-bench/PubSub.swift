@@ -1,0 +1,271 @@
+import ArgumentParser
+import FerryProtocol
+import FerryTestSupport
+import Foundation
+import Histogram
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One publisher and N durable subscribers on one topic: publish rate (confirmed), delivery rate
+/// (delivered and acked), end-to-end latency, and the CPU both processes used.
+struct PubSub: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pubsub",
+        abstract: "1 publisher → N durable subscribers: throughput, or latency at a fixed rate.",
+        discussion: """
+            Without --rate the publisher keeps --in-flight unconfirmed publishes outstanding (closed loop: throughput). \
+            With --rate it publishes on a fixed schedule whatever the replies do (open loop), and latency is measured from \
+            each message's scheduled send time, so a stall shows up instead of hiding (no coordinated omission).
+            """
+    )
+
+    @Option(help: "Durable subscribers.") var subscribers = 1
+    @Option(help: "Messages published.") var messages = 200_000
+    @Option(help: "Payload bytes (JSON text).") var size = 100
+    @Option(help: "FERRY_SYNC of the broker: full or none.") var sync = "full"
+    @Option(help: "Unconfirmed publishes kept outstanding (closed loop).") var inFlight = 4096
+    @Option(help: "Subscription window (unacked messages in flight, 1–65536).") var window = 65536
+    @Option(help: "Publish at this many messages per second (open loop) instead of as fast as confirmed.") var rate: Int?
+    @Option(help: "Event-loop threads of this tool.") var threads = 1
+    @Option(help: "Give up after this many seconds.") var timeout = 300.0
+
+    func run() async throws {
+        let ferryd = try Ferryd(environment: ["FERRY_SYNC": sync])
+        guard let brokerPID = ferryd.processID else { throw BenchError("ferryd is not running") }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+
+        let subscribed = Countdown(subscribers)
+        let delivered = Countdown(subscribers)
+        let latencies = LatencyLog()
+        var channels: [any Channel] = []
+        for index in 0..<subscribers {
+            let (messages, window) = (messages, window)
+            channels.append(
+                try await BenchConnection.open(port: ferryd.port, group: group) {
+                    Subscriber(
+                        clientID: "bench-sub-\(index)", window: window, expected: messages, subscribed: subscribed, delivered: delivered,
+                        latencies: latencies)
+                })
+        }
+        try await subscribed.wait("\(subscribers) subscriptions", within: timeout)
+
+        let confirmed = Countdown(1)
+        let brokerCPU = cpuSeconds(of: brokerPID)
+        let ownCPU = cpuSeconds(of: getpid())
+        let started = monotonicNanoseconds()
+        let (messages, size, inFlight, rate) = (messages, size, inFlight, rate)
+        channels.append(
+            try await BenchConnection.open(port: ferryd.port, group: group) {
+                Publisher(total: messages, size: size, inFlight: inFlight, rate: rate, confirmed: confirmed)
+            })
+        try await confirmed.wait("\(messages) confirmed publishes", within: timeout)
+        let publishSeconds = Double(monotonicNanoseconds() - started) / 1e9
+        try await delivered.wait("\(messages) messages at each of \(subscribers) subscribers", within: timeout)
+        let seconds = Double(monotonicNanoseconds() - started) / 1e9
+        let result = PubSubResult(
+            scenario: rate == nil ? "pubsub" : "pubsub-rate", subscribers: subscribers, messages: messages, size: size, sync: sync,
+            rate: rate, publishPerSecond: Double(messages) / publishSeconds,
+            deliveriesPerSecond: Double(messages * subscribers) / seconds, seconds: seconds,
+            brokerCPU: cpuSeconds(of: brokerPID) - brokerCPU, benchCPU: cpuSeconds(of: getpid()) - ownCPU,
+            brokerMemoryMiB: anonymousMemoryMiB(of: brokerPID), latency: latencies.merged)
+        for channel in channels { try? await channel.close() }
+        try await group.shutdownGracefully()
+        print(result.table)
+        print(result.jsonLine)
+    }
+}
+
+/// Subscribers' latency histograms, merged as each finishes.
+final class LatencyLog: Sendable {
+    private let histogram = Mutex(Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three))
+
+    func add(_ other: Histogram<UInt64>) {
+        histogram.withLock { $0.add(other) }
+    }
+
+    var merged: Histogram<UInt64> { histogram.withLock { $0 } }
+}
+
+/// A durable subscriber: hello, subscribe from the latest version, ack at the end of each read.
+final class Subscriber: FrameSink {
+    private let clientID: String
+    private let window: Int
+    private let expected: Int
+    private let subscribed: Countdown
+    private let delivered: Countdown
+    private let latencies: LatencyLog
+    private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    private var received = 0
+    private var last: UInt64 = 0
+    private var acked: UInt64 = 0
+
+    init(clientID: String, window: Int, expected: Int, subscribed: Countdown, delivered: Countdown, latencies: LatencyLog) {
+        self.clientID = clientID
+        self.window = window
+        self.expected = expected
+        self.subscribed = subscribed
+        self.delivered = delivered
+        self.latencies = latencies
+    }
+
+    func start(_ connection: BenchConnection) {
+        connection.send(String(decoding: ClientFrame.hello(clientID: clientID, resumeToken: nil).encode(), as: UTF8.self))
+        connection.send(
+            String(decoding: ClientFrame.subscribe(id: nil, topic: "bench", from: .latest, epoch: nil, window: window).encode(), as: UTF8.self))
+        connection.flush()
+    }
+
+    func received(_ text: ByteBuffer, on connection: BenchConnection) {
+        if frame(text, is: "msg") {
+            guard let version = integer(after: #""version":"#, in: text), version == last + 1 || last == 0 else {
+                delivered.fail("\(clientID): out of order after \(last): \(String(buffer: text).prefix(120))")
+                return
+            }
+            if let sent = integer(after: #""t":"#, in: text) {
+                histogram.record(monotonicNanoseconds() &- sent)
+            }
+            last = version
+            received += 1
+            if received == expected {
+                latencies.add(histogram)
+                delivered.arrive()
+            }
+        } else if frame(text, is: "subscribed") {
+            subscribed.arrive()
+        } else if frame(text, is: "error") {
+            subscribed.fail("\(clientID): \(String(buffer: text))")
+            delivered.fail("\(clientID): \(String(buffer: text))")
+        }
+    }
+
+    func readComplete(on connection: BenchConnection) {
+        guard last > acked else { return }
+        acked = last
+        connection.send(String(decoding: ClientFrame.ack(topic: "bench", version: last).encode(), as: UTF8.self))
+        connection.flush()
+    }
+}
+
+/// The publisher: `inFlight` unconfirmed publishes outstanding, or a fixed rate.
+final class Publisher: FrameSink {
+    private let total: Int
+    private let inFlight: Int
+    private let rate: Int?
+    private let confirmed: Countdown
+    private let padding: [UInt8]
+    private var sent = 0
+    private var confirmations = 0
+    private var started: UInt64 = 0
+    private weak var connection: BenchConnection?
+
+    init(total: Int, size: Int, inFlight: Int, rate: Int?, confirmed: Countdown) {
+        self.total = total
+        self.inFlight = inFlight
+        self.rate = rate
+        self.confirmed = confirmed
+        // {"t":<digits>,"p":"<padding>"} is `size` bytes: 13 bytes of syntax, the stamp, and padding
+        // for what a 20-digit stamp leaves.
+        padding = Array(repeating: UInt8(ascii: "x"), count: max(0, size - 33))
+    }
+
+    func start(_ connection: BenchConnection) {
+        self.connection = connection
+        connection.send(String(decoding: ClientFrame.hello(clientID: nil, resumeToken: nil).encode(), as: UTF8.self))
+        started = monotonicNanoseconds()
+        if let rate, let loop = connection.eventLoop {
+            // Every millisecond, whatever was due by now, stamped with its scheduled send time.
+            loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
+                let due = min(self.total, Int(Double(monotonicNanoseconds() - self.started) * Double(rate) / 1e9) + 1)
+                while self.sent < due {
+                    self.publish(at: self.started + UInt64(Double(self.sent) * 1e9 / Double(rate)))
+                }
+                self.connection?.flush()
+                if self.sent == self.total { task.cancel() }
+            }
+        } else {
+            fill()
+        }
+    }
+
+    private func fill() {
+        while sent < total && sent - confirmations < inFlight { publish(at: monotonicNanoseconds()) }
+        connection?.flush()
+    }
+
+    private func publish(at time: UInt64) {
+        guard let connection else { return }
+        var buffer = connection.allocate(padding.count + 96)
+        buffer.writeString(#"{"op":"publish","id":"#)
+        buffer.writeString(String(sent))
+        buffer.writeString(#","topic":"bench","data":{"t":"#)
+        let stamp = String(time)
+        buffer.writeString(stamp)
+        buffer.writeString(#","p":""#)
+        buffer.writeBytes(padding.prefix(max(0, padding.count + 20 - stamp.count)))
+        buffer.writeString(#""}}"#)
+        connection.send(buffer)
+        sent += 1
+    }
+
+    func received(_ text: ByteBuffer, on connection: BenchConnection) {
+        if frame(text, is: "published") {
+            confirmations += 1
+            if confirmations == total { confirmed.arrive() }
+        } else if frame(text, is: "error") {
+            confirmed.fail("publisher: \(String(buffer: text))")
+        }
+    }
+
+    func readComplete(on connection: BenchConnection) {
+        if rate == nil { fill() }
+    }
+}
+
+struct PubSubResult {
+    let scenario: String
+    let subscribers: Int
+    let messages: Int
+    let size: Int
+    let sync: String
+    let rate: Int?
+    let publishPerSecond: Double
+    let deliveriesPerSecond: Double
+    let seconds: Double
+    let brokerCPU: Double
+    let benchCPU: Double
+    let brokerMemoryMiB: Double
+    let latency: Histogram<UInt64>
+
+    private func micros(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1000 }
+
+    var table: String {
+        let title =
+            "\(scenario): 1 publisher → \(subscribers) durable subscriber\(subscribers == 1 ? "" : "s"), \(messages) × \(size) B, FERRY_SYNC=\(sync)"
+            + (rate.map { ", \($0) msg/s offered" } ?? "")
+        return [
+            title,
+            String(format: "  published (confirmed)   %12.0f msg/s", publishPerSecond),
+            String(format: "  delivered and acked     %12.0f msg/s  (%d deliveries in %.2f s)", deliveriesPerSecond, messages * subscribers, seconds),
+            String(
+                format: "  end-to-end latency      p50 %.0f µs  p99 %.0f µs  p99.9 %.0f µs  max %.0f µs", micros(50), micros(99), micros(99.9),
+                Double(latency.max) / 1000),
+            String(
+                format: "  CPU                     ferryd %.2f s (%.1f µs per delivery), ferry-bench %.2f s; ferryd RssAnon %.0f MiB", brokerCPU,
+                brokerCPU * 1e6 / Double(messages * subscribers), benchCPU, brokerMemoryMiB),
+        ].joined(separator: "\n")
+    }
+
+    var jsonLine: String {
+        var object: [String: Any] = [
+            "scenario": scenario, "subscribers": subscribers, "messages": messages, "size": size, "sync": sync,
+            "publish_per_s": publishPerSecond.rounded(), "deliveries_per_s": deliveriesPerSecond.rounded(), "seconds": seconds,
+            "latency_us": ["p50": micros(50), "p99": micros(99), "p99.9": micros(99.9), "max": Double(latency.max) / 1000],
+            "ferryd_cpu_s": brokerCPU, "bench_cpu_s": benchCPU, "ferryd_rss_anon_mib": brokerMemoryMiB.rounded(),
+            "cores": ProcessInfo.processInfo.activeProcessorCount, "date": ISO8601DateFormatter().string(from: Date()),
+        ]
+        if let rate { object["rate"] = rate }
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
