@@ -95,7 +95,7 @@ let package = Package(
         .executableTarget(
             name: "ferryctl",
             dependencies: [
-                "FerryClient", "FerryProtocol",
+                "FerryClient", "FerryProtocol", "FerryStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
