@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "FerryCoreTests", dependencies: ["FerryCore", "FerryStore", "FerryProtocol"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryServerTests",
-            dependencies: ["FerryProtocol", "FerryTestSupport", "ferryd"],
+            dependencies: ["FerryProtocol", "FerryStore", "FerryTestSupport", "ferryd", "ferryctl"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -567,7 +567,10 @@ public final class Broker: Sendable {
     }
 
     /// A compacted hot copy of the store in the empty folder `path`; returns its size in bytes.
+    /// Deferred acks and sessions are committed first, so the copy holds every ack seen so far.
     public func backup(to path: String) async throws(ProtocolError) -> Int {
+        // An empty job makes the committer flush what maintenance holds back.
+        if case .failure(let error) = await commit([]) { throw ProtocolError(.unavailable, "\(error)") }
         let store = self.store
         let result: Result<Int, StoreError> = await withCheckedContinuation { continuation in
             // The copy blocks for as long as it takes: keep it off the cooperative pool.
