@@ -164,11 +164,7 @@ import Testing
 
     @Test func trimmedVersionsReachADisconnectedSubscriberAsAGap() throws {
         let ferryd = try Ferryd.withAdmin()
-        let (ws, _) = try ferryd.session(clientID: "alice")
-        try ws.subscribe("t", from: "earliest")
-        try ferryd.publishNumbered("t", count: 4)
-        #expect(try ws.collectMessages(count: 4).count == 4)
-        try ws.ack("t", 1)
+        let ws = try alice(on: ferryd, published: 4, acked: 1)
         ws.close()
         try ferryd.awaitDisconnected("alice")
         #expect(try ferryctl(["topics", "trim", "t", "--to", "3", "--force"], broker: ferryd).status == 0)
@@ -185,12 +181,7 @@ import Testing
 
     @Test func clientsListShowRewindAndDelete() throws {
         let ferryd = try Ferryd.withAdmin()
-        let (ws, _) = try ferryd.session(clientID: "alice")
-        try ws.subscribe("t", from: "earliest")
-        try ferryd.publishNumbered("t", count: 4)
-        #expect(try ws.collectMessages(count: 4).versions == [1, 2, 3, 4])
-        try ws.ack("t", 2)
-        try ws.pingPong()
+        let ws = try alice(on: ferryd, published: 4, acked: 2)
 
         let list = try ferryctl(["clients", "list"], broker: ferryd)
         #expect(list.status == 0, "\(list)")
@@ -243,12 +234,7 @@ import Testing
 
     @Test func topPrintsOneSnapshotWithoutATerminal() throws {
         let ferryd = try Ferryd.withAdmin()
-        let (ws, _) = try ferryd.session(clientID: "alice")
-        try ws.subscribe("t", from: "earliest")
-        try ferryd.publishNumbered("t", count: 3)
-        #expect(try ws.collectMessages(count: 3).count == 3)
-        try ws.ack("t", 1)
-        try ws.pingPong()
+        let ws = try alice(on: ferryd, published: 3, acked: 1)
 
         // Not --once: standard output is a file, so one snapshot and exit.
         let text = try ferryctl(["top", "--interval", "0.2"], broker: ferryd)
@@ -263,6 +249,7 @@ import Testing
         #expect(topic.string("topic") == "t")
         #expect(topic.int("lag") == 2)
         #expect(json.json?.object("stats")?.int("sessions") == 1)
+        try ws.pingPong()  // connected throughout
     }
 
     // MARK: pub and tail
@@ -370,6 +357,18 @@ import Testing
         let missing = try ferryctl(["verify", "--data", ferryd.directory.appendingPathComponent("nothing").path])
         #expect(missing.status == 1, "\(missing)")
         #expect(missing.stderr.contains("cannot check"), "\(missing)")
+    }
+
+    /// Client "alice" subscribed to "t" from the start, with `published` messages received and
+    /// those up to `acked` acked (the broker has handled the ack).
+    private func alice(on ferryd: Ferryd, published: Int, acked: Int) throws -> TestWebSocket {
+        let (ws, _) = try ferryd.session(clientID: "alice")
+        try ws.subscribe("t", from: "earliest")
+        try ferryd.publishNumbered("t", count: published)
+        #expect(try ws.collectMessages(count: published).versions == Array(1...published))
+        try ws.ack("t", acked)
+        try ws.pingPong()
+        return ws
     }
 
     /// Damages a stopped broker's data the way a bug would, through FerryStore's own layers: an
