@@ -473,6 +473,11 @@ public final class Broker: Sendable {
         return info
     }
 
+    /// The topic `name` if the broker knows it, without creating it (admin input may name anything).
+    private func existingTopic(_ name: String) -> Topic? {
+        state.withLock { $0.topics[name] }
+    }
+
     /// What a trim did, or the durable subscribers it would cut when not forced.
     public enum TrimOutcome: Sendable {
         case trimmed(TrimResult)
@@ -483,7 +488,7 @@ public final class Broker: Sendable {
     /// when a durable subscriber has not acked some of them. Subscribers behind the new first
     /// version get `gap`, as after retention.
     public func trimTopic(_ name: String, through: UInt64, force: Bool) async throws(ProtocolError) -> TrimOutcome {
-        guard let before = topic(named: name).record else { throw ProtocolError(.notFound, "no topic \(name)") }
+        guard let before = existingTopic(name)?.record else { throw ProtocolError(.notFound, "no topic \(name)") }
         guard through <= before.head else {
             throw ProtocolError(.badFrame, "to (\(through)) is above the head of \(name) (\(before.head))")
         }
@@ -498,7 +503,7 @@ public final class Broker: Sendable {
         if case .failure(let error) = await commit([.trimTopic(name, through: through)]) {
             throw ProtocolError(.unavailable, "\(error)")
         }
-        let after = topic(named: name).record ?? before
+        let after = existingTopic(name)?.record ?? before
         logger.notice(
             "topic trimmed", metadata: ["ferry.topic": "\(name)", "ferry.through": "\(through)", "ferry.forced": "\(force)"])
         return .trimmed(
@@ -511,14 +516,15 @@ public final class Broker: Sendable {
     /// current epoch, so the client is sent everything after it when it resumes. A connected
     /// client is refused (`session_conflict`): its connection holds the position in flight.
     public func rewindClient(_ clientID: String, topic name: String, to version: UInt64) async throws(ProtocolError) -> SubscriptionInfo {
-        let position = topic(named: name).position
-        guard version <= position.head else {
-            throw ProtocolError(.badFrame, "to (\(version)) is above the head of \(name) (\(position.head))")
-        }
+        let position = existingTopic(name)?.position
         let outcome: Result<SubscriptionRecord, ProtocolError> = state.withLock { state in
             guard let session = state.sessions[clientID] else { return .failure(ProtocolError(.notFound, "no client \(clientID)")) }
-            guard var record = session.subscriptions[name] else {
+            // A durable subscription always has its topic in memory.
+            guard var record = session.subscriptions[name], let position else {
                 return .failure(ProtocolError(.notFound, "client \(clientID) has no subscription to \(name)"))
+            }
+            guard version <= position.head else {
+                return .failure(ProtocolError(.badFrame, "to (\(version)) is above the head of \(name) (\(position.head))"))
             }
             guard session.owner == nil else {
                 return .failure(ProtocolError(.sessionConflict, "client \(clientID) is connected: rewind it while it is away"))
