@@ -85,6 +85,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     // than to a thread. LMDB serialises write transactions with its own mutex.
     private let env: OpaquePointer
     public let path: String
+    /// Opened with ``LMDBOptions/readOnly``: only read transactions work.
     public let isReadOnly: Bool
 
     public init(path: String, options: LMDBOptions) throws(LMDBError) {

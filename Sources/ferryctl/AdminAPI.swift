@@ -35,11 +35,24 @@ struct AdminOptions: ParsableArguments {
     var token: String?
 
     func client() throws -> AdminClient {
-        let base = broker.baseURL.hasSuffix("/") ? String(broker.baseURL.dropLast()) : broker.baseURL
+        try broker.httpClient(token: token ?? ProcessInfo.processInfo.environment["FERRY_ADMIN_TOKEN"])
+    }
+}
+
+extension BrokerOptions {
+    /// An HTTP client of the broker at `baseURL`.
+    func httpClient(token: String?) throws -> AdminClient {
+        let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         guard let url = URL(string: base), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-            throw Failure("--url must be like http://127.0.0.1:8080, not \(broker.baseURL)", code: .usage)
+            throw Failure("--url must be like http://127.0.0.1:8080, not \(baseURL)", code: .usage)
         }
-        return AdminClient(base: base, token: token ?? ProcessInfo.processInfo.environment["FERRY_ADMIN_TOKEN"])
+        return AdminClient(base: base, token: token)
+    }
+
+    /// Fails in one line when the broker does not answer `/healthz`. The client library would
+    /// instead retry for as long as it takes, which suits a running app, not a command.
+    func requireReachable() async throws {
+        _ = try await httpClient(token: nil).send("GET", "/healthz")
     }
 }
 

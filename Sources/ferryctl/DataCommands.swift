@@ -41,7 +41,7 @@ struct Backup: AsyncParsableCommand {
             await progress.task.value
             progress.bar.complete()
         }
-        if output.json { return Format.printJSON(body) }
+        if output.json { return Format.printBody(body) }
         let result = try client.decode(BackupResult.self, body)
         print("backup written to \(result.path) (\(Format.bytes(result.bytes)))")
     }

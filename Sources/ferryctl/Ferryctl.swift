@@ -75,6 +75,7 @@ struct Publish: AsyncParsableCommand {
     @Argument(help: "The message, or '-' to publish each line of standard input.") var data: String = "-"
 
     func run() async throws {
+        try await broker.requireReachable()
         let client = FerryClient(url: try broker.webSocketURL())
         if data == "-" {
             while let line = readLine() {
@@ -107,6 +108,7 @@ struct Tail: AsyncParsableCommand {
     @Option(help: "A durable client id: resume where it stopped.") var client: String?
 
     func run() async throws {
+        try await broker.requireReachable()
         let ferry = FerryClient(url: try broker.webSocketURL(), clientID: client)
         let start: StartPosition = from.map { .after($0) } ?? (client == nil ? .latest : .stored)
         for try await message in ferry.subscribe(topic, from: start) {

@@ -69,8 +69,8 @@ enum Format {
 
     static func yesNo(_ value: Bool) -> String { value ? "yes" : "no" }
 
-    /// The body of an answer as received, one JSON document per line.
-    static func printJSON(_ data: Data) {
+    /// The broker's JSON answer as received, one document per line.
+    static func printBody(_ data: Data) {
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 
@@ -78,7 +78,7 @@ enum Format {
     static func printJSON(_ value: some Encodable) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        printJSON(try encoder.encode(value))
+        printBody(try encoder.encode(value))
     }
 
     static func printError(_ text: String) {

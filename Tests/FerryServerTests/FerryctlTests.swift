@@ -46,7 +46,7 @@ import Testing
     @Test func brokerDownIsOneLineAndExitOne() throws {
         let ferryd = try Ferryd.withAdmin()
         try ferryd.kill()
-        for arguments in [["status"], ["topics", "list", "--json"], ["clients", "show", "x"]] {
+        for arguments in [["status"], ["topics", "list", "--json"], ["clients", "show", "x"], ["pub", "t", "1"], ["tail", "t"]] {
             let run = try ferryctl(arguments, broker: ferryd)
             #expect(run.status == 1, "\(run)")
             #expect(run.stderr == "ferryctl: cannot reach the broker at http://127.0.0.1:\(ferryd.port): connection refused\n", "\(run)")
@@ -149,8 +149,9 @@ import Testing
         #expect(safe.status == 0, "\(safe)")
         #expect(safe.stdout == "trimmed t: removed 2 messages, 3 left (first 3, head 5)\n", "\(safe)")
 
-        let forced = try ferryctl(["topics", "trim", "t", "--to", "4", "--force"], broker: ferryd)
+        let forced = try ferryctl(["topics", "trim", "t", "--to", "4", "--force", "--json"], broker: ferryd)
         #expect(forced.status == 0, "\(forced)")
+        #expect(forced.json?.int("removed") == 2, "\(forced)")
         let info = try ferryd.topicInfo("t")
         #expect(info.int("first") == 5)
         #expect(info.int("messages") == 1)
