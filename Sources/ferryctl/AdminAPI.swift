@@ -58,7 +58,7 @@ extension BrokerOptions {
 
 /// The `--json` flag of the read commands.
 struct OutputOptions: ParsableArguments {
-    @Flag(help: "Print JSON instead of a table.")
+    @Flag(help: "Print JSON instead of text.")
     var json = false
 }
 
