@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "ferryctl",
             dependencies: [
-                "FerryClient", "FerryProtocol",
+                "FerryClient", "FerryProtocol", "FerryStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -125,7 +125,7 @@ let package = Package(
         .testTarget(name: "FerryCoreTests", dependencies: ["FerryCore", "FerryStore", "FerryProtocol"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryServerTests",
-            dependencies: ["FerryProtocol", "FerryTestSupport", "ferryd"],
+            dependencies: ["FerryProtocol", "FerryStore", "FerryTestSupport", "ferryd", "ferryctl"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

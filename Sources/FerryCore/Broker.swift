@@ -34,6 +34,8 @@ public final class Broker: Sendable {
         var record: SessionRecord
         var subscriptions: [String: SubscriptionRecord]
         var owner: Connection?
+        /// In memory only: what the last hello did, for operators.
+        var lastResume: ResumeInfo?
     }
 
     private struct State {
@@ -68,7 +70,7 @@ public final class Broker: Sendable {
             state.topics[record.name] = Topic(name: record.name, record: record)
         }
         for session in snapshot.sessions {
-            state.sessions[session.clientID] = DurableSession(record: session, subscriptions: [:], owner: nil)
+            state.sessions[session.clientID] = DurableSession(record: session, subscriptions: [:], owner: nil, lastResume: nil)
         }
         for subscription in snapshot.subscriptions {
             state.sessions[subscription.clientID]?.subscriptions[subscription.topic] = subscription
@@ -276,6 +278,7 @@ public final class Broker: Sendable {
                 let previous = session.owner
                 session.owner = connection
                 session.record.lastSeen = now
+                session.lastResume = ResumeInfo(at: now, resumed: true, subscriptions: session.subscriptions.count)
                 state.sessions[id] = session
                 state.dirtySessions[id] = session.record
                 let attachment = Attachment(
@@ -284,7 +287,8 @@ public final class Broker: Sendable {
                 return (attachment, previous, SessionRecord?.none)
             }
             let record = SessionRecord(clientID: id, incarnation: LMDBMessageStore.newEpoch(), createdAt: now, lastSeen: now)
-            state.sessions[id] = DurableSession(record: record, subscriptions: [:], owner: connection)
+            state.sessions[id] = DurableSession(
+                record: record, subscriptions: [:], owner: connection, lastResume: ResumeInfo(at: now, resumed: false, subscriptions: 0))
             let attachment = Attachment(
                 clientID: id, resumeToken: tokens.token(clientID: id, incarnation: record.incarnation), resumed: false, subscriptions: [])
             return (attachment, nil, record)
@@ -375,10 +379,10 @@ public final class Broker: Sendable {
             bytes: record.bytes, subscribers: durable.count + ephemeral)
     }
 
-    /// Every existing topic, by name.
+    /// Every existing topic, by name, as the admin API lists them.
     public func topicInfos() -> [TopicInfo] {
         let names = state.withLock { Array($0.topics.keys) }
-        return names.sorted().compactMap(topicInfo)
+        return names.sorted().compactMap { adminTopicInfo($0, listingSubscriptions: false) }
     }
 
     /// Stored messages of `topic` after version `after`; nil when the topic does not exist.
@@ -418,16 +422,126 @@ public final class Broker: Sendable {
 
     public func clientDetail(_ clientID: String) -> ClientDetail? {
         guard let session = state.withLock({ $0.sessions[clientID] }) else { return nil }
-        let subscriptions = session.subscriptions.values.sorted { $0.topic < $1.topic }.map { record in
-            let position = topic(named: record.topic).position
-            let head = position.epoch == record.epoch ? position.head : 0
-            return SubscriptionInfo(
-                topic: record.topic, epoch: record.epoch, ackFloor: record.ackFloor, head: head,
-                lag: head > record.ackFloor ? head - record.ackFloor : 0, window: record.window)
-        }
+        let now = configuration.now()
+        let subscriptions = session.subscriptions.values.sorted { $0.topic < $1.topic }.map { subscriptionInfo($0, now: now) }
         return ClientDetail(
             clientID: clientID, connected: session.owner != nil, createdAt: session.record.createdAt, lastSeen: session.record.lastSeen,
-            subscriptions: subscriptions)
+            subscriptions: subscriptions, lastResume: session.lastResume)
+    }
+
+    private func subscriptionInfo(_ record: SubscriptionRecord, now: Timestamp) -> SubscriptionInfo {
+        let standing = standing(of: record, now: now)
+        return SubscriptionInfo(
+            topic: record.topic, epoch: record.epoch, ackFloor: record.ackFloor, head: standing.head, lag: standing.lag,
+            window: record.window, oldestUnackedAgeMs: standing.oldestUnackedAge)
+    }
+
+    /// Where a durable subscription stands in its topic's current log: the head (0 when its epoch
+    /// is gone), the lag, and the age of the oldest stored message it has not acked.
+    private func standing(of record: SubscriptionRecord, now: Timestamp) -> (head: UInt64, lag: UInt64, oldestUnackedAge: UInt64?) {
+        let position = topic(named: record.topic).position
+        guard position.epoch == record.epoch else { return (0, 0, nil) }
+        guard position.head > record.ackFloor else { return (position.head, 0, nil) }
+        let oldest = max(record.ackFloor + 1, position.first)
+        let stamp = position.storeID.flatMap { id in
+            oldest <= position.head ? (try? store.messages(topicID: id, after: oldest - 1, limit: 1))?.first?.timestamp : nil
+        }
+        return (position.head, position.head - record.ackFloor, stamp.map { now > $0 ? now - $0 : 0 })
+    }
+
+    /// The durable subscriptions of topic `name`, with whether their client is connected.
+    private func durableSubscriptions(of name: String) -> [(record: SubscriptionRecord, connected: Bool)] {
+        state.withLock { state in
+            state.sessions.values.compactMap { session in session.subscriptions[name].map { ($0, session.owner != nil) } }
+        }.sorted { $0.record.clientID < $1.record.clientID }
+    }
+
+    /// A topic as the admin API shows it: with connected subscriptions and the largest lag, and
+    /// with `listingSubscriptions`, each durable subscription. Nil when the topic does not exist.
+    public func adminTopicInfo(_ name: String, listingSubscriptions: Bool) -> TopicInfo? {
+        guard var info = topicInfo(name) else { return nil }
+        let now = configuration.now()
+        let subscriptions = durableSubscriptions(of: name).map { entry in
+            let standing = standing(of: entry.record, now: now)
+            return TopicSubscription(
+                clientID: entry.record.clientID, connected: entry.connected, ackFloor: entry.record.ackFloor, lag: standing.lag,
+                oldestUnackedAgeMs: standing.oldestUnackedAge)
+        }
+        info.connected = topic(named: name).subscriberCount
+        info.lag = subscriptions.map(\.lag).max() ?? 0
+        if listingSubscriptions { info.durableSubscriptions = subscriptions }
+        return info
+    }
+
+    /// The topic `name` if the broker knows it, without creating it (admin input may name anything).
+    private func existingTopic(_ name: String) -> Topic? {
+        state.withLock { $0.topics[name] }
+    }
+
+    /// What a trim did, or the durable subscribers it would cut when not forced.
+    public enum TrimOutcome: Sendable {
+        case trimmed(TrimResult)
+        case refused([TrimLoss])
+    }
+
+    /// Deletes the messages of topic `name` with versions ≤ `through`. Unless `force`, refuses
+    /// when a durable subscriber has not acked some of them. Subscribers behind the new first
+    /// version get `gap`, as after retention.
+    public func trimTopic(_ name: String, through: UInt64, force: Bool) async throws(ProtocolError) -> TrimOutcome {
+        guard let before = existingTopic(name)?.record else { throw ProtocolError(.notFound, "no topic \(name)") }
+        guard through <= before.head else {
+            throw ProtocolError(.badFrame, "to (\(through)) is above the head of \(name) (\(before.head))")
+        }
+        if !force {
+            let losses = durableSubscriptions(of: name).compactMap { entry -> TrimLoss? in
+                let from = max(entry.record.ackFloor + 1, before.first)
+                guard entry.record.epoch == before.epoch, from <= through else { return nil }
+                return TrimLoss(clientID: entry.record.clientID, ackFloor: entry.record.ackFloor, from: from, to: through)
+            }
+            if !losses.isEmpty { return .refused(losses) }
+        }
+        if case .failure(let error) = await commit([.trimTopic(name, through: through)]) {
+            throw ProtocolError(.unavailable, "\(error)")
+        }
+        let after = existingTopic(name)?.record ?? before
+        logger.notice(
+            "topic trimmed", metadata: ["ferry.topic": "\(name)", "ferry.through": "\(through)", "ferry.forced": "\(force)"])
+        return .trimmed(
+            TrimResult(
+                topic: name, first: after.first, head: after.head, messages: after.messages,
+                removed: through >= before.first ? through - before.first + 1 : 0))
+    }
+
+    /// Sets the ack floor of `clientID`'s subscription to `topic` to `version`, in the topic's
+    /// current epoch, so the client is sent everything after it when it resumes. A connected
+    /// client is refused (`session_conflict`): its connection holds the position in flight.
+    public func rewindClient(_ clientID: String, topic name: String, to version: UInt64) async throws(ProtocolError) -> SubscriptionInfo {
+        let position = existingTopic(name)?.position
+        let outcome: Result<SubscriptionRecord, ProtocolError> = state.withLock { state in
+            guard let session = state.sessions[clientID] else { return .failure(ProtocolError(.notFound, "no client \(clientID)")) }
+            // A durable subscription always has its topic in memory.
+            guard var record = session.subscriptions[name], let position else {
+                return .failure(ProtocolError(.notFound, "client \(clientID) has no subscription to \(name)"))
+            }
+            guard version <= position.head else {
+                return .failure(ProtocolError(.badFrame, "to (\(version)) is above the head of \(name) (\(position.head))"))
+            }
+            guard session.owner == nil else {
+                return .failure(ProtocolError(.sessionConflict, "client \(clientID) is connected: rewind it while it is away"))
+            }
+            record.epoch = position.epoch
+            record.ackFloor = version
+            state.sessions[clientID]?.subscriptions[name] = record
+            state.dirtySubscriptions[Self.key(clientID, name)] = nil
+            return .success(record)
+        }
+        let record = try outcome.get()
+        if case .failure(let error) = await commit([.putSubscription(record)]) {
+            throw ProtocolError(.unavailable, "\(error)")
+        }
+        logger.notice(
+            "subscription rewound", metadata: ["ferry.client_id": "\(clientID)", "ferry.topic": "\(name)", "ferry.to": "\(version)"])
+        return subscriptionInfo(record, now: configuration.now())
     }
 
     /// Deletes a durable session; its connection is closed with 4010. False when unknown.
@@ -459,7 +573,10 @@ public final class Broker: Sendable {
     }
 
     /// A compacted hot copy of the store in the empty folder `path`; returns its size in bytes.
+    /// Deferred acks and sessions are committed first, so the copy holds every ack seen so far.
     public func backup(to path: String) async throws(ProtocolError) -> Int {
+        // An empty job makes the committer flush what maintenance holds back.
+        if case .failure(let error) = await commit([]) { throw ProtocolError(.unavailable, "\(error)") }
         let store = self.store
         let result: Result<Int, StoreError> = await withCheckedContinuation { continuation in
             // The copy blocks for as long as it takes: keep it off the cooperative pool.

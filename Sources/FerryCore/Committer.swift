@@ -91,6 +91,9 @@ final class Committer: Sendable {
             operations += hooks.maintenance(commitTime, !jobs.isEmpty || stopping)
             if !operations.isEmpty {
                 commit(operations, jobs: jobs, jobOperationCount: jobCount, at: commitTime, hooks: hooks)
+            } else {
+                // Empty jobs (a flush of deferred writes that found none) are done at once.
+                for job in jobs { job.completion?(.success([])) }
             }
             if stopping && jobs.isEmpty { return }
         }

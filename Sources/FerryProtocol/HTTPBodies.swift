@@ -1,6 +1,9 @@
 /// Bodies of the HTTP API (PROTOCOL.md, "HTTP API"), shared by the broker and its clients.
 
-/// `GET /v1/topics/{topic}` and the items of `GET /v1/admin/topics`.
+/// `GET /v1/topics/{topic}`, the items of `GET /v1/admin/topics` and `GET /v1/admin/topics/{topic}`.
+///
+/// The admin API adds `connected` and `lag`, and for one topic `durable_subscriptions`; the
+/// public endpoint leaves them out.
 public struct TopicInfo: Codable, Sendable, Equatable {
     public var topic: String
     public var epoch: String
@@ -11,8 +14,17 @@ public struct TopicInfo: Codable, Sendable, Equatable {
     public var bytes: UInt64
     /// Durable subscriptions plus connected ephemeral ones.
     public var subscribers: Int
+    /// Subscriptions with a connection right now (admin only).
+    public var connected: Int?
+    /// The largest head − ack_floor of the durable subscriptions in this epoch (admin only).
+    public var lag: UInt64?
+    /// Each durable subscription (admin, one topic only).
+    public var durableSubscriptions: [TopicSubscription]?
 
-    public init(topic: String, epoch: String, first: UInt64, head: UInt64, messages: UInt64, bytes: UInt64, subscribers: Int) {
+    public init(
+        topic: String, epoch: String, first: UInt64, head: UInt64, messages: UInt64, bytes: UInt64, subscribers: Int,
+        connected: Int? = nil, lag: UInt64? = nil, durableSubscriptions: [TopicSubscription]? = nil
+    ) {
         self.topic = topic
         self.epoch = epoch
         self.first = first
@@ -20,6 +32,96 @@ public struct TopicInfo: Codable, Sendable, Equatable {
         self.messages = messages
         self.bytes = bytes
         self.subscribers = subscribers
+        self.connected = connected
+        self.lag = lag
+        self.durableSubscriptions = durableSubscriptions
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case topic, epoch, first, head, messages, bytes, subscribers, connected, lag
+        case durableSubscriptions = "durable_subscriptions"
+    }
+}
+
+/// A durable subscription as `GET /v1/admin/topics/{topic}` shows it.
+public struct TopicSubscription: Codable, Sendable, Equatable {
+    public var clientID: String
+    public var connected: Bool
+    public var ackFloor: UInt64
+    /// head − ack_floor, 0 when the floor is in an older epoch.
+    public var lag: UInt64
+    /// Milliseconds since the oldest unacknowledged message was committed; nil when none is stored.
+    public var oldestUnackedAgeMs: UInt64?
+
+    public init(clientID: String, connected: Bool, ackFloor: UInt64, lag: UInt64, oldestUnackedAgeMs: UInt64?) {
+        self.clientID = clientID
+        self.connected = connected
+        self.ackFloor = ackFloor
+        self.lag = lag
+        self.oldestUnackedAgeMs = oldestUnackedAgeMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case clientID = "client_id", connected, ackFloor = "ack_floor", lag, oldestUnackedAgeMs = "oldest_unacked_age_ms"
+    }
+}
+
+/// `POST /v1/admin/topics/{topic}/trim`: delete the messages with versions ≤ `to`.
+public struct TrimRequest: Codable, Sendable {
+    public var to: UInt64
+    /// Trim even what durable subscribers have not acked.
+    public var force: Bool?
+
+    public init(to: UInt64, force: Bool? = nil) {
+        self.to = to
+        self.force = force
+    }
+}
+
+/// The answer of a trim: the topic after it, and how many messages went.
+public struct TrimResult: Codable, Sendable, Equatable {
+    public var topic: String
+    public var first: UInt64
+    public var head: UInt64
+    public var messages: UInt64
+    public var removed: UInt64
+
+    public init(topic: String, first: UInt64, head: UInt64, messages: UInt64, removed: UInt64) {
+        self.topic = topic
+        self.first = first
+        self.head = head
+        self.messages = messages
+        self.removed = removed
+    }
+}
+
+/// What one durable subscriber would lose to a trim: the unacked versions `from...to`.
+public struct TrimLoss: Codable, Sendable, Equatable {
+    public var clientID: String
+    public var ackFloor: UInt64
+    public var from: UInt64
+    public var to: UInt64
+
+    public init(clientID: String, ackFloor: UInt64, from: UInt64, to: UInt64) {
+        self.clientID = clientID
+        self.ackFloor = ackFloor
+        self.from = from
+        self.to = to
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case clientID = "client_id", ackFloor = "ack_floor", from, to
+    }
+}
+
+/// `POST /v1/admin/clients/{id}/rewind`: set the ack floor of a durable subscription.
+public struct RewindRequest: Codable, Sendable {
+    public var topic: String
+    public var to: UInt64
+
+    public init(topic: String, to: UInt64) {
+        self.topic = topic
+        self.to = to
     }
 }
 
@@ -94,18 +196,37 @@ public struct SubscriptionInfo: Codable, Sendable, Equatable {
     /// head − ack_floor.
     public var lag: UInt64
     public var window: Int
+    /// Milliseconds since the oldest unacknowledged message was committed; nil when none is stored.
+    public var oldestUnackedAgeMs: UInt64?
 
-    public init(topic: String, epoch: String, ackFloor: UInt64, head: UInt64, lag: UInt64, window: Int) {
+    public init(topic: String, epoch: String, ackFloor: UInt64, head: UInt64, lag: UInt64, window: Int, oldestUnackedAgeMs: UInt64? = nil) {
         self.topic = topic
         self.epoch = epoch
         self.ackFloor = ackFloor
         self.head = head
         self.lag = lag
         self.window = window
+        self.oldestUnackedAgeMs = oldestUnackedAgeMs
     }
 
     enum CodingKeys: String, CodingKey {
-        case topic, epoch, ackFloor = "ack_floor", head, lag, window
+        case topic, epoch, ackFloor = "ack_floor", head, lag, window, oldestUnackedAgeMs = "oldest_unacked_age_ms"
+    }
+}
+
+/// The last `hello` that attached a durable session, since the broker started.
+public struct ResumeInfo: Codable, Sendable, Equatable {
+    /// Milliseconds since 1970.
+    public var at: UInt64
+    /// True when an existing session was resumed, false when the hello created it.
+    public var resumed: Bool
+    /// Subscriptions restored by it.
+    public var subscriptions: Int
+
+    public init(at: UInt64, resumed: Bool, subscriptions: Int) {
+        self.at = at
+        self.resumed = resumed
+        self.subscriptions = subscriptions
     }
 }
 
@@ -116,17 +237,24 @@ public struct ClientDetail: Codable, Sendable, Equatable {
     public var createdAt: UInt64
     public var lastSeen: UInt64
     public var subscriptions: [SubscriptionInfo]
+    /// Nil when the client has not said hello since the broker started.
+    public var lastResume: ResumeInfo?
 
-    public init(clientID: String, connected: Bool, createdAt: UInt64, lastSeen: UInt64, subscriptions: [SubscriptionInfo]) {
+    public init(
+        clientID: String, connected: Bool, createdAt: UInt64, lastSeen: UInt64, subscriptions: [SubscriptionInfo],
+        lastResume: ResumeInfo? = nil
+    ) {
         self.clientID = clientID
         self.connected = connected
         self.createdAt = createdAt
         self.lastSeen = lastSeen
         self.subscriptions = subscriptions
+        self.lastResume = lastResume
     }
 
     enum CodingKeys: String, CodingKey {
         case clientID = "client_id", connected, createdAt = "created_at", lastSeen = "last_seen", subscriptions
+        case lastResume = "last_resume"
     }
 }
 
@@ -184,16 +312,18 @@ public struct BackupResult: Codable, Sendable {
     }
 }
 
-/// Every HTTP error: `{"error":{"code","message"}}`.
+/// Every HTTP error: `{"error":{"code","message"}}`; a refused trim adds `affected`.
 public struct ErrorBody: Codable, Sendable {
     public struct Detail: Codable, Sendable {
         public var code: String
         public var message: String
+        /// The durable subscribers a refused trim would have cut.
+        public var affected: [TrimLoss]?
     }
 
     public var error: Detail
 
-    public init(_ error: ProtocolError) {
-        self.error = Detail(code: error.code.rawValue, message: error.message)
+    public init(_ error: ProtocolError, affected: [TrimLoss]? = nil) {
+        self.error = Detail(code: error.code.rawValue, message: error.message, affected: affected)
     }
 }

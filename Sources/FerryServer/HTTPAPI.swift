@@ -80,6 +80,25 @@ struct HTTPAPI: Sendable {
             try authorize(request)
             return jsonResponse(body: TopicList(topics: broker.topicInfos()))
         }
+        admin.get("/topics/:topic") { request, context in
+            try authorize(request)
+            let name = try topicName(context)
+            guard let info = broker.adminTopicInfo(name, listingSubscriptions: true) else { throw APIError(.notFound, "no topic \(name)") }
+            return jsonResponse(body: info)
+        }
+        admin.post("/topics/:topic/trim") { request, context in
+            try authorize(request)
+            let name = try topicName(context)
+            let trim = try await decode(TrimRequest.self, from: request, shape: #"{"to": <version>, "force": <bool>}"#)
+            switch try await broker.trimTopic(name, through: trim.to, force: trim.force ?? false) {
+            case .trimmed(let result):
+                return jsonResponse(body: result)
+            case .refused(let losses):
+                let clients = losses.map { "\($0.clientID) (\($0.from)...\($0.to))" }.joined(separator: ", ")
+                let error = ProtocolError(.sessionConflict, "durable subscribers have not acked what the trim would delete: \(clients)")
+                return jsonResponse(status: .conflict, body: ErrorBody(error, affected: losses))
+            }
+        }
         admin.delete("/topics/:topic") { request, context in
             try authorize(request)
             let name = try topicName(context)
@@ -96,6 +115,12 @@ struct HTTPAPI: Sendable {
             guard let detail = broker.clientDetail(id) else { throw APIError(.notFound, "no client \(id)") }
             return jsonResponse(body: detail)
         }
+        admin.post("/clients/:client/rewind") { request, context in
+            try authorize(request)
+            let id = try clientID(context)
+            let rewind = try await decode(RewindRequest.self, from: request, shape: #"{"topic": "<topic>", "to": <version>}"#)
+            return jsonResponse(body: try await broker.rewindClient(id, topic: rewind.topic, to: rewind.to))
+        }
         admin.delete("/clients/:client") { request, context in
             try authorize(request)
             let id = try clientID(context)
@@ -108,13 +133,21 @@ struct HTTPAPI: Sendable {
         }
         admin.post("/backup") { request, _ in
             try authorize(request)
-            let body = try await request.body.collect(upTo: 64 * 1024)
-            guard let backup = try? JSONDecoder().decode(BackupRequest.self, from: Data(body.readableBytesView)), !backup.path.isEmpty else {
-                throw APIError(.badFrame, #"the body must be {"path": "<empty folder>"}"#)
-            }
+            let shape = #"{"path": "<empty folder>"}"#
+            let backup = try await decode(BackupRequest.self, from: request, shape: shape)
+            guard !backup.path.isEmpty else { throw APIError(.badFrame, "the body must be \(shape)") }
             let bytes = try await broker.backup(to: backup.path)
             return jsonResponse(body: BackupResult(path: backup.path, bytes: bytes))
         }
+    }
+
+    /// A small JSON request body, or `bad_frame` naming the expected `shape`.
+    private func decode<Body: Decodable>(_ type: Body.Type, from request: Request, shape: String) async throws -> Body {
+        let body = try await collect(request, upTo: 64 * 1024)
+        guard let decoded = try? JSONDecoder().decode(type, from: Data(body)) else {
+            throw APIError(.badFrame, "the body must be \(shape)")
+        }
+        return decoded
     }
 
     /// `{"<key>": name, "deleted": true}`, the answer of the admin deletes.
@@ -225,8 +258,8 @@ struct HTTPAPI: Sendable {
     }
 }
 
-/// Gives the framework's own errors (unknown route, wrong method, body over its limit) the
-/// protocol's JSON error body, so every HTTP error a client sees has one shape.
+/// Gives the framework's own errors (unknown route, wrong method, body over its limit) and the
+/// broker's the protocol's JSON error body, so every HTTP error a client sees has one shape.
 struct ErrorBodyMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
 
@@ -248,6 +281,9 @@ struct ErrorBodyMiddleware: RouterMiddleware {
             return response
         } catch is NIOTooManyBytesError {
             throw APIError(.tooLarge, "the body is over the limit")
+        } catch let error as ProtocolError {
+            // The broker's own refusals (not found, conflict, full store) keep their code's status.
+            throw APIError(error)
         }
     }
 }

@@ -13,6 +13,8 @@ public enum LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
     case mapResized
     case corrupted
     case versionMismatch
+    /// A key or named database that does not exist, where it must.
+    case notFound
     case other(code: Int32, message: String)
 
     init(code: Int32) {
@@ -24,6 +26,7 @@ public enum LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
         case MDB_MAP_RESIZED: self = .mapResized
         case MDB_CORRUPTED, MDB_PAGE_NOTFOUND: self = .corrupted
         case MDB_VERSION_MISMATCH, MDB_INVALID: self = .versionMismatch
+        case MDB_NOTFOUND: self = .notFound
         default: self = .other(code: code, message: String(cString: mdb_strerror(code)))
         }
     }
@@ -40,6 +43,7 @@ public enum LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
         case .mapResized: "LMDB map was resized by another process"
         case .corrupted: "LMDB data is corrupted"
         case .versionMismatch: "not an LMDB environment of this version"
+        case .notFound: "not found"
         case .other(let code, let message): "LMDB error \(code): \(message)"
         }
     }
@@ -59,6 +63,9 @@ public struct LMDBOptions: Sendable {
     public var maxReaders: UInt32 = 512
     /// When false, commits are not fsynced: a process crash loses nothing, a machine crash may.
     public var syncOnCommit = true
+    /// Opens an existing environment for reading only (`MDB_RDONLY`): write transactions fail and
+    /// databases are never created, so an offline check cannot change what it checks.
+    public var readOnly = false
 
     public init() {}
 }
@@ -78,6 +85,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
     // than to a thread. LMDB serialises write transactions with its own mutex.
     private let env: OpaquePointer
     public let path: String
+    /// Opened with ``LMDBOptions/readOnly``: only read transactions work.
+    public let isReadOnly: Bool
 
     public init(path: String, options: LMDBOptions) throws(LMDBError) {
         var pointer: OpaquePointer?
@@ -89,6 +98,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             try check(mdb_env_set_maxreaders(pointer, options.maxReaders))
             var flags = UInt32(MDB_NOTLS)
             if !options.syncOnCommit { flags |= UInt32(MDB_NOSYNC) }
+            if options.readOnly { flags |= UInt32(MDB_RDONLY) }
             try check(mdb_env_open(pointer, path, flags, 0o644))
         } catch {
             mdb_env_close(pointer)
@@ -96,6 +106,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
         self.env = pointer
         self.path = path
+        self.isReadOnly = options.readOnly
     }
 
     deinit {
@@ -103,12 +114,29 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     /// Opens (creating if missing) the named database; call at start-up, before other transactions.
+    /// A read-only environment only opens an existing one, and throws `.notFound` otherwise.
     public func openDatabase(_ name: String) throws(LMDBError) -> LMDBDatabase {
-        try write { txn throws(LMDBError) in
-            var dbi: MDB_dbi = 0
-            try check(mdb_dbi_open(txn.txn, name, UInt32(MDB_CREATE), &dbi))
-            return LMDBDatabase(dbi: dbi)
+        guard isReadOnly else {
+            return try write { txn throws(LMDBError) in try Self.open(name, in: txn.txn, flags: UInt32(MDB_CREATE)) }
         }
+        // A handle opened in a read transaction stays open only if that transaction commits.
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn))
+        guard let txn else { throw LMDBError.other(code: -1, message: "mdb_txn_begin returned nothing") }
+        do {
+            let database = try Self.open(name, in: txn, flags: 0)
+            try check(mdb_txn_commit(txn))
+            return database
+        } catch {
+            mdb_txn_abort(txn)
+            throw error
+        }
+    }
+
+    private static func open(_ name: String, in txn: OpaquePointer, flags: UInt32) throws(LMDBError) -> LMDBDatabase {
+        var dbi: MDB_dbi = 0
+        try check(mdb_dbi_open(txn, name, flags, &dbi))
+        return LMDBDatabase(dbi: dbi)
     }
 
     /// Runs `body` in a read-only transaction, which sees a snapshot and never blocks the writer.

@@ -10,6 +10,8 @@ public struct LMDBStoreConfiguration: Sendable {
     public var retention = RetentionPolicy()
     /// How long a `msg_id` is remembered, in milliseconds.
     public var dedupWindow: UInt64 = 24 * 3600 * 1000
+    /// Opens an existing data folder without writing to it (for offline checks); commits fail.
+    public var readOnly = false
 
     /// Space kept free for deletes and trims, so an operator can recover a full store without a
     /// restart: LMDB copies pages on write, so even a delete needs free pages.
@@ -42,14 +44,21 @@ public final class LMDBMessageStore: MessageStore {
 
     public init(configuration: LMDBStoreConfiguration) throws(StoreError) {
         self.configuration = configuration
-        do {
-            try FileManager.default.createDirectory(atPath: configuration.path, withIntermediateDirectories: true)
-        } catch {
-            throw StoreError.engine("cannot create data folder \(configuration.path): \(error.localizedDescription)")
+        if configuration.readOnly {
+            guard FileManager.default.fileExists(atPath: configuration.path + "/data.mdb") else {
+                throw StoreError.engine("\(configuration.path) holds no data.mdb")
+            }
+        } else {
+            do {
+                try FileManager.default.createDirectory(atPath: configuration.path, withIntermediateDirectories: true)
+            } catch {
+                throw StoreError.engine("cannot create data folder \(configuration.path): \(error.localizedDescription)")
+            }
         }
         var options = LMDBOptions()
         options.mapSize = configuration.mapSize
         options.syncOnCommit = configuration.syncOnCommit
+        options.readOnly = configuration.readOnly
         do {
             env = try LMDBEnvironment(path: configuration.path, options: options)
             meta = try env.openDatabase("meta")
@@ -59,6 +68,8 @@ public final class LMDBMessageStore: MessageStore {
             dedupByTime = try env.openDatabase("dedup_by_time")
             sessions = try env.openDatabase("sessions")
             subscriptions = try env.openDatabase("subscriptions")
+        } catch .notFound where configuration.readOnly {
+            throw StoreError.engine("\(configuration.path) is not a Ferry data folder: a database of the schema is missing")
         } catch {
             throw StoreError(error)
         }
@@ -142,6 +153,9 @@ public final class LMDBMessageStore: MessageStore {
             case .deleteTopic(let name):
                 try state.deleteTopic(name)
                 outcomes.append(.done)
+            case .trimTopic(let name, let through):
+                try state.dropOldest(name) { _, version, _ in version <= through }
+                outcomes.append(.done)
             case .putSession(let session):
                 try txn.put(sessions, Array(session.clientID.utf8), Self.encodeSession(session))
                 outcomes.append(.done)
@@ -223,10 +237,7 @@ public final class LMDBMessageStore: MessageStore {
                 value.append(topic.head)
                 value.append(now)
                 try txn.put(store.dedup, dedupKey, value.bytes)
-                var timeKey = ByteWriter(capacity: 8 + dedupKey.count)
-                timeKey.append(now)
-                timeKey.append(dedupKey)
-                try txn.put(store.dedupByTime, timeKey.bytes, [])
+                try txn.put(store.dedupByTime, LMDBMessageStore.dedupTimeKey(now, dedupKey), [])
             }
             current[topic.name] = topic
             changed[topic.name] = topic
@@ -273,19 +284,30 @@ public final class LMDBMessageStore: MessageStore {
 
         /// Deletes the oldest messages while a retention limit is exceeded.
         mutating func enforceRetention(_ name: String) throws(LMDBError) {
-            guard var topic = current[name], topic.messages > 0 else { return }
             let policy = store.configuration.retention
             let ageCutoff = policy.maxAge.map { now > $0 ? now - $0 : 0 }
-            var removed = false
-            try txn.deleteWhile(store.messageLog, from: messageKey(topic.id, topic.first)) { key, value in
-                guard topic.messages > 0, UInt64.bigEndian(key) == topic.id else { return false }
+            try dropOldest(name) { topic, _, value in
                 let overCount = policy.maxMessages.map { topic.messages > $0 } ?? false
                 let overBytes = policy.maxBytes.map { topic.bytes > $0 } ?? false
                 let tooOld = ageCutoff.map { cutoff in (UInt64.bigEndian(value) ?? 0) < cutoff } ?? false
-                guard overCount || overBytes || tooOld else { return false }
+                return overCount || overBytes || tooOld
+            }
+        }
+
+        /// Deletes a topic's oldest messages, one at a time, while `shouldDelete` (given the topic
+        /// as it stands, the version and the encoded message) says so, keeping its record in step.
+        mutating func dropOldest(
+            _ name: String, while shouldDelete: (TopicRecord, UInt64, UnsafeRawBufferPointer) -> Bool
+        ) throws(LMDBError) {
+            guard var topic = try topic(name, createWithEpoch: nil), topic.messages > 0 else { return }
+            var removed = false
+            try txn.deleteWhile(store.messageLog, from: messageKey(topic.id, topic.first)) { key, value in
+                guard topic.messages > 0, UInt64.bigEndian(key) == topic.id, let version = UInt64.bigEndian(key, at: 8),
+                    shouldDelete(topic, version, value)
+                else { return false }
                 topic.messages -= 1
                 topic.bytes -= min(topic.bytes, UInt64(payloadSize(value)))
-                topic.first = (UInt64.bigEndian(key, at: 8) ?? topic.first) + 1
+                topic.first = version + 1
                 removed = true
                 return true
             }
@@ -355,6 +377,126 @@ public final class LMDBMessageStore: MessageStore {
         return StoreUsage(mapSize: info.mapSize, usedBytes: (info.lastPage + 1) * info.pageSize, syncOnCommit: configuration.syncOnCommit)
     }
 
+    // MARK: - Verification
+
+    public func verify() throws(StoreError) -> [StoreFault] {
+        do {
+            return try env.read { txn throws(LMDBError) in
+                var faults: [StoreFault] = []
+                var byID: [UInt64: TopicRecord] = [:]
+                var byName: [String: TopicRecord] = [:]
+                for (key, value) in try txn.entries(topics, prefix: []) {
+                    guard let topic = try? Self.decodeTopic(key, value) else {
+                        faults.append(StoreFault(.unreadableRecord, subject: String(decoding: key, as: UTF8.self), "topic record"))
+                        continue
+                    }
+                    byID[topic.id] = topic
+                    byName[topic.name] = topic
+                }
+                faults += try verifyMessages(txn, topics: byID)
+                var sessionIDs: Set<String> = []
+                for (key, value) in try txn.entries(sessions, prefix: []) {
+                    let clientID = String(decoding: key, as: UTF8.self)
+                    if (try? Self.decodeSession(key, value)) == nil {
+                        faults.append(StoreFault(.unreadableRecord, subject: clientID, "session record"))
+                    }
+                    sessionIDs.insert(clientID)
+                }
+                for (key, value) in try txn.entries(subscriptions, prefix: []) {
+                    guard let subscription = try? Self.decodeSubscription(key, value) else {
+                        faults.append(StoreFault(.unreadableRecord, subject: String(decoding: key, as: UTF8.self), "subscription record"))
+                        continue
+                    }
+                    let subject = "\(subscription.clientID) on \(subscription.topic)"
+                    if !sessionIDs.contains(subscription.clientID) {
+                        faults.append(StoreFault(.orphanSubscription, subject: subject, "no session \(subscription.clientID)"))
+                    }
+                    // A floor in an older epoch is legitimate: the client gets `reset` when it resumes.
+                    if let topic = byName[subscription.topic], topic.epoch == subscription.epoch, subscription.ackFloor > topic.head {
+                        faults.append(
+                            StoreFault(.ackFloorBeyondHead, subject: subject, "ack floor \(subscription.ackFloor) is above head \(topic.head)"))
+                    }
+                }
+                faults += try verifyDedup(txn, topics: byID)
+                return faults
+            }
+        } catch {
+            throw StoreError(error)
+        }
+    }
+
+    /// One pass over the message log, in key order, so each topic's versions arrive ascending.
+    private func verifyMessages(_ txn: ReadTransaction, topics: [UInt64: TopicRecord]) throws(LMDBError) -> [StoreFault] {
+        var faults: [StoreFault] = []
+        var seen: [UInt64: (count: UInt64, bytes: UInt64, last: UInt64)] = [:]
+        var orphans: [UInt64: Int] = [:]
+        try txn.forEach(messageLog, from: []) { key, value in
+            guard key.count == 16, let id = UInt64.bigEndian(key), let version = UInt64.bigEndian(key, at: 8) else {
+                faults.append(StoreFault(.unreadableRecord, "message key of \(key.count) bytes"))
+                return true
+            }
+            guard let topic = topics[id] else {
+                orphans[id, default: 0] += 1
+                return true
+            }
+            guard let message = try? Self.decodeMessage(version: version, value) else {
+                faults.append(StoreFault(.unreadableRecord, subject: topic.name, "message \(version)"))
+                return true
+            }
+            var state = seen[id] ?? (0, 0, topic.first - 1)
+            if version < topic.first || version > topic.head {
+                faults.append(
+                    StoreFault(.versionOutOfRange, subject: topic.name, "message \(version) is outside \(topic.first)...\(topic.head)"))
+            } else if version != state.last + 1 {
+                faults.append(StoreFault(.versionGap, subject: topic.name, "versions \(state.last + 1)...\(version - 1) are missing"))
+            }
+            state.count += 1
+            state.bytes += UInt64(message.payload.count)
+            state.last = max(state.last, version)
+            seen[id] = state
+            return true
+        }
+        for (id, topic) in topics.sorted(by: { $0.key < $1.key }) {
+            let state = seen[id] ?? (0, 0, topic.first - 1)
+            if state.last < topic.head {
+                faults.append(StoreFault(.versionGap, subject: topic.name, "versions \(state.last + 1)...\(topic.head) are missing"))
+            }
+            if state.count != topic.messages || state.bytes != topic.bytes {
+                faults.append(
+                    StoreFault(
+                        .countMismatch, subject: topic.name,
+                        "the record says \(topic.messages) messages of \(topic.bytes) bytes, the log holds \(state.count) of \(state.bytes)"))
+            }
+        }
+        for (id, count) in orphans.sorted(by: { $0.key < $1.key }) {
+            faults.append(StoreFault(.orphanMessage, "\(count) messages of topic id \(id), which no topic has"))
+        }
+        return faults
+    }
+
+    private func verifyDedup(_ txn: ReadTransaction, topics: [UInt64: TopicRecord]) throws(LMDBError) -> [StoreFault] {
+        var faults: [StoreFault] = []
+        try txn.forEach(dedup, from: []) { key, value throws(LMDBError) in
+            let messageID = String(decoding: key.dropFirst(8), as: UTF8.self)
+            guard let id = UInt64.bigEndian(key), let version = UInt64.bigEndian(value), let stamp = UInt64.bigEndian(value, at: 8) else {
+                faults.append(StoreFault(.unreadableRecord, "dedup entry \(messageID)"))
+                return true
+            }
+            guard let topic = topics[id] else {
+                faults.append(StoreFault(.dedupMismatch, "msg_id \(messageID) names topic id \(id), which no topic has"))
+                return true
+            }
+            if version > topic.head {
+                faults.append(StoreFault(.dedupMismatch, subject: topic.name, "msg_id \(messageID) names version \(version), above head \(topic.head)"))
+            }
+            if try txn.get(dedupByTime, Self.dedupTimeKey(stamp, key)) == nil {
+                faults.append(StoreFault(.dedupMismatch, subject: topic.name, "msg_id \(messageID) is missing from the expiry index"))
+            }
+            return true
+        }
+        return faults
+    }
+
     // MARK: - Encoding
 
     static let secretKey = Array("secret".utf8)
@@ -376,6 +518,14 @@ public final class LMDBMessageStore: MessageStore {
         var writer = ByteWriter(capacity: 8 + messageID.utf8.count)
         writer.append(topicID)
         writer.append(messageID.utf8)
+        return writer.bytes
+    }
+
+    /// The expiry index's key of a dedup entry remembered at `stamp`.
+    static func dedupTimeKey(_ stamp: Timestamp, _ dedupKey: [UInt8]) -> [UInt8] {
+        var writer = ByteWriter(capacity: 8 + dedupKey.count)
+        writer.append(stamp)
+        writer.append(dedupKey)
         return writer.bytes
     }
 

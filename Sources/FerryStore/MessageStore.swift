@@ -20,6 +20,49 @@ public protocol MessageStore: AnyObject, Sendable {
 
     /// Size and use, for stats and metrics.
     func usage() -> StoreUsage
+
+    /// Checks that the stored state agrees with itself: each topic's versions run from `first`
+    /// to `head` with no gap and match its counts, ack floors are within their logs, and the
+    /// dedup index points into existing logs. Returns every fault found; empty means consistent.
+    func verify() throws(StoreError) -> [StoreFault]
+}
+
+/// One inconsistency ``MessageStore/verify()`` found.
+public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong, as a stable name for scripts.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// A record that does not decode.
+        case unreadableRecord = "unreadable_record"
+        /// A version missing between a topic's `first` and `head`.
+        case versionGap = "version_gap"
+        /// A message stored outside its topic's `first...head`.
+        case versionOutOfRange = "version_out_of_range"
+        /// A topic's message count or payload bytes disagree with its messages.
+        case countMismatch = "count_mismatch"
+        /// A message whose topic id belongs to no topic.
+        case orphanMessage = "orphan_message"
+        /// An ack floor above the head of the log it names.
+        case ackFloorBeyondHead = "ack_floor_beyond_head"
+        /// A subscription whose session does not exist.
+        case orphanSubscription = "orphan_subscription"
+        /// A dedup entry of no topic, past its topic's head, or missing from the time index.
+        case dedupMismatch = "dedup_mismatch"
+    }
+
+    public var kind: Kind
+    /// The topic or client concerned, when there is one.
+    public var subject: String?
+    public var message: String
+
+    public init(_ kind: Kind, subject: String? = nil, _ message: String) {
+        self.kind = kind
+        self.subject = subject
+        self.message = message
+    }
+
+    public var description: String {
+        "\(kind.rawValue): " + (subject.map { "\($0): " } ?? "") + message
+    }
 }
 
 /// Milliseconds since 1970, the unit of every time the store records.
@@ -172,6 +215,8 @@ public enum StoreOperation: Sendable, Equatable {
     case ensureTopic(String, epoch: String)
     /// Deletes a topic's log; a later publish starts a new epoch at version 1.
     case deleteTopic(String)
+    /// Deletes a topic's messages with versions `<= through`; versions are never reused.
+    case trimTopic(String, through: UInt64)
     case putSession(SessionRecord)
     /// Deletes a session and all its subscriptions.
     case deleteSession(String)

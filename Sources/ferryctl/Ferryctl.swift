@@ -8,9 +8,38 @@ import Foundation
 struct Ferryctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferryctl",
-        abstract: "Publish to and follow a Ferry broker.",
-        subcommands: [Publish.self, Tail.self]
+        abstract: "Operate a Ferry broker: inspect, trim, rewind, back up, publish and follow.",
+        discussion: """
+            Admin commands need the broker's admin token (--token or FERRY_ADMIN_TOKEN). Read commands \
+            print tables, or JSON with --json. Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 unauthorized.
+            """,
+        subcommands: [Status.self, Topics.self, Clients.self, Top.self, Publish.self, Tail.self, Backup.self, Verify.self]
     )
+
+    /// Runs the command, mapping failures to the exit codes of the contract, one line each.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let failure as Failure {
+            Format.printError("ferryctl: \(failure.message)")
+            exit(withError: ExitCode(failure.code.rawValue))
+        } catch let error as FerryClientError {
+            Format.printError("ferryctl: \(error)")
+            exit(withError: ExitCode(Failure.Code.failure.rawValue))
+        } catch {
+            // ArgumentParser says EX_USAGE (64) for a bad command line; the contract says 2.
+            if exitCode(for: error) == .validationFailure {
+                Format.printError(fullMessage(for: error))
+                exit(withError: ExitCode(Failure.Code.usage.rawValue))
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every subcommand shares.
@@ -46,6 +75,7 @@ struct Publish: AsyncParsableCommand {
     @Argument(help: "The message, or '-' to publish each line of standard input.") var data: String = "-"
 
     func run() async throws {
+        try await broker.requireReachable()
         let client = FerryClient(url: try broker.webSocketURL())
         if data == "-" {
             while let line = readLine() {
@@ -78,6 +108,7 @@ struct Tail: AsyncParsableCommand {
     @Option(help: "A durable client id: resume where it stopped.") var client: String?
 
     func run() async throws {
+        try await broker.requireReachable()
         let ferry = FerryClient(url: try broker.webSocketURL(), clientID: client)
         let start: StartPosition = from.map { .after($0) } ?? (client == nil ? .latest : .stored)
         for try await message in ferry.subscribe(topic, from: start) {

@@ -348,6 +348,51 @@ struct HTTPAPITests {
         #expect((stats.double("uptime_seconds") ?? -1) >= 0)
     }
 
+    @Test func adminTrimRefusalListsWhatEachClientWouldLose() throws {
+        let ferryd = try Ferryd.withAdmin()
+        let (ws, _) = try ferryd.session(clientID: "alice")
+        try ws.subscribe("t", from: "earliest")
+        try ferryd.publishNumbered("t", count: 3)
+        #expect(try ws.collectMessages(count: 3).count == 3)
+        try ws.ack("t", 1)
+        try ws.pingPong()
+
+        let refused = try ferryd.admin("POST", "/topics/t/trim", json: #"{"to":3}"#)
+        #expect(refused.status == 409, "\(refused)")
+        #expect(refused.errorCode == "session_conflict")
+        let affected = try #require(refused.json?.object("error")?.objects("affected"))
+        #expect(affected.map(\.text) == [#"{"ack_floor":1,"client_id":"alice","from":2,"to":3}"#])
+
+        let trimmed = try ferryd.admin("POST", "/topics/t/trim", json: #"{"to":3,"force":true}"#)
+        #expect(trimmed.status == 200, "\(trimmed)")
+        #expect(trimmed.text == #"{"first":4,"head":3,"messages":0,"removed":3,"topic":"t"}"#)
+        #expect(try ferryd.admin("POST", "/topics/t/trim", json: #"{"to":"x"}"#).errorCode == "bad_frame")
+        #expect(try ferryd.admin("POST", "/topics/t/trim", token: "wrong", json: #"{"to":1}"#).status == 401)
+
+        let detail = try #require(try ferryd.admin("GET", "/topics/t").json)
+        #expect(detail.int("lag") == 2)
+        #expect(detail.objects("durable_subscriptions")?.first?.string("client_id") == "alice")
+        #expect(try ferryd.get(Ferryd.topicPath("t")).json?["durable_subscriptions"] == nil, "admin fields stay off the public endpoint")
+    }
+
+    @Test func adminRewindWaitsForTheClientToBeAway() throws {
+        let ferryd = try Ferryd.withAdmin()
+        let (ws, _) = try ferryd.session(clientID: "alice")
+        try ws.subscribe("t", from: "earliest")
+        try ferryd.publishNumbered("t", count: 2)
+        #expect(try ws.collectMessages(count: 2).count == 2)
+        let body = #"{"topic":"t","to":0}"#
+        #expect(try ferryd.admin("POST", "/clients/alice/rewind", json: body).errorCode == "session_conflict")
+        ws.close()
+        try ferryd.awaitDisconnected("alice")
+        let rewound = try ferryd.admin("POST", "/clients/alice/rewind", json: body)
+        #expect(rewound.status == 200, "\(rewound)")
+        #expect(rewound.json?.int("ack_floor") == 0)
+        #expect(rewound.json?.int("lag") == 2)
+        #expect(try ferryd.admin("POST", "/clients/alice/rewind", json: #"{"topic":"t","to":3}"#).errorCode == "bad_frame")
+        #expect(try ferryd.admin("POST", "/clients/bob/rewind", json: body).status == 404)
+    }
+
     @Test func adminBackupServesTheSameMessages() throws {
         let ferryd = try Ferryd(environment: ["FERRY_ADMIN_TOKEN": testAdminToken])
         try ferryd.publishNumbered("t", count: 4)

@@ -49,7 +49,7 @@ package final class Ferryd: Sendable {
     ///   - environment: `FERRY_*` settings; the test process's own `FERRY_*` variables are not inherited.
     ///   - seed: a data folder (a backup, say) to copy in as this broker's data before it starts.
     package init(environment: [String: String] = [:], copyingDataFrom seed: URL? = nil) throws {
-        binary = try Self.locateBinary()
+        binary = try locateExecutable(named: "ferryd", override: "FERRYD_PATH")
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-test-\(UUID().uuidString)")
         dataDirectory = directory.appendingPathComponent("data")
         logURL = directory.appendingPathComponent("ferryd.log")
@@ -222,29 +222,30 @@ package final class Ferryd: Sendable {
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         try body()
     }
+}
 
-    /// `FERRYD_PATH`, else the first `ferryd` file in the test bundle's folder or one above it.
-    private static func locateBinary() throws -> URL {
-        if let path = ProcessInfo.processInfo.environment["FERRYD_PATH"], !path.isEmpty {
-            return URL(fileURLWithPath: path)
-        }
-        let starts = [
-            Bundle.main.bundleURL,
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-        ]
-        for start in starts {
-            var folder = start.standardizedFileURL
-            for _ in 0..<4 {
-                let candidate = folder.appendingPathComponent("ferryd")
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory),
-                    !isDirectory.boolValue, FileManager.default.isExecutableFile(atPath: candidate.path)
-                {
-                    return candidate
-                }
-                folder.deleteLastPathComponent()
-            }
-        }
-        throw TestFailure("no ferryd binary near \(starts.map(\.path)): build it, or set FERRYD_PATH")
+/// The executable `override` names (an environment variable), else the first file called `name`
+/// in the test bundle's folder or up to three above it: where `swift build` puts products.
+package func locateExecutable(named name: String, override: String) throws -> URL {
+    if let path = ProcessInfo.processInfo.environment[override], !path.isEmpty {
+        return URL(fileURLWithPath: path)
     }
+    let starts = [
+        Bundle.main.bundleURL,
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+    ]
+    for start in starts {
+        var folder = start.standardizedFileURL
+        for _ in 0..<4 {
+            let candidate = folder.appendingPathComponent(name)
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: candidate.path, isDirectory: &isDirectory),
+                !isDirectory.boolValue, FileManager.default.isExecutableFile(atPath: candidate.path)
+            {
+                return candidate
+            }
+            folder.deleteLastPathComponent()
+        }
+    }
+    throw TestFailure("no \(name) binary near \(starts.map(\.path)): build it, or set \(override)")
 }

@@ -2,6 +2,21 @@ import FerryTestSupport
 import Foundation
 
 extension Ferryd {
+    /// A broker with the admin API on.
+    static func withAdmin() throws -> Ferryd {
+        try Ferryd(environment: ["FERRY_ADMIN_TOKEN": testAdminToken])
+    }
+
+    /// Waits until the admin API says `clientID` is disconnected: the broker notices a closed
+    /// socket on its own schedule, and there is no event to await but its state.
+    func awaitDisconnected(_ clientID: String, timeout: TimeInterval = 10) throws {
+        let deadline = Deadline(seconds: timeout)
+        while try admin("GET", "/clients/\(clientID)").json?.bool("connected") != false {
+            if deadline.hasPassed { throw TestFailure("\(clientID) still connected after \(timeout) s") }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
     func connect(path: String = "/v1/ws", headers: [String: String] = [:], answerPings: Bool = true) throws
         -> TestWebSocket
     {

@@ -1,0 +1,142 @@
+import ArgumentParser
+import FerryProtocol
+import Foundation
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// A failure `ferryctl` reports as `ferryctl: <message>` and an exit code.
+struct Failure: Error, CustomStringConvertible {
+    /// The exit codes of the contract: 0 ok, 1 failure, 2 usage, 3 not found, 4 unauthorized.
+    enum Code: Int32 {
+        case failure = 1
+        case usage = 2
+        case notFound = 3
+        case unauthorized = 4
+    }
+
+    var message: String
+    var code: Code
+
+    init(_ message: String, code: Code = .failure) {
+        self.message = message
+        self.code = code
+    }
+
+    var description: String { message }
+}
+
+/// Options of the commands that use the admin API.
+struct AdminOptions: ParsableArguments {
+    @OptionGroup var broker: BrokerOptions
+
+    @Option(help: "The admin bearer token (FERRY_ADMIN_TOKEN).")
+    var token: String?
+
+    func client() throws -> AdminClient {
+        try broker.httpClient(token: token ?? ProcessInfo.processInfo.environment["FERRY_ADMIN_TOKEN"])
+    }
+}
+
+extension BrokerOptions {
+    /// An HTTP client of the broker at `baseURL`.
+    func httpClient(token: String?) throws -> AdminClient {
+        let base = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+        guard let url = URL(string: base), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+            throw Failure("--url must be like http://127.0.0.1:8080, not \(baseURL)", code: .usage)
+        }
+        return AdminClient(base: base, token: token)
+    }
+
+    /// Fails in one line when the broker does not answer `/healthz`. The client library would
+    /// instead retry for as long as it takes, which suits a running app, not a command.
+    func requireReachable() async throws {
+        _ = try await httpClient(token: nil).send("GET", "/healthz")
+    }
+}
+
+/// The `--json` flag of the read commands.
+struct OutputOptions: ParsableArguments {
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+}
+
+/// Requests to the broker's admin API (PROTOCOL.md, "HTTP API"), with its answers mapped to
+/// `ferryctl`'s one-line errors and exit codes.
+struct AdminClient: Sendable {
+    /// The broker's base URL, without a trailing slash.
+    let base: String
+    let token: String?
+
+    /// `GET` of an admin path, decoded; also returns the body as received, for `--json`.
+    func get<Body: Decodable>(_ path: String, as type: Body.Type) async throws -> (Body, Data) {
+        let data = try await send("GET", path)
+        return (try decode(type, data), data)
+    }
+
+    /// Sends a request and returns the body of a 2xx answer; any other answer is a ``Failure``.
+    func send(_ method: String, _ path: String, json: (any Encodable)? = nil, timeout: TimeInterval = 30) async throws -> Data {
+        let (status, data) = try await exchange(method, path, json: json, timeout: timeout)
+        guard (200..<300).contains(status) else { throw failure(status: status, body: data) }
+        return data
+    }
+
+    /// Sends a request and returns the status and body, whatever the status.
+    func exchange(_ method: String, _ path: String, json: (any Encodable)? = nil, timeout: TimeInterval = 30) async throws
+        -> (status: Int, body: Data)
+    {
+        guard let url = URL(string: base + path) else { throw Failure("cannot make a URL of \(base + path)") }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let json {
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.httpBody = try JSONEncoder().encode(json)
+        }
+        do {
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+        } catch let error as URLError {
+            throw Failure("cannot reach the broker at \(base): \(Self.reason(error))")
+        }
+    }
+
+    func decode<Body: Decodable>(_ type: Body.Type, _ data: Data) throws -> Body {
+        do {
+            return try JSONDecoder().decode(type, from: data)
+        } catch {
+            throw Failure("unexpected answer from the broker at \(base): \(String(decoding: data.prefix(200), as: UTF8.self))")
+        }
+    }
+
+    /// The broker's error body as a failure with the exit code of its status.
+    func failure(status: Int, body: Data) -> Failure {
+        let message = (try? JSONDecoder().decode(ErrorBody.self, from: body))?.error.message ?? "HTTP \(status)"
+        switch status {
+        case 401: return Failure("unauthorized: \(message) (--token or FERRY_ADMIN_TOKEN)", code: .unauthorized)
+        case 403: return Failure("forbidden: \(message)", code: .unauthorized)
+        case 404: return Failure(message, code: .notFound)
+        default: return Failure(message)
+        }
+    }
+
+    /// Words for why the broker could not be reached, as `curl` would say them.
+    private static func reason(_ error: URLError) -> String {
+        switch error.code {
+        case .cannotConnectToHost: "connection refused"
+        case .timedOut: "timed out"
+        case .cannotFindHost, .dnsLookupFailed: "unknown host"
+        case .networkConnectionLost: "connection lost"
+        case .secureConnectionFailed, .serverCertificateUntrusted: "TLS failed"
+        default: error.localizedDescription
+        }
+    }
+
+    /// An admin path with `name` as one percent-encoded segment (a `/` in a topic becomes `%2F`).
+    static func path(_ prefix: String, _ name: String, _ suffix: String = "") -> String {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "/%?#")
+        return "/v1/admin/\(prefix)/" + (name.addingPercentEncoding(withAllowedCharacters: allowed) ?? name) + suffix
+    }
+}

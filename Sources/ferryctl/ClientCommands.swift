@@ -1,0 +1,97 @@
+import ArgumentParser
+import FerryProtocol
+import Foundation
+
+struct Clients: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List, inspect, delete and rewind durable clients.",
+        subcommands: [List.self, Show.self, Delete.self, Rewind.self],
+        defaultSubcommand: List.self
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List every durable session.")
+
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            let (list, body) = try await admin.client().get("/v1/admin/clients", as: ClientList.self)
+            if output.json { return Format.printBody(body) }
+            var table = Table("CLIENT", "CONNECTED", "SUBSCRIPTIONS", "LAST SEEN")
+            for client in list.clients {
+                table.add(client.clientID, Format.yesNo(client.connected), "\(client.subscriptions)", Format.ago(client.lastSeen))
+            }
+            print(table.text)
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a client: its subscriptions, ack floors, lag and last resume.")
+
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
+        @Argument(help: "The client id.") var id: String
+
+        func run() async throws {
+            let (client, body) = try await admin.client().get(AdminClient.path("clients", id), as: ClientDetail.self)
+            if output.json { return Format.printBody(body) }
+            let resume = client.lastResume.map {
+                "\($0.resumed ? "resumed, \($0.subscriptions) subscription(s) restored" : "new session"), \(Format.ago($0.at))"
+            }
+            print(
+                fields([
+                    ("client", client.clientID),
+                    ("connected", Format.yesNo(client.connected)),
+                    ("created", Format.ago(client.createdAt)),
+                    ("last seen", Format.ago(client.lastSeen)),
+                    ("last resume", resume ?? "none since the broker started"),
+                ]))
+            guard !client.subscriptions.isEmpty else { return }
+            var table = Table("TOPIC", "ACK FLOOR", "HEAD", "LAG", "OLDEST UNACKED", "WINDOW")
+            for subscription in client.subscriptions {
+                table.add(
+                    subscription.topic, "\(subscription.ackFloor)", "\(subscription.head)", "\(subscription.lag)",
+                    subscription.oldestUnackedAgeMs.map { Format.duration(milliseconds: $0) } ?? "-", "\(subscription.window)")
+            }
+            print("\n" + table.text)
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete a durable session and its positions.",
+            discussion: "A connected client is closed with 4010 and does not reconnect."
+        )
+
+        @OptionGroup var admin: AdminOptions
+        @Argument(help: "The client id.") var id: String
+
+        func run() async throws {
+            _ = try await admin.client().send("DELETE", AdminClient.path("clients", id))
+            print("deleted client \(id)")
+        }
+    }
+
+    struct Rewind: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move a client's ack floor on a topic, so it is sent every later message again.",
+            discussion: "The client must be disconnected; it gets the messages after --to when it resumes."
+        )
+
+        @OptionGroup var admin: AdminOptions
+        @OptionGroup var output: OutputOptions
+        @Argument(help: "The client id.") var id: String
+        @Option(help: "The topic.") var topic: String
+        @Option(help: "The new ack floor: delivery resumes after this version.") var to: UInt64
+
+        func run() async throws {
+            let client = try admin.client()
+            let body = try await client.send("POST", AdminClient.path("clients", id, "/rewind"), json: RewindRequest(topic: topic, to: to))
+            if output.json { return Format.printBody(body) }
+            let subscription = try client.decode(SubscriptionInfo.self, body)
+            print("rewound \(id) on \(subscription.topic): ack floor \(subscription.ackFloor), \(subscription.lag) to deliver")
+        }
+    }
+}

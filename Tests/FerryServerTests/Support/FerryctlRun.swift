@@ -1,0 +1,57 @@
+import FerryTestSupport
+import Foundation
+
+/// What one run of the built `ferryctl` printed, and how it exited.
+struct FerryctlRun: CustomStringConvertible {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+
+    /// Standard output as a JSON object, for `--json` runs.
+    var json: JSON? { parseJSONObject(stdout) }
+
+    var description: String { "exit \(status)\n--- stdout:\n\(stdout)--- stderr:\n\(stderr)" }
+}
+
+/// Runs `ferryctl` as a child process and waits for it, with `FERRY_URL` naming `broker` and
+/// `FERRY_ADMIN_TOKEN` set to `token` (left unset when nil). Standard input is `input`, or empty.
+func ferryctl(
+    _ arguments: [String], broker: Ferryd? = nil, token: String? = testAdminToken, input: String = "", timeout: TimeInterval = 60
+) throws -> FerryctlRun {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ferryctl-run-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: folder) }
+    // Files, not pipes: a chatty child can never block on a full pipe while we wait for it.
+    let files = ["stdin", "stdout", "stderr"].map { folder.appendingPathComponent($0) }
+    _ = FileManager.default.createFile(atPath: files[0].path, contents: Data(input.utf8))
+    _ = FileManager.default.createFile(atPath: files[1].path, contents: nil)
+    _ = FileManager.default.createFile(atPath: files[2].path, contents: nil)
+    let handles = try [FileHandle(forReadingFrom: files[0]), FileHandle(forWritingTo: files[1]), FileHandle(forWritingTo: files[2])]
+    defer { for handle in handles { try? handle.close() } }
+
+    let process = try ferryctlProcess(arguments, broker: broker, token: token)
+    process.standardInput = handles[0]
+    process.standardOutput = handles[1]
+    process.standardError = handles[2]
+    let exited = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in exited.signal() }
+    try process.run()
+    if exited.wait(timeout: .now() + timeout) == .timedOut {
+        process.terminate()
+        throw TestFailure("ferryctl \(arguments) did not exit within \(timeout) s")
+    }
+    let read = { (url: URL) in String(decoding: FileManager.default.contents(atPath: url.path) ?? Data(), as: UTF8.self) }
+    return FerryctlRun(status: process.terminationStatus, stdout: read(files[1]), stderr: read(files[2]))
+}
+
+/// A `ferryctl` process, not started, with the environment of ``ferryctl(_:broker:token:input:timeout:)``.
+func ferryctlProcess(_ arguments: [String], broker: Ferryd?, token: String? = testAdminToken) throws -> Process {
+    let process = Process()
+    process.executableURL = try locateExecutable(named: "ferryctl", override: "FERRYCTL_PATH")
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }
+    if let broker { environment["FERRY_URL"] = "http://127.0.0.1:\(broker.port)" }
+    environment["FERRY_ADMIN_TOKEN"] = token
+    process.environment = environment
+    return process
+}
