@@ -195,13 +195,15 @@ public final class LMDBMessageStore: MessageStore {
             self.now = now
         }
 
-        mutating func topic(_ name: String, createWithEpoch epoch: String?) throws(LMDBError) -> TopicRecord? {
+        /// The topic, created with `epoch()` when it does not exist and an epoch is given (made only then:
+        /// a publish to an existing topic must not pay for random bytes).
+        mutating func topic(_ name: String, createWithEpoch epoch: @autoclosure () -> String?) throws(LMDBError) -> TopicRecord? {
             if let topic = current[name] { return topic }
             if let value = try txn.get(store.topics, Array(name.utf8)), let topic = try? decodeTopic(Array(name.utf8), value) {
                 current[name] = topic
                 return topic
             }
-            guard let epoch else { return nil }
+            guard let epoch = epoch() else { return nil }
             var counter = ByteReader(try txn.get(store.meta, LMDBMessageStore.nextTopicIDKey) ?? [])
             let id = (try? counter.uint64()) ?? 1
             var next = ByteWriter()
@@ -504,7 +506,8 @@ public final class LMDBMessageStore: MessageStore {
 
     /// A fresh epoch: 48 random bits in hex.
     public static func newEpoch() -> String {
-        (0..<6).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max)) }.joined()
+        let hex = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+        return String(repeating: "0", count: 12 - hex.count) + hex
     }
 
     static func messageKey(_ topicID: UInt64, _ version: UInt64) -> [UInt8] {
