@@ -15,6 +15,8 @@ struct WebSocketSession {
 
     /// How long to wait for the client's close reply before dropping the TCP connection.
     static let closeGrace: Duration = .seconds(2)
+    /// The largest header of an unmasked frame.
+    private static let headerRoom = 10
 
     /// When the peer last sent anything (any frame, pongs included), and whether reading ended.
     private final class Liveness: Sendable {
@@ -128,7 +130,11 @@ struct WebSocketSession {
                 case .frames(let frames):
                     try await outbound.write(
                         contentsOf: frames.map { frame in
-                            var buffer = allocator.buffer(capacity: frame.count)
+                            // Room in front for the frame header (at most 10 bytes from a server), so
+                            // the encoder writes it in place instead of as a second buffer per frame.
+                            var buffer = allocator.buffer(capacity: Self.headerRoom + frame.count)
+                            buffer.moveWriterIndex(forwardBy: Self.headerRoom)
+                            buffer.moveReaderIndex(forwardBy: Self.headerRoom)
                             buffer.writeBytes(frame)
                             return WebSocketFrame(fin: true, opcode: .text, data: buffer)
                         })
