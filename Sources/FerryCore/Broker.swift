@@ -97,10 +97,12 @@ public final class Broker: Sendable {
     }
 
     /// A new connection, to be fed by a transport.
-    public func makeConnection() -> Connection {
+    /// - Parameter onWork: Called (from any thread) when the connection has output for
+    ///   ``Connection/takeOutbound()`` or may accept input again.
+    public func makeConnection(onWork: @escaping @Sendable () -> Void) -> Connection {
         state.withLock { $0.connections += 1 }
         metrics.connections.increment()
-        return Connection(broker: self)
+        return Connection(broker: self, onWork: onWork)
     }
 
     // MARK: - Topics

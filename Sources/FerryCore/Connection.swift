@@ -4,10 +4,11 @@ import Synchronization
 
 /// One client connection: the protocol rules for its frames, and its delivery.
 ///
-/// The transport feeds inbound text frames to ``receive(_:)`` from one task and writes what
-/// ``nextOutbound()`` returns from another. Delivery is pull-based: each subscription is a cursor
-/// (`next`) over the topic's log, advanced only here, under one lock, so catch-up from the store
-/// and live delivery from the cache are the same path and cannot gap or duplicate.
+/// The transport feeds inbound text frames to ``receive(_:)`` and, whenever the connection calls
+/// its `onWork`, writes what ``takeOutbound()`` returns until it returns nil. Delivery is
+/// pull-based: each subscription is a cursor (`next`) over the topic's log, advanced only here,
+/// under one lock, so catch-up from the store and live delivery from the cache are the same path
+/// and cannot gap or duplicate.
 public final class Connection: Sendable {
     /// What the transport should do next.
     public enum Outbound: Sendable {
@@ -19,12 +20,16 @@ public final class Connection: Sendable {
 
     private let broker: Broker
     private let state: Mutex<State>
+    /// Tells the transport there is output to take, or that it may read again. Called outside
+    /// the lock, from any thread, once per batch of work (not again until `takeOutbound`).
+    private let onWork: @Sendable () -> Void
 
     /// Store reads per subscription are paged so one catch-up cannot hold a reader for long.
     static let readPage = 512
 
-    init(broker: Broker) {
+    init(broker: Broker, onWork: @escaping @Sendable () -> Void) {
         self.broker = broker
+        self.onWork = onWork
         self.state = Mutex(State())
     }
 
@@ -48,7 +53,7 @@ public final class Connection: Sendable {
         var reading = false
     }
 
-    /// A store read the writer task performs outside the lock.
+    /// A store read `takeOutbound` performs outside the lock.
     private struct Read {
         var topic: String
         var generation: UInt64
@@ -66,22 +71,20 @@ public final class Connection: Sendable {
         var ready: Set<String> = []
         var outbox: [Frame] = []
         var closing: (code: CloseCode, reason: String)?
-        var writer: CheckedContinuation<Void, Never>?
-        var signalled = false
+        /// `onWork` was called and `takeOutbound` has not run since.
+        var workPending = false
         var generations: UInt64 = 0
         var pendingPublishes = 0
-        var publishWaiter: CheckedContinuation<Void, Never>?
         /// `msg` frames queued since the last report to the broker's delivery counter.
         var deliveredUnreported = 0
 
-        /// Wakes the writer task; returns the continuation to resume outside the lock.
-        mutating func wake() -> CheckedContinuation<Void, Never>? {
-            signalled = true
-            defer { writer = nil }
-            return writer
+        /// Marks work for the transport; true when `onWork` must be called (outside the lock).
+        mutating func wake() -> Bool {
+            defer { workPending = true }
+            return !workPending
         }
 
-        mutating func send(_ frame: Frame) -> CheckedContinuation<Void, Never>? {
+        mutating func send(_ frame: Frame) -> Bool {
             outbox.append(frame)
             return wake()
         }
@@ -89,10 +92,21 @@ public final class Connection: Sendable {
 
     // MARK: - Inbound
 
-    /// Handles one inbound text frame. Returns after the frame is handled; a publish is handed to
-    /// the committer and confirmed later, so publishes pipeline. Suspends only when too many
-    /// publishes await their commit (back-pressure on a flooding publisher).
-    public func receive(_ text: [UInt8]) async {
+    /// Calls `onWork` when `wake` said so.
+    private func notify(_ wake: Bool) {
+        if wake { onWork() }
+    }
+
+    /// False while too many publishes of this connection await their commit: the transport
+    /// should stop reading until `onWork` comes and this is true again (back-pressure on a
+    /// flooding publisher).
+    public var acceptsInput: Bool {
+        state.withLock { $0.pendingPublishes < broker.configuration.maxPendingPublishesPerConnection }
+    }
+
+    /// Handles one inbound text frame. A publish is handed to the committer and confirmed later,
+    /// so publishes pipeline.
+    public func receive(_ text: [UInt8]) {
         let frame: ClientFrame
         do {
             frame = try ClientFrame.decode(text)
@@ -120,7 +134,7 @@ public final class Connection: Sendable {
         case .ack(let topic, let version):
             ack(topic: topic, version: version)
         case .publish(let id, let request):
-            await publish(id: id, request)
+            publish(id: id, request)
         case .unsubscribe(let id, let topic):
             unsubscribe(id: id, topic: topic)
         case .ping(let id):
@@ -130,21 +144,21 @@ public final class Connection: Sendable {
 
     /// Reports a frame the transport refused (binary, oversize) and closes if `close` is given.
     public func fail(_ error: ProtocolError, close code: CloseCode? = nil) {
-        let writer = state.withLock { state in
-            state.outbox.append(ServerFrame.error(id: nil, error))
-            if let code, state.closing == nil { state.closing = (code, error.message) }
-            return state.wake()
-        }
-        writer?.resume()
+        notify(
+            state.withLock { state in
+                state.outbox.append(ServerFrame.error(id: nil, error))
+                if let code, state.closing == nil { state.closing = (code, error.message) }
+                return state.wake()
+            })
     }
 
     /// Closes the connection with `code` once the frames already queued are written.
     public func close(_ code: CloseCode, reason: String) {
-        let writer = state.withLock { state in
-            if state.closing == nil { state.closing = (code, reason) }
-            return state.wake()
-        }
-        writer?.resume()
+        notify(
+            state.withLock { state in
+                if state.closing == nil { state.closing = (code, reason) }
+                return state.wake()
+            })
     }
 
     private var isAwaitingHello: Bool {
@@ -152,7 +166,7 @@ public final class Connection: Sendable {
     }
 
     private func send(_ frame: Frame) {
-        state.withLock { $0.send(frame) }?.resume()
+        notify(state.withLock { $0.send(frame) })
     }
 
     private func reply(id: Int64?, _ error: ProtocolError) {
@@ -178,7 +192,7 @@ public final class Connection: Sendable {
             },
             heartbeatSeconds: broker.configuration.heartbeatSeconds, limits: broker.configuration.limits)
         let topics = session.subscriptions.map { broker.topic(named: $0.topic) }
-        let writer = state.withLock { state in
+        let wake = state.withLock { state in
             state.phase = .ready
             state.clientID = session.clientID
             state.outbox.append(welcome)
@@ -192,7 +206,7 @@ public final class Connection: Sendable {
             }
             return state.wake()
         }
-        writer?.resume()
+        notify(wake)
     }
 
     private func subscribe(id: Int64?, topic name: String, from: StartPosition, epoch: String?, window: Int) {
@@ -248,7 +262,7 @@ public final class Connection: Sendable {
         switch outcome {
         case .success(let record):
             if clientID != nil { broker.putDurableSubscription(record) }
-            state.withLock { $0.wake() }?.resume()
+            notify(state.withLock { $0.wake() })
         case .failure(let error):
             reply(id: id, error)
         }
@@ -274,7 +288,7 @@ public final class Connection: Sendable {
         switch outcome {
         case .success(let record):
             if let record { broker.recordAck(record, from: self) }
-            state.withLock { $0.wake() }?.resume()
+            notify(state.withLock { $0.wake() })
         case .failure(let error):
             reply(id: nil, error)
         }
@@ -293,16 +307,7 @@ public final class Connection: Sendable {
         send(ServerFrame.unsubscribed(id: id, topic: name))
     }
 
-    private func publish(id: Int64?, _ request: PublishRequest) async {
-        let limit = broker.configuration.maxPendingPublishesPerConnection
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let proceed = state.withLock { state in
-                if state.pendingPublishes < limit { return true }
-                state.publishWaiter = continuation
-                return false
-            }
-            if proceed { continuation.resume() }
-        }
+    private func publish(id: Int64?, _ request: PublishRequest) {
         state.withLock { $0.pendingPublishes += 1 }
         broker.publish([request]) { [self] result in
             let frame: Frame
@@ -313,13 +318,12 @@ public final class Connection: Sendable {
             case .failure(let error):
                 frame = ServerFrame.error(id: id, error)
             }
-            let (writer, waiter) = state.withLock { state in
-                state.pendingPublishes -= 1
-                defer { state.publishWaiter = nil }
-                return (state.send(frame), state.publishWaiter)
-            }
-            writer?.resume()
-            waiter?.resume()
+            // The frame wakes the transport, which also resumes reading if it had paused.
+            notify(
+                state.withLock { state in
+                    state.pendingPublishes -= 1
+                    return state.send(frame)
+                })
         }
     }
 
@@ -327,21 +331,22 @@ public final class Connection: Sendable {
 
     /// A commit changed `topic`: there may be something to deliver.
     func topicChanged(_ topic: String) {
-        state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.subscriptions[topic] != nil else { return nil }
-            state.ready.insert(topic)
-            return state.wake()
-        }?.resume()
+        notify(
+            state.withLock { state in
+                guard state.subscriptions[topic] != nil else { return false }
+                state.ready.insert(topic)
+                return state.wake()
+            })
     }
 
     // MARK: - Outbound
 
-    /// The next frames to write, waiting until there are some. Returns `.close` once, then the
-    /// transport should stop calling.
-    public func nextOutbound() async -> Outbound {
+    /// The next frames to write, or nil when there is nothing now (`onWork` will say when there
+    /// is). Returns `.close` once, after the last frames; then the transport stops calling.
+    public func takeOutbound() -> Outbound? {
         while true {
             let (frames, reads, floors, close, delivered) = state.withLock { state in
-                state.signalled = false
+                state.workPending = false
                 defer { state.deliveredUnreported = 0 }
                 if let closing = state.closing {
                     defer { state.outbox.removeAll() }
@@ -360,15 +365,7 @@ public final class Connection: Sendable {
             }
             for read in reads { perform(read) }
             if !frames.isEmpty { return .frames(frames) }
-            if !reads.isEmpty { continue }
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let resumeNow = state.withLock { state in
-                    if state.signalled || state.closing != nil { return true }
-                    state.writer = continuation
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
+            if reads.isEmpty { return nil }
         }
     }
 
@@ -447,18 +444,12 @@ public final class Connection: Sendable {
 
     /// The transport is gone: release the session and the topic subscriptions.
     public func closed() {
-        let (subscriptions, clientID, writer, publishWaiter) = state.withLock { state in
+        let (subscriptions, clientID) = state.withLock { state in
             state.phase = .closed
             if state.closing == nil { state.closing = (.normal, "closed") }
-            defer {
-                state.subscriptions.removeAll()
-                state.writer = nil
-                state.publishWaiter = nil
-            }
-            return (Array(state.subscriptions.values), state.clientID, state.writer, state.publishWaiter)
+            defer { state.subscriptions.removeAll() }
+            return (Array(state.subscriptions.values), state.clientID)
         }
-        writer?.resume()
-        publishWaiter?.resume()
         for subscription in subscriptions { subscription.topic.removeSubscriber(self) }
         broker.detach(self, clientID: clientID)
     }

@@ -1,3 +1,4 @@
+import FerryCore
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -10,15 +11,13 @@ import NIOWebSocket
 
 /// The server's child channel: HTTP/1.1, upgraded to a raw WebSocket on `GET /v1/ws`.
 ///
-/// Modelled on HummingbirdWebSocket's `HTTP1WebSocketUpgradeChannel`, but it hands Ferry the
-/// frame-level channel rather than a message stream: the protocol needs its own close codes
-/// (4002 on heartbeat silence, 4008 on an oversize frame), to see pongs, and to write a batch of
-/// frames with one flush.
+/// Modelled on HummingbirdWebSocket's `HTTP1WebSocketUpgradeChannel`, but an upgraded channel
+/// gets Ferry's own frame handler rather than a message stream: the protocol needs its own close
+/// codes (4002 on heartbeat silence, 4008 on an oversize frame), to see pongs, and to write a
+/// batch of frames with one flush, all without a task hop per frame.
 struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
-    typealias WebSocketHandler = @Sendable (NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, Logger) async -> Void
-
     enum UpgradeResult: Sendable {
-        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>)
+        case websocket(any Channel, Connection)
         case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
     }
 
@@ -30,7 +29,7 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let maxFrameSize: Int
     let webSocketPath: String
-    let webSocket: WebSocketHandler
+    let webSocket: WebSocketSession
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -43,13 +42,9 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
                     let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
                     return channel.eventLoop.makeSucceededFuture(target == path ? HTTPHeaders() : nil)
                 },
-                upgradePipelineHandler: { channel, _ in
+                upgradePipelineHandler: { [webSocket] channel, _ in
                     channel.eventLoop.makeCompletedFuture {
-                        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true)
-                        )
-                        return UpgradeResult.websocket(asyncChannel)
+                        UpgradeResult.websocket(channel, try webSocket.attach(to: channel))
                     }
                 }
             )
@@ -82,8 +77,8 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
             switch try await value.upgradeResult.get() {
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
-            case .websocket(let asyncChannel):
-                await webSocket(asyncChannel, logger)
+            case .websocket(let channel, let connection):
+                await webSocket.serve(channel, connection)
             }
         } catch {
             logger.debug("connection ended before it was set up", metadata: ["error": "\(error)"])
@@ -93,7 +88,7 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with Ferry's WebSocket endpoint.
-    static func ferry(maxFrameSize: Int, webSocketPath: String, webSocket: @escaping FerryChannel.WebSocketHandler) -> HTTPServerBuilder {
+    static func ferry(maxFrameSize: Int, webSocketPath: String, webSocket: WebSocketSession) -> HTTPServerBuilder {
         .init { responder in
             FerryChannel(responder: responder, maxFrameSize: maxFrameSize, webSocketPath: webSocketPath, webSocket: webSocket)
         }

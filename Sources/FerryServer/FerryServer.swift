@@ -30,9 +30,7 @@ public enum FerryServer {
         let session = WebSocketSession(broker: broker, logger: logger)
         return Application(
             router: router,
-            server: .ferry(maxFrameSize: broker.configuration.limits.maxFrameBytes, webSocketPath: "/v1/ws") { channel, _ in
-                await session.run(channel)
-            },
+            server: .ferry(maxFrameSize: broker.configuration.limits.maxFrameBytes, webSocketPath: "/v1/ws", webSocket: session),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ferry"),
             services: [ReadinessService(readiness: readiness)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },

@@ -12,10 +12,10 @@ struct AdminTests {
         let fixture = try BrokerFixture()
         let client = TestClient(fixture.broker)
         _ = try await client.hello("acker")
-        await client.send(#"{"op":"subscribe","topic":"t","from":"earliest"}"#)
+        client.send(#"{"op":"subscribe","topic":"t","from":"earliest"}"#)
         try await fixture.publish("t", count: 3)
         try await client.waitFor { _ in client.versions("t") == [1, 2, 3] }
-        await client.send(#"{"op":"ack","topic":"t","version":2}"#)
+        client.send(#"{"op":"ack","topic":"t","version":2}"#)
 
         let backup = fixture.path + "-backup"
         defer { try? FileManager.default.removeItem(atPath: backup) }
@@ -32,7 +32,7 @@ struct AdminTests {
         try await fixture.publish("t", count: 6)
         let behind = TestClient(fixture.broker)
         _ = try await behind.hello("behind")
-        await behind.send(#"{"op":"subscribe","topic":"t","from":0,"window":1}"#)
+        behind.send(#"{"op":"subscribe","topic":"t","from":0,"window":1}"#)
         try await behind.waitFor { _ in behind.versions("t") == [1] }
 
         guard case .refused(let losses) = try await fixture.broker.trimTopic("t", through: 4, force: false) else {
@@ -48,7 +48,7 @@ struct AdminTests {
         }
         #expect(result == TrimResult(topic: "t", first: 5, head: 6, messages: 2, removed: 4))
         // Version 1 is in flight; acking it frees the window, and 2...4 are gone.
-        await behind.send(#"{"op":"ack","topic":"t","version":1}"#)
+        behind.send(#"{"op":"ack","topic":"t","version":1}"#)
         let gap = try await behind.next(op: "gap")
         #expect(gap["from"] == "2" && gap["to"] == "4")
         try await behind.waitFor { _ in behind.versions("t") == [1, 5] }

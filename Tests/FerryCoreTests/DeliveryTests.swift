@@ -11,7 +11,7 @@ struct DeliveryTests {
         let fixture = try BrokerFixture(configureBroker: { $0.cachedMessagesPerTopic = 256 })
         let first = TestClient(fixture.broker)
         _ = try await first.hello("reader")
-        await first.send(#"{"op":"subscribe","topic":"t","from":"latest","window":500}"#)
+        first.send(#"{"op":"subscribe","topic":"t","from":"latest","window":500}"#)
         _ = try await first.next(op: "subscribed")
         first.disconnect()
 
@@ -27,7 +27,7 @@ struct DeliveryTests {
             let seen = acked
             try await client.waitFor { _ in (client.versions("t").last ?? 0) > seen }
             let highest = client.versions("t").max() ?? 0
-            await client.send(#"{"op":"ack","topic":"t","version":\#(highest)}"#)
+            client.send(#"{"op":"ack","topic":"t","version":\#(highest)}"#)
             acked = highest
         }
         _ = try await more
@@ -42,15 +42,15 @@ struct DeliveryTests {
         let fixture = try BrokerFixture()
         let client = TestClient(fixture.broker)
         _ = try await client.hello()
-        await client.send(#"{"op":"subscribe","topic":"w","from":"earliest","window":3}"#)
+        client.send(#"{"op":"subscribe","topic":"w","from":"earliest","window":3}"#)
         _ = try await client.next(op: "subscribed")
         try await fixture.publish("w", count: 10)
         try await client.waitFor { _ in client.versions("w").count == 3 }
         // A ping round trip proves the connection processed everything queued before it.
-        await client.send(#"{"op":"ping","id":1}"#)
+        client.send(#"{"op":"ping","id":1}"#)
         _ = try await client.next(op: "pong")
         #expect(client.versions("w") == [1, 2, 3])
-        await client.send(#"{"op":"ack","topic":"w","version":2}"#)
+        client.send(#"{"op":"ack","topic":"w","version":2}"#)
         try await client.waitFor { _ in client.versions("w").count == 5 }
         #expect(client.versions("w") == [1, 2, 3, 4, 5])
         client.disconnect()
@@ -63,11 +63,11 @@ struct DeliveryTests {
         try await fixture.publish("a", count: 2)
         let client = TestClient(fixture.broker)
         _ = try await client.hello("acker")
-        await client.send(#"{"op":"subscribe","topic":"a","from":0,"window":1}"#)
+        client.send(#"{"op":"subscribe","topic":"a","from":0,"window":1}"#)
         try await client.waitFor { _ in client.versions("a") == [1] }
-        await client.send(#"{"op":"ack","topic":"a","version":2}"#)
+        client.send(#"{"op":"ack","topic":"a","version":2}"#)
         #expect(try await client.next(op: "error")["code"] == "bad_ack")
-        await client.send(#"{"op":"ack","topic":"b","version":1}"#)
+        client.send(#"{"op":"ack","topic":"b","version":1}"#)
         #expect(try await client.next(op: "error")["code"] == "not_subscribed")
         #expect(fixture.broker.clientDetail("acker")?.subscriptions.first?.ackFloor == 0)
         client.disconnect()
@@ -79,7 +79,7 @@ struct DeliveryTests {
         let fixture = try BrokerFixture(configureStore: { $0.retention.maxMessages = 5 })
         let client = TestClient(fixture.broker)
         _ = try await client.hello("slow")
-        await client.send(#"{"op":"subscribe","topic":"g","from":"latest"}"#)
+        client.send(#"{"op":"subscribe","topic":"g","from":"latest"}"#)
         _ = try await client.next(op: "subscribed")
         client.disconnect()
         try await fixture.publish("g", count: 12)
@@ -101,7 +101,7 @@ struct DeliveryTests {
         try await fixture.publish("d", count: 3)
         let client = TestClient(fixture.broker)
         _ = try await client.hello()
-        await client.send(#"{"op":"subscribe","topic":"d","from":"earliest"}"#)
+        client.send(#"{"op":"subscribe","topic":"d","from":"earliest"}"#)
         let subscribed = try await client.next(op: "subscribed")
         try await client.waitFor { _ in client.versions("d").count == 3 }
         #expect(try await fixture.broker.deleteTopic("d"))
@@ -121,11 +121,11 @@ struct DeliveryTests {
         try await fixture.publish("r", count: 2)
         let client = TestClient(fixture.broker)
         _ = try await client.hello()
-        await client.send(#"{"op":"subscribe","topic":"r","from":1,"epoch":"not-this-one"}"#)
+        client.send(#"{"op":"subscribe","topic":"r","from":1,"epoch":"not-this-one"}"#)
         let subscribed = try await client.next(op: "subscribed")
         #expect(subscribed["from"] == "1")
         #expect(try await client.next(op: "reset")["old_epoch"] == "not-this-one")
-        await client.send(#"{"op":"subscribe","topic":"r","from":99}"#)
+        client.send(#"{"op":"subscribe","topic":"r","from":99}"#)
         _ = try await client.next(op: "subscribed")
         #expect(try await client.next(op: "reset")["epoch"] == subscribed["epoch"])
         client.disconnect()
@@ -163,9 +163,9 @@ struct SessionTests {
         byToken.disconnect()
 
         let forged = TestClient(fixture.broker)
-        await forged.send(#"{"op":"hello","resume_token":"\#(token.dropLast(2))xx"}"#)
+        forged.send(#"{"op":"hello","resume_token":"\#(token.dropLast(2))xx"}"#)
         #expect(try await forged.next(op: "error")["code"] == "bad_resume_token")
-        await forged.send(#"{"op":"hello","client_id":"other","resume_token":"\#(token)"}"#)
+        forged.send(#"{"op":"hello","client_id":"other","resume_token":"\#(token)"}"#)
         #expect(try await forged.next(op: "error")["code"] == "session_conflict")
         // A failed hello leaves the connection open for another.
         #expect(try await forged.hello("other")["resumed"] == "0")
@@ -197,12 +197,12 @@ struct SessionTests {
         let fixture = try BrokerFixture()
         let client = TestClient(fixture.broker)
         _ = try await client.hello("durable")
-        await client.send(#"{"op":"subscribe","topic":"s","from":"latest"}"#)
+        client.send(#"{"op":"subscribe","topic":"s","from":"latest"}"#)
         _ = try await client.next(op: "subscribed")
         let first = try await fixture.broker.publish([PublishRequest(topic: "s", payload: .bytes([1]), messageID: "m-1")]).get()
         try await fixture.publish("s", count: 4, start: 2)
         try await client.waitFor { _ in client.versions("s").count == 5 }
-        await client.send(#"{"op":"ack","topic":"s","version":3}"#)
+        client.send(#"{"op":"ack","topic":"s","version":3}"#)
         client.disconnect()
 
         let restarted = try await fixture.reopened()

@@ -77,34 +77,37 @@ final class TestClient: Sendable {
     }
 
     init(_ broker: Broker) {
-        let connection = broker.makeConnection()
+        let (work, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let connection = broker.makeConnection { signal.yield() }
         self.connection = connection
         let inbox = self.inbox
         pump = Task {
-            while true {
-                switch await connection.nextOutbound() {
-                case .frames(let frames):
-                    let objects = frames.compactMap { frame in
-                        (try? JSONSerialization.jsonObject(with: Data(frame))) as? [String: Any]
+            for await _ in work {
+                while let outbound = connection.takeOutbound() {
+                    switch outbound {
+                    case .frames(let frames):
+                        let objects = frames.compactMap { frame in
+                            (try? JSONSerialization.jsonObject(with: Data(frame))) as? [String: Any]
+                        }
+                        inbox.frames.withLock { $0.append(contentsOf: objects.map { $0.mapValues { "\($0)" } }) }
+                    case .close(let code, _):
+                        inbox.closeCode.withLock { $0 = code }
+                        return
                     }
-                    inbox.frames.withLock { $0.append(contentsOf: objects.map { $0.mapValues { "\($0)" } }) }
-                case .close(let code, _):
-                    inbox.closeCode.withLock { $0 = code }
-                    return
                 }
             }
         }
     }
 
-    func send(_ json: String) async {
-        await connection.receive(Array(json.utf8))
+    func send(_ json: String) {
+        connection.receive(Array(json.utf8))
     }
 
     func hello(_ clientID: String? = nil, token: String? = nil) async throws -> [String: String] {
         var fields = [#""op":"hello""#]
         if let clientID { fields.append(#""client_id":"\#(clientID)""#) }
         if let token { fields.append(#""resume_token":"\#(token)""#) }
-        await send("{\(fields.joined(separator: ","))}")
+        send("{\(fields.joined(separator: ","))}")
         return try await next(op: "welcome")
     }
 
