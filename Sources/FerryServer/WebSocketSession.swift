@@ -22,6 +22,9 @@ struct WebSocketSession: Sendable {
         // The core calls this from any thread; the handler drains on its own loop.
         let connection = broker.makeConnection { loop.execute { bound.value.drain() } }
         handler.connection = connection
+        let wire = WireWriter()
+        try channel.pipeline.syncOperations.addHandler(wire, position: .first)
+        handler.wire = wire
         try channel.pipeline.syncOperations.addHandler(handler)
         return connection
     }
@@ -41,16 +44,14 @@ struct WebSocketSession: Sendable {
 /// of PROTOCOL.md.
 final class WebSocketHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
-    typealias OutboundOut = WebSocketFrame
 
     /// How long to wait for the client's close reply before dropping the TCP connection.
     static let closeGrace: TimeAmount = .seconds(2)
-    /// The largest header of an unmasked frame: buffers get this much room in front so the
-    /// encoder writes the header in place instead of as a second buffer per frame.
-    private static let headerRoom = 10
 
     /// Set once by ``WebSocketSession/attach(to:)`` before the handler joins the pipeline.
     var connection: Connection?
+    /// Where frames leave, encoded here, past NIO's frame encoder (see ``WireWriter``).
+    var wire: WireWriter?
     private let heartbeat: TimeAmount
     private let maxMessageBytes: Int
     private let logger: Logger
@@ -122,7 +123,7 @@ final class WebSocketHandler: ChannelInboundHandler {
             connection.fail(ProtocolError(.badFrame, "binary frames are not part of the protocol; send JSON text"))
             if !frame.fin { endReading() }
         case .ping:
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+            wire?.send(.pong, Array(buffer: frame.unmaskedData))
         case .pong:
             break
         case .connectionClose:
@@ -166,26 +167,19 @@ final class WebSocketHandler: ChannelInboundHandler {
         }
     }
 
-    /// Writes what the connection has, one flush per batch, while the socket takes it.
+    /// Writes what the connection has, one buffer and one flush per batch, while the socket
+    /// takes it.
     func drain() {
-        guard let context, let connection, !closeSent else { return }
-        var wrote = false
+        guard let context, let wire, let connection, !closeSent else { return }
         while context.channel.isWritable, let outbound = connection.takeOutbound() {
             switch outbound {
             case .frames(let frames):
-                for frame in frames {
-                    var buffer = context.channel.allocator.buffer(capacity: Self.headerRoom + frame.count)
-                    buffer.moveWriterIndex(forwardBy: Self.headerRoom)
-                    buffer.moveReaderIndex(forwardBy: Self.headerRoom)
-                    buffer.writeBytes(frame)
-                    context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
-                }
-                wrote = true
+                wire.write(frames)
             case .close(let code, let reason):
-                var buffer = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
-                buffer.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code.rawValue)))
-                buffer.writeString(String(reason.utf8.prefix(120)) ?? "")
-                context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)), promise: nil)
+                var payload = ByteBuffer()
+                payload.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code.rawValue)))
+                payload.writeString(String(reason.utf8.prefix(120)) ?? "")
+                wire.send(.connectionClose, Array(buffer: payload))
                 closeSent = true
                 if readingEnded {
                     context.close(promise: nil)
@@ -197,7 +191,7 @@ final class WebSocketHandler: ChannelInboundHandler {
                 return
             }
         }
-        if wrote { context.flush() }
+        wire.flush()
         if readingPaused && connection.acceptsInput {
             readingPaused = false
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
@@ -211,7 +205,69 @@ final class WebSocketHandler: ChannelInboundHandler {
         if (NIODeadline.now() - lastHeard).nanoseconds * 2 >= heartbeat.nanoseconds * 5 {
             connection?.close(.heartbeatTimeout, reason: "no frame or pong for 2.5 heartbeats")
         } else if beats % 2 == 0 {
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
+            wire?.send(.ping, [])
         }
+    }
+}
+
+/// The first handler of a WebSocket's pipeline, next to the socket: ``WebSocketHandler`` writes
+/// through its context, so a batch of frames it encoded leaves as one buffer instead of passing
+/// NIO's frame encoder as one header buffer plus one payload buffer per frame. Server frames are
+/// unmasked, so encoding is a 2-to-10-byte header.
+final class WireWriter: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var context: ChannelHandlerContext?
+    private var unflushed = false
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Queues text frames in one buffer.
+    func write(_ frames: [Frame]) {
+        guard let context, !frames.isEmpty else { return }
+        var buffer = context.channel.allocator.buffer(capacity: frames.reduce(0) { $0 + $1.count + 4 })
+        for frame in frames { buffer.writeServerFrame(.text, frame) }
+        context.write(NIOAny(buffer), promise: nil)
+        unflushed = true
+    }
+
+    /// Writes one control frame now.
+    func send(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+        guard let context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: payload.count + 4)
+        buffer.writeServerFrame(opcode, payload)
+        context.writeAndFlush(NIOAny(buffer), promise: nil)
+        unflushed = false
+    }
+
+    func flush() {
+        guard unflushed, let context else { return }
+        unflushed = false
+        context.flush()
+    }
+}
+
+extension ByteBuffer {
+    /// Appends one final, unmasked frame (RFC 6455 §5.2: FIN + opcode, then the length in 7, 16
+    /// or 64 bits).
+    fileprivate mutating func writeServerFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
+        writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
+        switch payload.count {
+        case ..<126:
+            writeInteger(UInt8(payload.count))
+        case ...Int(UInt16.max):
+            writeInteger(UInt8(126))
+            writeInteger(UInt16(payload.count))
+        default:
+            writeInteger(UInt8(127))
+            writeInteger(UInt64(payload.count))
+        }
+        writeBytes(payload)
     }
 }
