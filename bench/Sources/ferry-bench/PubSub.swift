@@ -76,6 +76,15 @@ struct PubSub: AsyncParsableCommand {
     }
 }
 
+/// A publisher's confirmation count, readable from another thread.
+final class ConfirmationCount: Sendable {
+    private let count = Atomic(0)
+
+    func set(_ value: Int) { count.store(value, ordering: .relaxed) }
+
+    var value: Int { count.load(ordering: .relaxed) }
+}
+
 /// Subscribers' latency histograms, merged as each finishes.
 final class LatencyLog: Sendable {
     private let histogram = Mutex(Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three))
@@ -90,6 +99,7 @@ final class LatencyLog: Sendable {
 /// A durable subscriber: hello, subscribe from the latest version, ack at the end of each read.
 final class Subscriber: FrameSink {
     private let clientID: String
+    private let from: StartPosition
     private let window: Int
     private let expected: Int
     private let subscribed: Countdown
@@ -100,8 +110,12 @@ final class Subscriber: FrameSink {
     private var last: UInt64 = 0
     private var acked: UInt64 = 0
 
-    init(clientID: String, window: Int, expected: Int, subscribed: Countdown, delivered: Countdown, latencies: LatencyLog) {
+    init(
+        clientID: String, from: StartPosition = .latest, window: Int, expected: Int, subscribed: Countdown, delivered: Countdown,
+        latencies: LatencyLog
+    ) {
         self.clientID = clientID
+        self.from = from
         self.window = window
         self.expected = expected
         self.subscribed = subscribed
@@ -112,7 +126,7 @@ final class Subscriber: FrameSink {
     func start(_ connection: BenchConnection) {
         connection.send(String(decoding: ClientFrame.hello(clientID: clientID, resumeToken: nil).encode(), as: UTF8.self))
         connection.send(
-            String(decoding: ClientFrame.subscribe(id: nil, topic: "bench", from: .latest, epoch: nil, window: window).encode(), as: UTF8.self))
+            String(decoding: ClientFrame.subscribe(id: nil, topic: "bench", from: from, epoch: nil, window: window).encode(), as: UTF8.self))
         connection.flush()
     }
 
@@ -156,10 +170,13 @@ final class Publisher: FrameSink {
     private let padding: [UInt8]
     private var sent = 0
     private var confirmations = 0
+    /// Confirmations so far, for a coordinator that kills the broker mid-stream.
+    let confirmedSoFar: ConfirmationCount?
     private var started: UInt64 = 0
     private weak var connection: BenchConnection?
 
-    init(total: Int, size: Int, inFlight: Int, rate: Int?, confirmed: Countdown) {
+    init(total: Int, size: Int, inFlight: Int, rate: Int?, confirmed: Countdown, confirmedSoFar: ConfirmationCount? = nil) {
+        self.confirmedSoFar = confirmedSoFar
         self.total = total
         self.inFlight = inFlight
         self.rate = rate
@@ -211,6 +228,7 @@ final class Publisher: FrameSink {
     func received(_ text: ByteBuffer, on connection: BenchConnection) {
         if frame(text, is: "published") {
             confirmations += 1
+            confirmedSoFar?.set(confirmations)
             if confirmations == total { confirmed.arrive() }
         } else if frame(text, is: "error") {
             confirmed.fail("publisher: \(String(buffer: text))")
