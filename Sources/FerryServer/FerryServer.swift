@@ -31,7 +31,10 @@ public enum FerryServer {
         return Application(
             router: router,
             server: .ferry(maxFrameSize: broker.configuration.limits.maxFrameBytes, webSocketPath: "/v1/ws", webSocket: session),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ferry"),
+            // A broker restart brings every client back at once: a short accept queue drops their
+            // SYNs and TCP retries them after 1, 3, 7, 15 s. The kernel caps this at
+            // net.core.somaxconn.
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "ferry", backlog: 4096),
             services: [ReadinessService(readiness: readiness)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
