@@ -119,6 +119,7 @@ public struct JSONScanner: Sendable {
     private mutating func scanObjectMembers() throws(SyntaxError) -> [Member] {
         index += 1  // {
         var members: [Member] = []
+        members.reserveCapacity(8)  // a frame's handful, without regrowing
         skipWhitespace()
         if peek == UInt8(ascii: "}") {
             index += 1
@@ -257,6 +258,8 @@ public struct JSONScanner: Sendable {
     private mutating func skipString() throws(SyntaxError) {
         index += 1  // opening quote
         while index < bytes.count {
+            skipPlainRun()
+            guard index < bytes.count else { break }
             let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "\""):
@@ -284,6 +287,20 @@ public struct JSONScanner: Sendable {
             }
         }
         throw error("unterminated string")
+    }
+
+    /// Skips printable ASCII other than `"` and `\\`, the bulk of most strings, in a tight loop
+    /// over the buffer (a local index, no bounds check per byte).
+    private mutating func skipPlainRun() {
+        index = bytes.withUnsafeBufferPointer { buffer in
+            var position = index
+            while position < buffer.count {
+                let byte = buffer[position]
+                guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
+                position += 1
+            }
+            return position
+        }
     }
 
     /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).
