@@ -150,11 +150,11 @@ extension ClientFrame {
         var writer = JSONWriter()
         switch self {
         case .hello(let clientID, let resumeToken):
-            writer.field("op", "hello")
+            writer.field("op", literal: "hello")
             if let clientID { writer.field("client_id", clientID) }
             if let resumeToken { writer.field("resume_token", resumeToken) }
         case .subscribe(let id, let topic, let from, let epoch, let window):
-            writer.field("op", "subscribe")
+            writer.field("op", literal: "subscribe")
             if let id { writer.field("id", id) }
             writer.field("topic", topic)
             switch from {
@@ -166,22 +166,22 @@ extension ClientFrame {
             if let epoch { writer.field("epoch", epoch) }
             if let window { writer.field("window", window) }
         case .ack(let topic, let version):
-            writer.field("op", "ack")
+            writer.field("op", literal: "ack")
             writer.field("topic", topic)
             writer.field("version", version)
         case .publish(let id, let request):
-            writer.field("op", "publish")
+            writer.field("op", literal: "publish")
             if let id { writer.field("id", id) }
             writer.field("topic", request.topic)
             ServerFrame.writePayload(request.payload, to: &writer)
             if let messageID = request.messageID { writer.field("msg_id", messageID) }
             if !request.headers.isEmpty { writer.field("headers", pairs: request.headers) }
         case .unsubscribe(let id, let topic):
-            writer.field("op", "unsubscribe")
+            writer.field("op", literal: "unsubscribe")
             if let id { writer.field("id", id) }
             writer.field("topic", topic)
         case .ping(let id):
-            writer.field("op", "ping")
+            writer.field("op", literal: "ping")
             if let id { writer.field("id", id) }
         }
         return writer.finish()

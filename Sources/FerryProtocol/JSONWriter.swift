@@ -38,14 +38,22 @@ public struct JSONWriter: Sendable {
         if let value { Self.appendString(value, to: &bytes) } else { appendNull() }
     }
 
+    /// A string known at compile time that needs no escaping (an `op` name).
+    public mutating func field(_ name: StaticString, literal value: StaticString) {
+        key(name)
+        bytes.append(UInt8(ascii: "\""))
+        append(value)
+        bytes.append(UInt8(ascii: "\""))
+    }
+
     public mutating func field(_ name: StaticString, _ value: some BinaryInteger) {
         key(name)
-        bytes.append(contentsOf: String(value).utf8)
+        appendDecimal(value)
     }
 
     public mutating func field(_ name: StaticString, _ value: Bool) {
         key(name)
-        bytes.append(contentsOf: value ? Array("true".utf8) : Array("false".utf8))
+        append(value ? "true" : "false")
     }
 
     /// A number that is whole when it can be (heartbeats of `20` rather than `20.0`).
@@ -102,7 +110,27 @@ public struct JSONWriter: Sendable {
     }
 
     private mutating func appendNull() {
-        bytes.append(contentsOf: [UInt8(ascii: "n"), UInt8(ascii: "u"), UInt8(ascii: "l"), UInt8(ascii: "l")])
+        append("null")
+    }
+
+    private mutating func append(_ text: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// The integer's decimal digits, written without making a String.
+    private mutating func appendDecimal(_ value: some BinaryInteger) {
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = UInt64(value.magnitude)
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for a UInt64's 20 digits
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            bytes.append(contentsOf: buffer[start...])
+        }
     }
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
@@ -110,6 +138,12 @@ public struct JSONWriter: Sendable {
     /// Appends `value` as a JSON string literal, escaping quotes, backslashes and control characters.
     public static func appendString(_ value: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
+        // Most strings (topics, ids) need no escaping: copy them whole.
+        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            bytes.append(contentsOf: value.utf8)
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(byte)

@@ -34,7 +34,7 @@ public enum ServerFrame {
         heartbeatSeconds: Double, limits: Limits
     ) -> [UInt8] {
         var writer = JSONWriter()
-        writer.field("op", "welcome")
+        writer.field("op", literal: "welcome")
         writer.field("client_id", clientID)
         writer.field("resume_token", resumeToken)
         writer.field("resumed", resumed)
@@ -58,7 +58,7 @@ public enum ServerFrame {
 
     public static func subscribed(id: Int64?, topic: String, epoch: String, head: UInt64, from: UInt64) -> [UInt8] {
         var writer = JSONWriter()
-        writer.field("op", "subscribed")
+        writer.field("op", literal: "subscribed")
         if let id { writer.field("id", id) }
         writer.field("topic", topic)
         writer.field("epoch", epoch)
@@ -72,7 +72,7 @@ public enum ServerFrame {
         topic: String, version: UInt64, timestamp: UInt64, payload: Payload, headers: [(String, String)]
     ) -> [UInt8] {
         var writer = JSONWriter(capacity: payload.bytes.count + topic.utf8.count + 64)
-        writer.field("op", "msg")
+        writer.field("op", literal: "msg")
         writer.field("topic", topic)
         writer.field("version", version)
         writer.field("ts", timestamp)
@@ -91,7 +91,7 @@ public enum ServerFrame {
 
     public static func published(id: Int64?, topic: String, version: UInt64, duplicate: Bool) -> [UInt8] {
         var writer = JSONWriter()
-        writer.field("op", "published")
+        writer.field("op", literal: "published")
         if let id { writer.field("id", id) }
         writer.field("topic", topic)
         writer.field("version", version)
@@ -101,7 +101,7 @@ public enum ServerFrame {
 
     public static func unsubscribed(id: Int64?, topic: String) -> [UInt8] {
         var writer = JSONWriter()
-        writer.field("op", "unsubscribed")
+        writer.field("op", literal: "unsubscribed")
         if let id { writer.field("id", id) }
         writer.field("topic", topic)
         return writer.finish()
@@ -109,7 +109,7 @@ public enum ServerFrame {
 
     public static func gap(topic: String, from: UInt64, to: UInt64) -> [UInt8] {
         var writer = JSONWriter()
-        writer.field("op", "gap")
+        writer.field("op", literal: "gap")
         writer.field("topic", topic)
         writer.field("from", from)
         writer.field("to", to)
@@ -118,7 +118,7 @@ public enum ServerFrame {
 
     public static func reset(topic: String, oldEpoch: String, epoch: String) -> [UInt8] {
         var writer = JSONWriter()
-        writer.field("op", "reset")
+        writer.field("op", literal: "reset")
         writer.field("topic", topic)
         writer.field("old_epoch", oldEpoch)
         writer.field("epoch", epoch)
@@ -127,7 +127,7 @@ public enum ServerFrame {
 
     public static func error(id: Int64?, _ error: ProtocolError) -> [UInt8] {
         var writer = JSONWriter()
-        writer.field("op", "error")
+        writer.field("op", literal: "error")
         if let id { writer.field("id", id) }
         writer.field("code", error.code.rawValue)
         writer.field("message", error.message)
@@ -136,7 +136,7 @@ public enum ServerFrame {
 
     public static func pong(id: Int64?) -> [UInt8] {
         var writer = JSONWriter()
-        writer.field("op", "pong")
+        writer.field("op", literal: "pong")
         if let id { writer.field("id", id) }
         return writer.finish()
     }
