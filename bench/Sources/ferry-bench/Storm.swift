@@ -40,6 +40,7 @@ struct Storm: AsyncParsableCommand {
         try ferryd.kill()
         try ferryd.start()
         let backAt = Date()
+        let restartedPID = ferryd.processID ?? 0
         try ferryd.publishNumbered("storm", count: messages, startingAt: messages + 1)
 
         var logs: [StormWorker.ClientLog] = []
@@ -47,9 +48,10 @@ struct Storm: AsyncParsableCommand {
             let line = try await child.nextLine()
             logs += try JSONDecoder().decode([StormWorker.ClientLog].self, from: Data(line.utf8))
         }
+        let brokerCPU = cpuSeconds(of: restartedPID)
         let report = StormReport(
             clients: clients, workers: children.count, jitter: !noJitter, messages: messages * 2, killedAt: killedAt, backAt: backAt, logs: logs,
-            seconds: Date().timeIntervalSince(started))
+            seconds: Date().timeIntervalSince(started), brokerCPU: brokerCPU)
         print(report.table)
         print(report.jsonLine)
         if !report.passed { throw ExitCode.failure }
@@ -66,6 +68,8 @@ struct StormReport {
     let backAt: Date
     let logs: [StormWorker.ClientLog]
     let seconds: Double
+    /// CPU seconds of the restarted broker: start-up plus taking every client back.
+    let brokerCPU: Double
 
     /// Per client, milliseconds from the kill to its first welcome after it; nil if it never came back.
     var reconnects: [Double?] {
@@ -117,6 +121,7 @@ struct StormReport {
             String(format: "peak                                 %d reconnects in one 100 ms (%.1f%% of clients)", peak, Double(peak) * 100 / Double(max(1, clients))),
             "peak connect attempts in one 10 ms   \(attemptPeak)",
             "attempts per client after the drop   min \(attempts.first ?? 0)  p50 \(attempts.isEmpty ? 0 : attempts[attempts.count / 2])  max \(attempts.last ?? 0)",
+            String(format: "restarted ferryd CPU                 %.2f s (%.0f µs per client)", brokerCPU, brokerCPU * 1e6 / Double(max(1, clients))),
             "reconnects per 100 ms after the kill: " + buckets.map(String.init).joined(separator: " "),
         ]
         for problem in logs.compactMap(\.problem).prefix(5) { lines.append("problem: \(problem)") }
@@ -130,7 +135,7 @@ struct StormReport {
             "reconnect_ms": [
                 "min": resumed.first ?? -1, "p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99), "max": resumed.last ?? -1,
             ].mapValues { $0.rounded() },
-            "per_100ms": buckets, "attempt_peak_10ms": attemptPeak, "cores": ProcessInfo.processInfo.activeProcessorCount, "seconds": seconds.rounded(),
+            "per_100ms": buckets, "attempt_peak_10ms": attemptPeak, "cores": ProcessInfo.processInfo.activeProcessorCount, "seconds": seconds.rounded(), "ferryd_cpu_s": brokerCPU,
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)
