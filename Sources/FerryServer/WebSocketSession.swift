@@ -22,7 +22,7 @@ struct WebSocketSession: Sendable {
         // The core calls this from any thread; the handler drains on its own loop.
         let connection = broker.makeConnection { loop.execute { bound.value.drain() } }
         handler.connection = connection
-        let wire = WireWriter()
+        let wire = Wire(handler: handler, maxFrameBytes: broker.configuration.limits.maxFrameBytes)
         try channel.pipeline.syncOperations.addHandler(wire, position: .first)
         handler.wire = wire
         try channel.pipeline.syncOperations.addHandler(handler)
@@ -41,7 +41,8 @@ struct WebSocketSession: Sendable {
 
 /// One WebSocket, run on its event loop with no task per frame: frames in to the core
 /// ``Connection``, its frames out in batches with one flush each, heartbeats, and the close codes
-/// of PROTOCOL.md.
+/// of PROTOCOL.md. ``Wire`` does the framing both ways; frames NIO decodes arrive here only when a
+/// client sent them before the upgrade's 101 (NIO hands those bytes to its own decoder).
 final class WebSocketHandler: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
 
@@ -50,8 +51,8 @@ final class WebSocketHandler: ChannelInboundHandler {
 
     /// Set once by ``WebSocketSession/attach(to:)`` before the handler joins the pipeline.
     var connection: Connection?
-    /// Where frames leave, encoded here, past NIO's frame encoder (see ``WireWriter``).
-    var wire: WireWriter?
+    /// The framing, next to the socket (see ``Wire``).
+    var wire: Wire?
     private let heartbeat: TimeAmount
     private let maxMessageBytes: Int
     private let logger: Logger
@@ -60,7 +61,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var heartbeats: RepeatedTask?
     private var beats = 0
     /// A fragmented text message being collected.
-    private var fragments: ByteBuffer?
+    private var fragments: [UInt8]?
     /// The peer sent its close, or broke the framing: later frames are ignored.
     private var readingEnded = false
     /// Reading stopped for back-pressure (too many unconfirmed publishes).
@@ -93,44 +94,45 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let connection, !readingEnded else { return }
         let frame = unwrapInboundIn(data)
+        received(frame.opcode, fin: frame.fin, Array(buffer: frame.unmaskedData))
+    }
+
+    /// One frame from the client.
+    func received(_ opcode: WebSocketOpcode, fin: Bool, _ payload: [UInt8]) {
+        guard let context, let connection, !readingEnded else { return }
         lastHeard = .now()
-        switch frame.opcode {
-        case .text where frame.fin && fragments == nil:
-            connection.receive(Array(buffer: frame.unmaskedData))
+        switch opcode {
+        case .text where fin && fragments == nil:
+            connection.receive(payload)
         case .text, .continuation:
-            guard frame.opcode == .continuation ? fragments != nil : fragments == nil else {
-                connection.fail(ProtocolError(.badFrame, "unexpected continuation frame"), close: .protocolViolation)
-                readingEnded = true
+            guard opcode == .continuation ? fragments != nil : fragments == nil else {
+                framingFailed(ProtocolError(.badFrame, "unexpected continuation frame"), close: .protocolViolation)
                 return
             }
-            var data = frame.unmaskedData
-            var collected = fragments ?? ByteBuffer()
-            guard collected.readableBytes + data.readableBytes <= maxMessageBytes else {
-                connection.fail(ProtocolError(.tooLarge, "message over \(maxMessageBytes) bytes"), close: .frameTooLarge)
-                readingEnded = true
+            var collected = fragments ?? []
+            guard collected.count + payload.count <= maxMessageBytes else {
+                framingFailed(ProtocolError(.tooLarge, "message over \(maxMessageBytes) bytes"), close: .frameTooLarge)
                 return
             }
-            collected.writeBuffer(&data)
-            if frame.fin {
+            collected += payload
+            if fin {
                 fragments = nil
-                connection.receive(Array(buffer: collected))
+                connection.receive(collected)
             } else {
                 fragments = collected
             }
         case .binary:
             connection.fail(ProtocolError(.badFrame, "binary frames are not part of the protocol; send JSON text"))
-            if !frame.fin { endReading() }
+            if !fin { endReading() }
         case .ping:
-            wire?.send(.pong, Array(buffer: frame.unmaskedData))
+            wire?.send(.pong, payload)
         case .pong:
             break
         case .connectionClose:
             endReading()
         default:
-            connection.fail(ProtocolError(.badFrame, "unknown WebSocket opcode"), close: .protocolViolation)
-            readingEnded = true
+            framingFailed(ProtocolError(.badFrame, "unknown WebSocket opcode"), close: .protocolViolation)
         }
         if !readingPaused && !connection.acceptsInput {
             readingPaused = true
@@ -138,10 +140,15 @@ final class WebSocketHandler: ChannelInboundHandler {
         }
     }
 
+    /// The client broke the framing: tell it why, close with `code`, read nothing more.
+    func framingFailed(_ error: ProtocolError, close code: CloseCode) {
+        connection?.fail(error, close: code)
+        readingEnded = true
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let error = error as? NIOWebSocketError, error == .invalidFrameLength {
-            connection?.fail(ProtocolError(.tooLarge, "frame over \(maxMessageBytes) bytes"), close: .frameTooLarge)
-            readingEnded = true
+            framingFailed(ProtocolError(.tooLarge, "frame over \(maxMessageBytes) bytes"), close: .frameTooLarge)
             return
         }
         // After a framing error the decoder refuses the rest of the input with more errors; the
@@ -210,15 +217,28 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 }
 
-/// The first handler of a WebSocket's pipeline, next to the socket: ``WebSocketHandler`` writes
-/// through its context, so a batch of frames it encoded leaves as one buffer instead of passing
-/// NIO's frame encoder as one header buffer plus one payload buffer per frame. Server frames are
-/// unmasked, so encoding is a 2-to-10-byte header.
-final class WireWriter: ChannelInboundHandler {
+/// The first handler of a WebSocket's pipeline, next to the socket: the framing of RFC 6455 both
+/// ways. It cuts the bytes read into client frames (masked, checked against the frame limit
+/// before the payload is buffered) and hands them to ``WebSocketHandler`` unmasked in one pass;
+/// the handler writes through it, so a batch of frames leaves as one buffer. NIO's own codec,
+/// which the upgrade put behind it, sees no bytes: it wrapped each frame in a frame value, a
+/// masked and an unmasked buffer, and wrote a separate header buffer per outbound frame.
+final class Wire: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
+    private unowned let handler: WebSocketHandler
+    private let maxFrameBytes: Int
     private var context: ChannelHandlerContext?
     private var unflushed = false
+    /// Bytes read that do not make a whole frame yet.
+    private var pending = ByteBuffer()
+    /// The framing broke: the rest of the input is ignored while the close goes out.
+    private var broken = false
+
+    init(handler: WebSocketHandler, maxFrameBytes: Int) {
+        self.handler = handler
+        self.maxFrameBytes = maxFrameBytes
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -226,6 +246,74 @@ final class WireWriter: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !broken else { return }
+        var incoming = unwrapInboundIn(data)
+        if pending.readableBytes == 0 {
+            pending = incoming
+        } else {
+            pending.writeBuffer(&incoming)
+        }
+        while !broken, let frame = nextFrame() {
+            handler.received(frame.opcode, fin: frame.fin, frame.payload)
+        }
+    }
+
+    private struct InboundFrame {
+        var opcode: WebSocketOpcode
+        var fin: Bool
+        var payload: [UInt8]
+    }
+
+    /// The next whole frame of `pending`, or nil when more bytes are needed (or the framing broke).
+    private func nextFrame() -> InboundFrame? {
+        let start = pending.readerIndex
+        guard let first = pending.getInteger(at: start, as: UInt8.self), let second = pending.getInteger(at: start + 1, as: UInt8.self)
+        else { return nil }
+        var header = 2
+        var length = UInt64(second & 0x7F)
+        if length == 126 {
+            guard let extended = pending.getInteger(at: start + 2, as: UInt16.self) else { return nil }
+            (header, length) = (4, UInt64(extended))
+        } else if length == 127 {
+            guard let extended = pending.getInteger(at: start + 2, as: UInt64.self) else { return nil }
+            (header, length) = (10, extended)
+        }
+        let fin = first & 0x80 != 0
+        // Any 4-bit value is an opcode to NIO; reserved ones reach the handler's "unknown".
+        guard let opcode = WebSocketOpcode(encodedWebSocketOpcode: first & 0x0F) else { return nil }
+        if first & 0x70 != 0 {
+            return fail(ProtocolError(.badFrame, "reserved frame bits set"), .protocolViolation)
+        }
+        if second & 0x80 == 0 {
+            return fail(ProtocolError(.badFrame, "client frames must be masked"), .protocolViolation)
+        }
+        if first & 0x08 != 0 && (length > 125 || !fin) {
+            return fail(ProtocolError(.badFrame, "control frames must be whole and at most 125 bytes"), .protocolViolation)
+        }
+        guard length <= UInt64(maxFrameBytes) else {
+            return fail(ProtocolError(.tooLarge, "frame over \(maxFrameBytes) bytes"), .frameTooLarge)
+        }
+        let count = Int(length)
+        guard pending.readableBytes >= header + 4 + count, let key = pending.getBytes(at: start + header, length: 4) else { return nil }
+        let payload = pending.withUnsafeReadableBytes { bytes in
+            let body = header + 4
+            return [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+                for index in 0..<count { output[index] = bytes[body + index] ^ key[index & 3] }
+                initialized = count
+            }
+        }
+        pending.moveReaderIndex(forwardBy: header + 4 + count)
+        return InboundFrame(opcode: opcode, fin: fin, payload: payload)
+    }
+
+    private func fail(_ error: ProtocolError, _ code: CloseCode) -> InboundFrame? {
+        broken = true
+        pending.clear()
+        handler.framingFailed(error, close: code)
+        return nil
     }
 
     /// Queues text frames in one buffer.

@@ -164,6 +164,24 @@ struct BadInputTests {
         try canary.check()
     }
 
+    /// RFC 6455 §5: a server closes a connection whose client sends unmasked frames, sets
+    /// reserved bits without an extension, or sends a fragmented or long control frame.
+    @Test(arguments: [
+        ("unmasked text frame", [0x81, 0x0F] + Array(#"{"op":"ping"}  "#.utf8)),
+        ("reserved bit set", Array(TestWebSocket.frame(.text, Array(#"{"op":"ping"}"#.utf8)).enumerated().map { $0.offset == 0 ? $0.element | 0x40 : $0.element })),
+        ("ping of 126 bytes", TestWebSocket.frame(.ping, Array(repeating: 0x61, count: 126))),
+        ("fragmented ping", TestWebSocket.frame(.ping, [1, 2], fin: false)),
+    ] as [(String, [UInt8])])
+    func framingViolationIsClosedWith4000(_ violation: String, _ bytes: [UInt8]) throws {
+        let ferryd = try Ferryd()
+        let canary = try Canary(ferryd)
+        let (ws, _) = try ferryd.session()
+        try ws.sendRaw(bytes)
+        let error = try ws.expectError("bad_frame")
+        #expect(ws.waitForClose() == 4000, "\(violation): \(error.text)")
+        try canary.check()
+    }
+
     @Test func frameOverMaxFrameBytesIsClosedWith4008() throws {
         let ferryd = try Ferryd(environment: ["FERRY_MAX_MESSAGE_BYTES": "1000"])
         let canary = try Canary(ferryd)
