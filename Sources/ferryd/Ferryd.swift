@@ -35,6 +35,8 @@ struct Ferryd: AsyncParsableCommand {
     @Option(help: "A durable session unused this long is removed (FERRY_SESSION_TTL, default 7d).") var sessionTTL: String?
     @Option(help: "Bearer token of the admin API; unset turns it off (FERRY_ADMIN_TOKEN).") var adminToken: String?
     @Option(help: "trace, debug, info, notice, warning, error (FERRY_LOG_LEVEL, default info).") var logLevel: String?
+    @Option(help: "Topics (by head) and clients (by lag) with a series of their own in /metrics (FERRY_METRICS_TOP_N, default 20).")
+    var metricsTopN: Int?
 
     func run() async throws {
         let level = Logger.Level(rawValue: setting(logLevel, "FERRY_LOG_LEVEL") ?? "info") ?? .info
@@ -44,7 +46,10 @@ struct Ferryd: AsyncParsableCommand {
             return handler
         }
         let metrics = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
+        var factory = PrometheusMetricsFactory(registry: metrics)
+        factory.durationHistogramBuckets[MetricLabels.commitDuration] = MetricLabels.commitDurationBuckets
+        factory.valueHistogramBuckets[MetricLabels.commitBatchSize] = MetricLabels.commitBatchSizeBuckets
+        MetricsSystem.bootstrap(factory)
         let logger = Logger(label: "ferry")
 
         let (storeConfiguration, brokerConfiguration, serverConfiguration) = try settings()
@@ -118,6 +123,10 @@ struct Ferryd: AsyncParsableCommand {
             server.port = value
         }
         server.adminToken = setting(adminToken, "FERRY_ADMIN_TOKEN")
+        if let count = metricsTopN ?? setting(nil, "FERRY_METRICS_TOP_N").flatMap({ Int($0) }) {
+            guard count >= 0 else { throw SettingError(description: "FERRY_METRICS_TOP_N must be 0 or more") }
+            server.metricsTopN = count
+        }
         return (store, broker, server)
     }
 }
