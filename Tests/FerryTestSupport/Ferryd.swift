@@ -152,7 +152,7 @@ package final class Ferryd: Sendable {
         process.standardError = log
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
-        try Self.withNoSignalsBlocked { try process.run() }
+        try runWithNoSignalsBlocked(process)
         return Child(process: process, exited: exited, logOffset: logOffset)
     }
 
@@ -211,17 +211,17 @@ package final class Ferryd: Sendable {
         try? handle.seek(toOffset: child.logOffset)
         return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
     }
+}
 
-    /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads
-    /// block most signals: ferryd would never see its SIGTERM. So spawn with nothing blocked.
-    private static func withNoSignalsBlocked(_ body: () throws -> Void) rethrows {
-        var nothing = sigset_t()
-        var previous = sigset_t()
-        sigemptyset(&nothing)
-        pthread_sigmask(SIG_SETMASK, &nothing, &previous)
-        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        try body()
-    }
+/// A child inherits the signal mask of the thread that spawns it, and the test runner's threads
+/// block most signals: a child would never see its SIGTERM. So spawn with nothing blocked.
+package func runWithNoSignalsBlocked(_ process: Process) throws {
+    var nothing = sigset_t()
+    var previous = sigset_t()
+    sigemptyset(&nothing)
+    pthread_sigmask(SIG_SETMASK, &nothing, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    try process.run()
 }
 
 /// The executable `override` names (an environment variable), else the first file called `name`
