@@ -1,5 +1,6 @@
 import FerryProtocol
 import FerryStore
+import Logging
 import Metrics
 
 /// The names of Ferry's metrics that a metrics backend must treat specially (histogram buckets),
@@ -22,9 +23,11 @@ public enum MetricLabels {
     public static let commitBatchSizeBuckets: [Double] = (0...14).map { Double(1 << $0) }
 }
 
-/// The broker's counters and gauges, created once. Each hot-path use is one atomic add; what can
-/// be computed from state (sessions, heads, lag, map use) is computed when `/metrics` is scraped.
+/// The broker's counters and gauges, created once, and the debug log lines that go with them.
+/// Each hot-path use is one atomic add; what can be computed from state (sessions, heads, lag,
+/// map use) is computed when `/metrics` is scraped.
 struct BrokerMetrics: Sendable {
+    private let logger = Logger(label: "ferry.broker")
     let published = Counter(label: "ferry_messages_published_total")
     let delivered = Counter(label: "ferry_messages_delivered_total")
     let commits = Counter(label: "ferry_store_commits_total")
@@ -54,13 +57,22 @@ struct BrokerMetrics: Sendable {
     /// Counts a `hello` that named a durable session, by what it found; ephemeral hellos are not
     /// resumes and are not counted.
     func hello(_ attachment: Broker.Attachment) {
-        guard attachment.clientID != nil else { return }
+        guard let clientID = attachment.clientID else { return }
         (attachment.resumed ? resumed : created).increment()
+        logger.debug(
+            "durable hello",
+            metadata: [
+                "ferry.client_id": "\(clientID)", "ferry.result": "\(attachment.resumed ? "resumed" : "new")",
+                "ferry.subscriptions": "\(attachment.subscriptions.count)",
+            ])
     }
 
     /// Counts a `hello` refused with `invalid_client_id`, `bad_resume_token` or `session_conflict`.
-    func helloRejected() {
+    func helloRejected(_ error: ProtocolError, clientID: String?) {
         rejected.increment()
+        logger.debug(
+            "durable hello",
+            metadata: ["ferry.client_id": "\(clientID ?? "")", "ferry.result": "rejected", "ferry.code": "\(error.code.rawValue)"])
     }
 
     /// Counts a connection closed by the broker with `code`.

@@ -168,7 +168,7 @@ public final class Connection: Sendable {
         do {
             session = try broker.attach(self, clientID: clientID, resumeToken: resumeToken)
         } catch {
-            broker.metrics.helloRejected()
+            broker.metrics.helloRejected(error, clientID: clientID)
             reply(id: nil, error)
             return
         }
