@@ -53,21 +53,9 @@ ok "systemd-analyze verify deploy/systemd/ferryd.service"
 # nginx: the site as shipped (addresses made local, as NginxProxyTests does), then its TLS
 # example uncommented with a throwaway certificate.
 mkdir -p "$work/nginx/temp"
-cat >"$work/nginx/nginx.conf" <<'EOF'
-pid nginx.pid;
-events {}
-http {
-    access_log off;
-    client_body_temp_path temp/body;
-    proxy_temp_path temp/proxy;
-    fastcgi_temp_path temp/fastcgi;
-    uwsgi_temp_path temp/uwsgi;
-    scgi_temp_path temp/scgi;
-    include ferry.conf;
-}
-EOF
+cp deploy/nginx/local.conf "$work/nginx/"
 sed -e 's/listen 80;/listen 127.0.0.1:18080;/' -e '/listen \[::\]:80;/d' deploy/nginx/ferry.conf >"$work/nginx/ferry.conf"
-nginx -t -q -p "$work/nginx/" -c nginx.conf -e "$work/nginx/error.log" || fail "nginx -t deploy/nginx/ferry.conf"
+nginx -t -q -p "$work/nginx/" -c local.conf -e "$work/nginx/error.log" || fail "nginx -t deploy/nginx/ferry.conf"
 ok "nginx -t deploy/nginx/ferry.conf"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=ferry.example.com \
     -keyout "$work/nginx/key.pem" -out "$work/nginx/cert.pem" 2>/dev/null
@@ -76,7 +64,7 @@ sed -n '/^# server {/,$p' deploy/nginx/ferry.conf | sed -e 's/^# \{0,1\}//' \
     -e "s#/etc/letsencrypt/live/ferry.example.com/privkey.pem#$work/nginx/key.pem#" \
     -e 's/listen 443 ssl http2;/listen 127.0.0.1:18443 ssl http2;/' -e '/listen \[::\]:443/d' >>"$work/nginx/ferry.conf"
 grep -q "listen 127.0.0.1:18443 ssl" "$work/nginx/ferry.conf" || fail "deploy/nginx/ferry.conf: TLS example not found"
-nginx -t -q -p "$work/nginx/" -c nginx.conf -e "$work/nginx/error.log" 2>"$work/nginx/tls.err" \
+nginx -t -q -p "$work/nginx/" -c local.conf -e "$work/nginx/error.log" 2>"$work/nginx/tls.err" \
     || fail "nginx -t with the TLS example: $(cat "$work/nginx/tls.err")"
 ok "nginx -t deploy/nginx/ferry.conf with its TLS example uncommented"
 

@@ -15,10 +15,14 @@ package final class Nginx {
     package static let executable: String? = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
         .first { FileManager.default.isExecutableFile(atPath: $0) }
 
-    /// The repository's `deploy/nginx/ferry.conf`.
-    package static let shippedConfig = URL(fileURLWithPath: #filePath)
+    /// The repository's `deploy/nginx/`.
+    private static let folder = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("deploy/nginx/ferry.conf")
+        .appendingPathComponent("deploy/nginx")
+    /// The site operators install.
+    package static let shippedConfig = folder.appendingPathComponent("ferry.conf")
+    /// The main config that runs the site from a scratch folder.
+    private static let localConfig = folder.appendingPathComponent("local.conf")
 
     package let port: Int
     private let directory: URL
@@ -52,12 +56,12 @@ package final class Nginx {
                 ])
         }
         try site.write(to: directory.appendingPathComponent("ferry.conf"), atomically: true, encoding: .utf8)
-        try Self.mainConfig.write(to: directory.appendingPathComponent("nginx.conf"), atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(at: Self.localConfig, to: directory.appendingPathComponent("local.conf"))
 
         process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = [
-            "-p", directory.path + "/", "-c", "nginx.conf", "-e", directory.appendingPathComponent("error.log").path,
+            "-p", directory.path + "/", "-c", "local.conf", "-e", directory.appendingPathComponent("error.log").path,
             "-g", "daemon off;",
         ]
         process.standardInput = FileHandle.nullDevice
@@ -82,23 +86,6 @@ package final class Nginx {
     package var errorLog: String {
         (try? String(contentsOf: directory.appendingPathComponent("error.log"), encoding: .utf8)) ?? "(no error log)"
     }
-
-    /// The http context around the shipped site: everything nginx writes stays in the temp folder.
-    private static let mainConfig = """
-        pid nginx.pid;
-        worker_processes 1;
-        events { worker_connections 1024; }
-        http {
-            access_log off;
-            client_body_temp_path temp/body;
-            proxy_temp_path temp/proxy;
-            fastcgi_temp_path temp/fastcgi;
-            uwsgi_temp_path temp/uwsgi;
-            scgi_temp_path temp/scgi;
-            include ferry.conf;
-        }
-
-        """
 
     /// `text` with each key replaced by its value; every key must occur, so a change to the
     /// shipped file fails here instead of quietly testing something else.
