@@ -138,8 +138,9 @@ public struct MetricsSnapshot: Sendable {
     /// Every durable session and its lag: head − ack floor summed over its subscriptions in the
     /// topics' current epochs.
     public var clientLags: [(clientID: String, lag: UInt64)]
-    /// LMDB pages in use and the map size, in bytes.
+    /// LMDB pages in use (the data file's high-water mark), in bytes.
     public var usedBytes: Int
+    /// The LMDB map size, in bytes: publishes fail once ``usedBytes`` reaches it.
     public var mapSize: Int
 
     init(topics: [Topic], sessions: [(clientID: String, subscriptions: [SubscriptionRecord])], usage: StoreUsage) {

@@ -466,6 +466,7 @@ public final class Connection: Sendable {
         writer?.resume()
         publishWaiter?.resume()
         for subscription in subscriptions { subscription.topic.removeSubscriber(self) }
-        broker.detach(self, clientID: clientID, sentThrough: Dictionary(subscriptions.map { ($0.topic.name, SentPosition(epoch: $0.epoch, version: $0.next - 1)) }) { $1 })
+        let sent = subscriptions.map { ($0.topic.name, SentPosition(epoch: $0.epoch, version: $0.next - 1)) }
+        broker.detach(self, clientID: clientID, sentThrough: Dictionary(sent) { $1 })
     }
 }

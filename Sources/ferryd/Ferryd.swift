@@ -123,8 +123,8 @@ struct Ferryd: AsyncParsableCommand {
             server.port = value
         }
         server.adminToken = setting(adminToken, "FERRY_ADMIN_TOKEN")
-        if let count = metricsTopN ?? setting(nil, "FERRY_METRICS_TOP_N").flatMap({ Int($0) }) {
-            guard count >= 0 else { throw SettingError(description: "FERRY_METRICS_TOP_N must be 0 or more") }
+        if let text = metricsTopN.map(String.init) ?? setting(nil, "FERRY_METRICS_TOP_N") {
+            guard let count = Int(text), count >= 0 else { throw SettingError(description: "FERRY_METRICS_TOP_N: '\(text)' is not a count") }
             server.metricsTopN = count
         }
         return (store, broker, server)
