@@ -89,6 +89,16 @@ struct MetricsTests {
         #expect(scrape[#"ferry_topic_head{topic="orders"}"#] == nil)
         #expect(scrape["ferry_topics"] == 2)
         #expect(scrape["ferry_connections"] == 3)
+
+        // A second connection takes the live session over: a resume, and a close with 4009, but
+        // no redeliveries counted (the broker cannot see what the live connection had sent).
+        let (takeover, _) = try ferryd.session(clientID: "reader")
+        #expect(resumed.waitForClose() == 4009)
+        #expect(try takeover.collectMessages(count: 2).versions == [2, 3])
+        scrape = try Scrape(ferryd)
+        #expect(scrape.count(#"ferry_resumes_total{result="resumed"}"#) == 2)
+        #expect(scrape.count(#"ferry_disconnects_total{reason="session_taken_over"}"#) == 1)
+        #expect(scrape.count("ferry_messages_redelivered_total") == 2)
     }
 
     /// A client that answers no ping is closed with 4002 and counted by reason: the same path
