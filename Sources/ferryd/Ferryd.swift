@@ -53,6 +53,7 @@ struct Ferryd: AsyncParsableCommand {
         let logger = Logger(label: "ferry")
 
         let (storeConfiguration, brokerConfiguration, serverConfiguration) = try settings()
+        let openFiles = raiseOpenFileLimit()
         let store = try LMDBMessageStore(configuration: storeConfiguration)
         let broker = try Broker(store: store, configuration: brokerConfiguration)
         let sync = storeConfiguration.syncOnCommit ? "full" : "none"
@@ -60,7 +61,8 @@ struct Ferryd: AsyncParsableCommand {
             broker: broker, configuration: serverConfiguration, metrics: metrics, logger: logger,
             onServerRunning: { port in
                 logger.info(
-                    "ferryd \(Broker.version) listening on http://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync)")
+                    "ferryd \(Broker.version) listening on http://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync)",
+                    metadata: ["ferry.open_files": "\(openFiles)"])
             })
         let group = ServiceGroup(
             configuration: .init(
