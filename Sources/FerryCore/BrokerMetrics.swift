@@ -112,8 +112,7 @@ struct CommitMetrics: Sendable {
 }
 
 extension CloseCode {
-    /// The `reason` label of `ferry_disconnects_total`. `heartbeat_timeout` is also how a
-    /// consumer too slow to read its pings is cut off: Ferry's slow-consumer disconnect.
+    /// The `reason` label of `ferry_disconnects_total`.
     var metricReason: String {
         switch self {
         case .normal: "normal"

@@ -101,8 +101,7 @@ struct MetricsTests {
         #expect(scrape.count("ferry_messages_redelivered_total") == 2)
     }
 
-    /// A client that answers no ping is closed with 4002 and counted by reason: the same path
-    /// cuts off a consumer too slow to read its pings.
+    /// A client that answers no ping is closed with 4002 and counted by reason.
     @Test func heartbeatTimeoutIsCountedByReason() throws {
         let ferryd = try Ferryd(environment: ["FERRY_HEARTBEAT": "200ms"])
         let silent = try ferryd.connect(answerPings: false)
@@ -110,5 +109,26 @@ struct MetricsTests {
         #expect(silent.waitForClose() == 4002)
         let scrape = try Scrape(ferryd)
         #expect(scrape.count(#"ferry_disconnects_total{reason="heartbeat_timeout"}"#) == 1)
+    }
+
+    /// A consumer that stops reading while the broker has more to send than the socket buffers
+    /// hold: the writer waits for room that never comes, so the 4002 close decided after 2.5
+    /// heartbeats is never written and the connection stays, holding its window of frames. The
+    /// broker should drop the TCP connection when its close cannot go out within the close grace.
+    /// The heartbeat (1 s) is long enough for the writer to be blocked before it expires.
+    @Test func consumerThatStopsReadingIsDropped() throws {
+        let ferryd = try Ferryd(environment: ["FERRY_HEARTBEAT": "1s"])
+        let stuck = try ferryd.connect()
+        try stuck.hello()
+        try stuck.subscribe("bulk", from: "latest")
+        let payload = "\"" + String(repeating: "x", count: 1_000_000) + "\""
+        for _ in 0..<30 { try ferryd.publishJSON("bulk", payload) }  // 30 MB: far above socket buffers
+        withKnownIssue("the WebSocket writer blocks on a full socket before the 4002 close frame; nothing drops the connection") {
+            // Dropped within 2.5-3 heartbeats plus the 2 s close grace; the broker's state is all
+            // there is to await, so poll it.
+            let deadline = Deadline(seconds: 7)
+            while try Scrape(ferryd)["ferry_connections"] != 0, !deadline.hasPassed { Thread.sleep(forTimeInterval: 0.1) }
+            #expect(try Scrape(ferryd)["ferry_connections"] == 0, "a consumer that stopped reading is still connected")
+        }
     }
 }
