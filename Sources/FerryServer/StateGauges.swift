@@ -7,8 +7,8 @@ import Synchronization
 /// scraped, so they cost nothing between scrapes and are never stale when read.
 ///
 /// Per-topic and per-client series are bounded: only the `limit` topics with the highest heads
-/// and the `limit` clients with the largest lag get a series, so a broker with a million topics
-/// or clients still exports a few dozen series. A series is removed when its topic or client
+/// and the `limit` clients with the largest lag (none that has caught up) get a series, so a
+/// broker with a million topics or clients still exports a few dozen series. A series is removed when its topic or client
 /// drops out of the top. `ferry_durable_lag_messages` sums every client's lag, so the lag of
 /// those without a series is the sum minus the series.
 final class StateGauges: Sendable {
@@ -33,7 +33,7 @@ final class StateGauges: Sendable {
         descriptor("topic_head", "Latest version of the topic, for the topics with the highest heads.")
     }
     private static var lag: MetricNameDescriptor {
-        descriptor("client_lag", "Messages a durable client has not acked, over its subscriptions, for the clients with the largest lag.")
+        descriptor("client_lag", "Messages a durable client has not acked, over its subscriptions, for the clients with the largest lag (above 0).")
     }
 
     init(broker: Broker, registry: PrometheusCollectorRegistry, limit: Int) {
@@ -65,7 +65,8 @@ final class StateGauges: Sendable {
             lagSum.set(Int64(clamping: snapshot.clientLags.reduce(UInt64(0)) { $0 + $1.lag }))
             series.heads = publish(top(snapshot.topicHeads.map { ($0.topic, $0.head) }), as: Self.head, label: "topic", replacing: series.heads)
             series.lags = publish(
-                top(snapshot.clientLags.map { ($0.clientID, $0.lag) }), as: Self.lag, label: "client_id", replacing: series.lags)
+                top(snapshot.clientLags.filter { $0.lag > 0 }.map { ($0.clientID, $0.lag) }), as: Self.lag, label: "client_id",
+                replacing: series.lags)
         }
     }
 

@@ -99,6 +99,13 @@ struct MetricsTests {
         #expect(scrape.count(#"ferry_resumes_total{result="resumed"}"#) == 2)
         #expect(scrape.count(#"ferry_disconnects_total{reason="session_taken_over"}"#) == 1)
         #expect(scrape.count("ferry_messages_redelivered_total") == 2)
+
+        // Caught up: no lag series for the client, and no lag in the sum.
+        try takeover.ack("orders", 3)
+        try takeover.pingPong()
+        scrape = try Scrape(ferryd)
+        #expect(scrape[#"ferry_client_lag{client_id="reader"}"#] == nil)
+        #expect(scrape["ferry_durable_lag_messages"] == 0)
     }
 
     /// A client that answers no ping is closed with 4002 and counted by reason.
