@@ -281,7 +281,7 @@ public final class Broker: Sendable {
                 session.owner = connection
                 session.record.lastSeen = now
                 session.lastResume = ResumeInfo(at: now, resumed: true, subscriptions: session.subscriptions.count)
-                metrics.resumed(session.subscriptions.values, sentThrough: session.sentThrough)
+                metrics.countRedeliveries(session.subscriptions.values, sentThrough: session.sentThrough)
                 session.sentThrough = [:]  // counted once; a takeover of a live session knows nothing sent
                 state.sessions[id] = session
                 state.dirtySessions[id] = session.record

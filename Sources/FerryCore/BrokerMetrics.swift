@@ -81,10 +81,10 @@ struct BrokerMetrics: Sendable {
     }
 
     /// Counts the versions a resumed session will be sent again: for each restored subscription,
-    /// those its previous connection sent above the ack floor, in the same epoch. An upper bound
-    /// when retention deleted some meanwhile (they become a `gap`); after a broker restart
-    /// nothing is known of what was sent, so nothing is counted.
-    func resumed(_ subscriptions: some Collection<SubscriptionRecord>, sentThrough: [String: SentPosition]) {
+    /// those its previous connection sent above the ack floor, in the same epoch. Too many when
+    /// retention deleted some meanwhile (they become a `gap`); none after a broker restart or
+    /// a takeover of a live session, where nothing is known of what was sent.
+    func countRedeliveries(_ subscriptions: some Collection<SubscriptionRecord>, sentThrough: [String: SentPosition]) {
         let count = subscriptions.reduce(UInt64(0)) { total, record in
             guard let sent = sentThrough[record.topic], sent.epoch == record.epoch, sent.version > record.ackFloor else { return total }
             return total + (sent.version - record.ackFloor)
