@@ -159,6 +159,19 @@ for panel in dashboard["panels"]:
 print(f"ok   deploy/grafana/ferry.json: {len(ids)} panels")
 EOF
 
+# compose's nginx rewrites the shipped site for the container network: run its rewrite here.
+python3 - "$work/compose-site.conf" <<'EOF' || fail "deploy/docker/compose.yaml: the nginx command's rewrite of ferry.conf"
+import subprocess, sys, yaml
+command = yaml.safe_load(open("deploy/docker/compose.yaml"))["services"]["nginx"]["command"][2]
+rewrite = command.split(" && exec ")[0].replace("/etc/ferry/ferry.conf", "deploy/nginx/ferry.conf").replace(
+    "/etc/nginx/conf.d/default.conf", sys.argv[1])
+subprocess.run(["sh", "-c", rewrite], check=True)
+site = open(sys.argv[1]).read()
+if "127.0.0.1:8080" in site or "[::]:80" in site or site.count("server ferry:8080;") != 2:
+    sys.exit("the rewritten site still names loopback or IPv6, or not both upstreams as ferry:8080")
+EOF
+ok "deploy/docker/compose.yaml: nginx's rewrite points both upstreams at the ferry service"
+
 # The Dockerfile builds with CI's steps (no engine here to run it).
 grep -q '^RUN ./scripts/install-deps.sh$' deploy/docker/Dockerfile && grep -q 'scripts/install-deps.sh' .ci/run \
     || fail "deploy/docker/Dockerfile does not install dependencies as .ci/run does (scripts/install-deps.sh)"
