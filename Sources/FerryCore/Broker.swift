@@ -28,7 +28,7 @@ public final class Broker: Sendable {
     private let state: Mutex<State>
     private let startedAt: Timestamp
     private let logger = Logger(label: "ferry.broker")
-    private let metrics = BrokerMetrics()
+    let metrics = BrokerMetrics()
 
     private struct DurableSession {
         var record: SessionRecord
@@ -36,6 +36,8 @@ public final class Broker: Sendable {
         var owner: Connection?
         /// In memory only: what the last hello did, for operators.
         var lastResume: ResumeInfo?
+        /// In memory only: what the last connection had sent, to count redeliveries on resume.
+        var sentThrough: [String: SentPosition] = [:]
     }
 
     private struct State {
@@ -281,6 +283,8 @@ public final class Broker: Sendable {
                 session.owner = connection
                 session.record.lastSeen = now
                 session.lastResume = ResumeInfo(at: now, resumed: true, subscriptions: session.subscriptions.count)
+                metrics.countRedeliveries(session.subscriptions.values, sentThrough: session.sentThrough)
+                session.sentThrough = [:]  // counted once; a takeover of a live session knows nothing sent
                 state.sessions[id] = session
                 state.dirtySessions[id] = session.record
                 let attachment = Attachment(
@@ -303,13 +307,14 @@ public final class Broker: Sendable {
     }
 
     /// The transport of `connection` is gone.
-    func detach(_ connection: Connection, clientID: String?) {
+    func detach(_ connection: Connection, clientID: String?, sentThrough: [String: SentPosition]) {
         let now = configuration.now()
         state.withLock { state in
             state.connections -= 1
             guard let clientID, var session = state.sessions[clientID], session.owner === connection else { return }
             session.owner = nil
             session.record.lastSeen = now
+            session.sentThrough = sentThrough
             state.sessions[clientID] = session
             state.dirtySessions[clientID] = session.record
         }
@@ -574,6 +579,15 @@ public final class Broker: Sendable {
         }
     }
 
+    /// The broker's state for `/metrics`, from memory only (no store reads), so a scrape costs one
+    /// pass over topics and sessions and nothing on the publish or delivery path.
+    public func metricsSnapshot() -> MetricsSnapshot {
+        let (topics, sessions) = state.withLock { state in
+            (Array(state.topics.values), state.sessions.values.map { ($0.record.clientID, Array($0.subscriptions.values)) })
+        }
+        return MetricsSnapshot(topics: topics, sessions: sessions, usage: store.usage())
+    }
+
     /// A compacted hot copy of the store in the empty folder `path`; returns its size in bytes.
     /// Deferred acks and sessions are committed first, so the copy holds every ack seen so far.
     public func backup(to path: String) async throws(ProtocolError) -> Int {
@@ -591,14 +605,6 @@ public final class Broker: Sendable {
         case .failure(let error): throw ProtocolError(.unavailable, "\(error)")
         }
     }
-}
-
-/// Metric objects, created once.
-private struct BrokerMetrics: Sendable {
-    let published = Counter(label: "ferry_messages_published_total")
-    let delivered = Counter(label: "ferry_messages_delivered_total")
-    let commits = Counter(label: "ferry_store_commits_total")
-    let connections = Meter(label: "ferry_connections")
 }
 
 extension Payload {

@@ -40,6 +40,7 @@ final class Committer: Sendable {
     private let queue = Mutex(Queue())
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
+    private let metrics = CommitMetrics()
 
     init(store: any MessageStore, now: @escaping @Sendable () -> Timestamp, idleWakeupMilliseconds: Int) {
         self.store = store
@@ -132,7 +133,7 @@ final class Committer: Sendable {
 
     private func commit(_ operations: [StoreOperation], jobs: [Job], jobOperationCount: Int, at time: Timestamp, hooks: Hooks) {
         do {
-            let result = try store.commit(operations, now: time)
+            let result = try metrics.measure(operations) { () throws(StoreError) in try store.commit(operations, now: time) }
             hooks.committed(operations, result)
             var start = 0
             for job in jobs {

@@ -182,9 +182,11 @@ public final class Connection: Sendable {
         do {
             session = try broker.attach(self, clientID: clientID, resumeToken: resumeToken)
         } catch {
+            broker.metrics.helloRejected(error, clientID: clientID)
             reply(id: nil, error)
             return
         }
+        broker.metrics.hello(session)
         let welcome = ServerFrame.welcome(
             clientID: session.clientID, resumeToken: session.resumeToken, resumed: session.resumed,
             subscriptions: session.subscriptions.map {
@@ -254,6 +256,7 @@ public final class Connection: Sendable {
             }
             if let gap {
                 state.outbox.append(ServerFrame.gap(topic: name, from: gap.0, to: gap.1))
+                broker.metrics.sentGap()
             }
             state.ready.insert(name)
             return .success(
@@ -287,6 +290,7 @@ public final class Connection: Sendable {
         }
         switch outcome {
         case .success(let record):
+            broker.metrics.acked()
             if let record { broker.recordAck(record, from: self) }
             notify(state.withLock { $0.wake() })
         case .failure(let error):
@@ -361,6 +365,7 @@ public final class Connection: Sendable {
             if delivered > 0 { broker.delivered(delivered) }
             if let close {
                 if !frames.isEmpty { return .frames(frames) }
+                broker.metrics.disconnected(close.code)
                 return .close(close.code, reason: close.reason)
             }
             for read in reads { perform(read) }
@@ -389,6 +394,7 @@ public final class Connection: Sendable {
             // A gap is reported when the window has room for what follows it, as a message would be.
             if subscription.next < position.first, subscription.next <= subscription.ackFloor + UInt64(subscription.window) {
                 state.outbox.append(ServerFrame.gap(topic: name, from: subscription.next, to: position.first - 1))
+                broker.metrics.sentGap()
                 subscription.next = position.first
                 // The missing versions can never be acked, so they must not hold the window.
                 if subscription.ackFloor < position.first - 1 {
@@ -451,6 +457,7 @@ public final class Connection: Sendable {
             return (Array(state.subscriptions.values), state.clientID)
         }
         for subscription in subscriptions { subscription.topic.removeSubscriber(self) }
-        broker.detach(self, clientID: clientID)
+        let sent = subscriptions.map { ($0.topic.name, SentPosition(epoch: $0.epoch, version: $0.next - 1)) }
+        broker.detach(self, clientID: clientID, sentThrough: Dictionary(sent) { $1 })
     }
 }

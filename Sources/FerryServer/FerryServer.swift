@@ -13,6 +13,8 @@ public struct ServerConfiguration: Sendable {
     public var port = 8080
     /// Bearer token of the admin API; nil turns the admin API off (403).
     public var adminToken: String?
+    /// How many topics (by head) and durable clients (by lag) get a series of their own in `/metrics`.
+    public var metricsTopN = 20
 
     public init() {}
 }
@@ -26,7 +28,9 @@ public enum FerryServer {
     ) -> some ApplicationProtocol {
         let router = Router()
         let readiness = HTTPAPI.Readiness()
-        HTTPAPI(broker: broker, adminToken: configuration.adminToken, metrics: metrics, readiness: readiness).register(on: router)
+        let gauges = StateGauges(broker: broker, registry: metrics, limit: configuration.metricsTopN)
+        HTTPAPI(broker: broker, adminToken: configuration.adminToken, metrics: metrics, gauges: gauges, readiness: readiness)
+            .register(on: router)
         let session = WebSocketSession(broker: broker, logger: logger)
         return Application(
             router: router,

@@ -41,6 +41,7 @@ struct HTTPAPI: Sendable {
     let broker: Broker
     let adminToken: String?
     let metrics: PrometheusCollectorRegistry
+    let gauges: StateGauges
     let readiness: Readiness
 
     /// Whether the broker takes traffic: false once shutdown starts.
@@ -67,6 +68,7 @@ struct HTTPAPI: Sendable {
                 : jsonResponse(status: .serviceUnavailable, bytes: Array(#"{"status":"shutting_down"}"#.utf8))
         }
         router.get("/metrics") { _, _ in
+            gauges.update()
             var text: [UInt8] = []
             metrics.emit(into: &text)
             return Response(

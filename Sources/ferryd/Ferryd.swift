@@ -35,6 +35,8 @@ struct Ferryd: AsyncParsableCommand {
     @Option(help: "A durable session unused this long is removed (FERRY_SESSION_TTL, default 7d).") var sessionTTL: String?
     @Option(help: "Bearer token of the admin API; unset turns it off (FERRY_ADMIN_TOKEN).") var adminToken: String?
     @Option(help: "trace, debug, info, notice, warning, error (FERRY_LOG_LEVEL, default info).") var logLevel: String?
+    @Option(help: "Topics (by head) and clients (by lag) with a series of their own in /metrics (FERRY_METRICS_TOP_N, default 20).")
+    var metricsTopN: Int?
 
     func run() async throws {
         let level = Logger.Level(rawValue: setting(logLevel, "FERRY_LOG_LEVEL") ?? "info") ?? .info
@@ -44,10 +46,14 @@ struct Ferryd: AsyncParsableCommand {
             return handler
         }
         let metrics = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
+        var factory = PrometheusMetricsFactory(registry: metrics)
+        factory.durationHistogramBuckets[MetricLabels.commitDuration] = MetricLabels.commitDurationBuckets
+        factory.valueHistogramBuckets[MetricLabels.commitBatchSize] = MetricLabels.commitBatchSizeBuckets
+        MetricsSystem.bootstrap(factory)
         let logger = Logger(label: "ferry")
 
         let (storeConfiguration, brokerConfiguration, serverConfiguration) = try settings()
+        let openFiles = raiseOpenFileLimit()
         let store = try LMDBMessageStore(configuration: storeConfiguration)
         let broker = try Broker(store: store, configuration: brokerConfiguration)
         let sync = storeConfiguration.syncOnCommit ? "full" : "none"
@@ -55,7 +61,8 @@ struct Ferryd: AsyncParsableCommand {
             broker: broker, configuration: serverConfiguration, metrics: metrics, logger: logger,
             onServerRunning: { port in
                 logger.info(
-                    "ferryd \(Broker.version) listening on http://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync)")
+                    "ferryd \(Broker.version) listening on http://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync)",
+                    metadata: ["ferry.open_files": "\(openFiles)"])
             })
         let group = ServiceGroup(
             configuration: .init(
@@ -118,6 +125,10 @@ struct Ferryd: AsyncParsableCommand {
             server.port = value
         }
         server.adminToken = setting(adminToken, "FERRY_ADMIN_TOKEN")
+        if let text = metricsTopN.map(String.init) ?? setting(nil, "FERRY_METRICS_TOP_N") {
+            guard let count = Int(text), count >= 0 else { throw SettingError(description: "FERRY_METRICS_TOP_N: '\(text)' is not a count") }
+            server.metricsTopN = count
+        }
         return (store, broker, server)
     }
 }

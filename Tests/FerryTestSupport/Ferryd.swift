@@ -22,6 +22,7 @@ package final class Ferryd: Sendable {
     package let logURL: URL
     private let binary: URL
     private let environment: [String: String]
+    private let wrapper: [String]
     /// The port and the running child (nil while stopped). Held for the whole of a start or stop,
     /// so two of them never interleave.
     private let state: Mutex<State>
@@ -48,12 +49,15 @@ package final class Ferryd: Sendable {
     /// - Parameters:
     ///   - environment: `FERRY_*` settings; the test process's own `FERRY_*` variables are not inherited.
     ///   - seed: a data folder (a backup, say) to copy in as this broker's data before it starts.
-    package init(environment: [String: String] = [:], copyingDataFrom seed: URL? = nil) throws {
+    ///   - wrapper: a command that execs the one after it (`prlimit --nofile=256:4096 --`, say),
+    ///     so the broker runs in the conditions it sets, under the same process id.
+    package init(environment: [String: String] = [:], copyingDataFrom seed: URL? = nil, wrapper: [String] = []) throws {
         binary = try locateExecutable(named: "ferryd", override: "FERRYD_PATH")
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-test-\(UUID().uuidString)")
         dataDirectory = directory.appendingPathComponent("data")
         logURL = directory.appendingPathComponent("ferryd.log")
         self.environment = environment
+        self.wrapper = wrapper
         state = Mutex(State(port: 0, child: nil))
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         if let seed {
@@ -142,8 +146,9 @@ package final class Ferryd: Sendable {
         defer { try? log.close() }  // the child has its own descriptor
 
         let process = Process()
-        process.executableURL = binary
-        process.arguments = ["--host", "127.0.0.1", "--port", String(port), "--data", dataDirectory.path]
+        process.executableURL = wrapper.first.map { URL(fileURLWithPath: $0) } ?? binary
+        process.arguments = wrapper.dropFirst() + (wrapper.isEmpty ? [] : [binary.path])
+            + ["--host", "127.0.0.1", "--port", String(port), "--data", dataDirectory.path]
         process.environment = ProcessInfo.processInfo.environment
             .filter { !$0.key.hasPrefix("FERRY_") }
             .merging(environment) { $1 }
@@ -152,7 +157,7 @@ package final class Ferryd: Sendable {
         process.standardError = log
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
-        try Self.withNoSignalsBlocked { try process.run() }
+        try runWithNoSignalsBlocked(process)
         return Child(process: process, exited: exited, logOffset: logOffset)
     }
 
@@ -211,17 +216,17 @@ package final class Ferryd: Sendable {
         try? handle.seek(toOffset: child.logOffset)
         return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
     }
+}
 
-    /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads
-    /// block most signals: ferryd would never see its SIGTERM. So spawn with nothing blocked.
-    private static func withNoSignalsBlocked(_ body: () throws -> Void) rethrows {
-        var nothing = sigset_t()
-        var previous = sigset_t()
-        sigemptyset(&nothing)
-        pthread_sigmask(SIG_SETMASK, &nothing, &previous)
-        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        try body()
-    }
+/// A child inherits the signal mask of the thread that spawns it, and the test runner's threads
+/// block most signals: a child would never see its SIGTERM. So spawn with nothing blocked.
+package func runWithNoSignalsBlocked(_ process: Process) throws {
+    var nothing = sigset_t()
+    var previous = sigset_t()
+    sigemptyset(&nothing)
+    pthread_sigmask(SIG_SETMASK, &nothing, &previous)
+    defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    try process.run()
 }
 
 /// The executable `override` names (an environment variable), else the first file called `name`
