@@ -206,11 +206,14 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     /// Pings every heartbeat and closes with 4002 after 2.5 heartbeats of silence.
+    /// A peer that stopped reading fills the socket, so the close frame cannot go out: then
+    /// the connection is dropped without it (its durable state stays).
     private func beat() {
         guard let context, !closeSent else { return }
         beats += 1
         if (NIODeadline.now() - lastHeard).nanoseconds * 2 >= heartbeat.nanoseconds * 5 {
             connection?.close(.heartbeatTimeout, reason: "no frame or pong for 2.5 heartbeats")
+            if !context.channel.isWritable { context.close(promise: nil) }
         } else if beats % 2 == 0 {
             wire?.send(.ping, [])
         }
