@@ -54,6 +54,7 @@ let package = Package(
             name: "FerryServer",
             dependencies: [
                 "FerryCore", "FerryStore", "FerryProtocol",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

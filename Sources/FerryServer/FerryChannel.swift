@@ -1,4 +1,6 @@
+import Crypto
 import FerryCore
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
@@ -9,88 +11,110 @@ import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
 
-/// The server's child channel: HTTP/1.1, upgraded to a raw WebSocket on `GET /v1/ws`.
+/// The server's child channel: HTTP/1.1 for the API, and on `GET /v1/ws` an upgrade to Ferry's
+/// own WebSocket handling.
 ///
-/// Modelled on HummingbirdWebSocket's `HTTP1WebSocketUpgradeChannel`, but an upgraded channel
-/// gets Ferry's own frame handler rather than a message stream: the protocol needs its own close
-/// codes (4002 on heartbeat silence, 4008 on an oversize frame), to see pongs, and to write a
-/// batch of frames with one flush, all without a task hop per frame.
+/// The upgrade is answered on any request of a connection, not only the first: a proxy that
+/// keeps a pool of connections to the broker (nginx `keepalive`, ingress-nginx by default) sends
+/// a WebSocket request down a connection that has already served plain HTTP. NIO's upgrade
+/// handler only looks at the first request, so ``WebSocketUpgrade`` does the handshake itself.
+/// An upgraded connection gets ``Wire`` and ``WebSocketHandler`` next to the socket; the HTTP
+/// handlers behind them see no more bytes and end with the connection.
 struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
-    enum UpgradeResult: Sendable {
-        case websocket(any Channel, Connection)
-        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-    }
-
     struct Value: ServerChildChannelValue {
-        let upgradeResult: EventLoopFuture<UpgradeResult>
-        let channel: any Channel
+        let http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+        var channel: any Channel { http.channel }
     }
 
     let responder: HTTPChannelHandler.Responder
-    let maxFrameSize: Int
     let webSocketPath: String
     let webSocket: WebSocketSession
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            let path = webSocketPath
-            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
-                // Oversize frames surface as errors so the session can close with 4008 itself.
-                maxFrameSize: maxFrameSize,
-                enableAutomaticErrorHandling: false,
-                shouldUpgrade: { channel, head in
-                    let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-                    return channel.eventLoop.makeSucceededFuture(target == path ? HTTPHeaders() : nil)
-                },
-                upgradePipelineHandler: { [webSocket] channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        UpgradeResult.websocket(channel, try webSocket.attach(to: channel))
-                    }
-                }
-            )
-            let serverUpgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
-                upgraders: [upgrader],
-                notUpgradingCompletionHandler: { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
-                        try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
-                        return UpgradeResult.notUpgraded(
-                            try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
-                                wrappingChannelSynchronously: channel,
-                                configuration: .init(isOutboundHalfClosureEnabled: true)
-                            ))
-                    }
-                }
-            )
-            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(
-                upgradeConfiguration: serverUpgradeConfiguration)
-            configuration.enablePipelining = false
-            configuration.enableErrorHandling = false
-            configuration.enableResponseHeaderValidation = false
-            let negotiation = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
-            return Value(upgradeResult: negotiation, channel: channel)
+            let pipeline = channel.pipeline.syncOperations
+            try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+            try pipeline.addHandler(WebSocketUpgrade(path: webSocketPath, session: webSocket, logger: logger))
+            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+            let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+            return Value(http: http)
         }
     }
 
     func handle(value: Value, logger: Logger) async {
-        do {
-            switch try await value.upgradeResult.get() {
-            case .notUpgraded(let http):
-                await handleHTTP(asyncChannel: http, logger: logger)
-            case .websocket(let channel, let connection):
-                await webSocket.serve(channel, connection)
-            }
-        } catch {
-            logger.debug("connection ended before it was set up", metadata: ["error": "\(error)"])
+        await handleHTTP(asyncChannel: value.http, logger: logger)
+    }
+}
+
+/// Watches the requests of a connection; a WebSocket upgrade of `path` is answered here (RFC 6455
+/// §4.2: 101 with `Sec-WebSocket-Accept`), every other request goes on to the HTTP API.
+final class WebSocketUpgrade: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let path: String
+    private let session: WebSocketSession
+    private let logger: Logger
+    /// The accept value of an upgrade whose request is still arriving.
+    private var upgrading: String?
+
+    init(path: String, session: WebSocketSession, logger: Logger) {
+        self.path = path
+        self.session = session
+        self.logger = logger
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if case .head(let head) = part, let accept = acceptValue(for: head) {
+            upgrading = accept
+            return
         }
+        guard let accept = upgrading else {
+            context.fireChannelRead(data)
+            return
+        }
+        // The upgrade request's body (there should be none) is dropped; at its end, switch.
+        guard case .end = part else { return }
+        upgrading = nil
+        var headers = HTTPHeaders()
+        headers.add(name: "Upgrade", value: "websocket")
+        headers.add(name: "Connection", value: "Upgrade")
+        headers.add(name: "Sec-WebSocket-Accept", value: accept)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        do {
+            _ = try session.attach(to: context.channel)
+        } catch {
+            logger.debug("websocket upgrade failed", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    /// `Sec-WebSocket-Accept` for a well-formed upgrade of `path`, else nil (the request is then
+    /// an ordinary one, and the API answers 404).
+    private func acceptValue(for head: HTTPRequestHead) -> String? {
+        let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+        guard head.method == .GET, target == path,
+            head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }),
+            head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "upgrade" }),
+            head.headers.first(name: "sec-websocket-version") == "13",
+            let key = head.headers.first(name: "sec-websocket-key"), Data(base64Encoded: key)?.count == 16
+        else { return nil }
+        let digest = Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))
+        return Data(digest).base64EncodedString()
     }
 }
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with Ferry's WebSocket endpoint.
-    static func ferry(maxFrameSize: Int, webSocketPath: String, webSocket: WebSocketSession) -> HTTPServerBuilder {
+    static func ferry(webSocketPath: String, webSocket: WebSocketSession) -> HTTPServerBuilder {
         .init { responder in
-            FerryChannel(responder: responder, maxFrameSize: maxFrameSize, webSocketPath: webSocketPath, webSocket: webSocket)
+            FerryChannel(responder: responder, webSocketPath: webSocketPath, webSocket: webSocket)
         }
     }
 }

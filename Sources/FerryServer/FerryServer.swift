@@ -34,7 +34,7 @@ public enum FerryServer {
         let session = WebSocketSession(broker: broker, logger: logger)
         return Application(
             router: router,
-            server: .ferry(maxFrameSize: broker.configuration.limits.maxFrameBytes, webSocketPath: "/v1/ws", webSocket: session),
+            server: .ferry(webSocketPath: "/v1/ws", webSocket: session),
             // A broker restart brings every client back at once: a short accept queue drops their
             // SYNs and TCP retries them after 1, 3, 7, 15 s. The kernel caps this at
             // net.core.somaxconn.

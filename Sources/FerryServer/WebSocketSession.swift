@@ -3,7 +3,6 @@ import FerryProtocol
 import Logging
 import NIOCore
 import NIOWebSocket
-import ServiceLifecycle
 
 /// How `ferryd` runs its WebSockets: each one is a ``WebSocketHandler`` on its channel's event
 /// loop, feeding a core ``Connection``.
@@ -25,26 +24,17 @@ struct WebSocketSession: Sendable {
         let wire = Wire(handler: handler, maxFrameBytes: broker.configuration.limits.maxFrameBytes)
         try channel.pipeline.syncOperations.addHandler(wire, position: .first)
         handler.wire = wire
-        try channel.pipeline.syncOperations.addHandler(handler)
+        // Next to the wire, ahead of the HTTP handlers: it sees the connection's events first.
+        try channel.pipeline.syncOperations.addHandler(handler, position: .after(wire))
         return connection
-    }
-
-    /// Lives as long as the WebSocket; on graceful shutdown closes it with 1001.
-    func serve(_ channel: any Channel, _ connection: Connection) async {
-        await withGracefulShutdownHandler {
-            try? await channel.closeFuture.get()
-        } onGracefulShutdown: {
-            connection.close(.goingAway, reason: "broker shutting down")
-        }
     }
 }
 
 /// One WebSocket, run on its event loop with no task per frame: frames in to the core
 /// ``Connection``, its frames out in batches with one flush each, heartbeats, and the close codes
-/// of PROTOCOL.md. ``Wire`` does the framing both ways; frames NIO decodes arrive here only when a
-/// client sent them before the upgrade's 101 (NIO hands those bytes to its own decoder).
+/// of PROTOCOL.md. ``Wire`` does the framing both ways.
 final class WebSocketHandler: ChannelInboundHandler {
-    typealias InboundIn = WebSocketFrame
+    typealias InboundIn = Never
 
     /// How long to wait for the client's close reply before dropping the TCP connection.
     static let closeGrace: TimeAmount = .seconds(2)
@@ -91,11 +81,6 @@ final class WebSocketHandler: ChannelInboundHandler {
         heartbeats?.cancel()
         connection?.closed()
         context.fireChannelInactive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        received(frame.opcode, fin: frame.fin, Array(buffer: frame.unmaskedData))
     }
 
     /// One frame from the client.
@@ -147,15 +132,18 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let error = error as? NIOWebSocketError, error == .invalidFrameLength {
-            framingFailed(ProtocolError(.tooLarge, "frame over \(maxMessageBytes) bytes"), close: .frameTooLarge)
-            return
-        }
-        // After a framing error the decoder refuses the rest of the input with more errors; the
-        // close being sent ends the connection.
-        if readingEnded { return }
         logger.debug("websocket failed", metadata: ["error": "\(error)"])
         context.close(promise: nil)
+    }
+
+    /// The server is shutting down: close with 1001 once queued frames are out. The event stops
+    /// here, so the HTTP handlers behind, which see an idle connection, do not drop it first.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            connection?.close(.goingAway, reason: "broker shutting down")
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -21,6 +21,23 @@ struct WebSocketProtocolTests {
         #expect(limits.int("max_subscriptions") == 1000)
     }
 
+    /// A proxy's pooled keep-alive connection serves plain HTTP first and then carries an upgrade.
+    @Test func upgradeOnAConnectionThatServedHTTPFirst() throws {
+        let ferryd = try Ferryd()
+        let ws = try TestWebSocket(port: ferryd.port, plainRequests: ["/healthz", "/readyz"])
+        try ws.sendText(#"{"op":"hello","client_id":"pooled-1"}"#)
+        let welcome = try #require(try ws.nextJSON())
+        #expect(welcome.string("op") == "welcome" && welcome.string("client_id") == "pooled-1", "\(welcome.text)")
+        try ws.sendText(#"{"op":"ping","id":7}"#)
+        #expect(try ws.nextJSON()?.string("op") == "pong")
+    }
+
+    /// `GET /v1/ws` without the upgrade headers is an ordinary request, and there is no such route.
+    @Test func plainGetOfTheWebSocketPathIsNotFound() throws {
+        let ferryd = try Ferryd()
+        #expect(try ferryd.get("/v1/ws").status == 404)
+    }
+
     @Test func durableWelcomeHasResumeToken() throws {
         let ferryd = try Ferryd()
         let (_, welcome) = try ferryd.session(clientID: "alice")

@@ -41,19 +41,41 @@ final class TestWebSocket {
     private let connection: TCPConnection
 
     /// Connects and upgrades; `path` may carry a query. Throws `UpgradeRefused` on a non-101 answer.
+    /// - Parameter plainRequests: HTTP requests sent and answered on the connection first, as a
+    ///   proxy's pooled keep-alive connection has served before it carries an upgrade.
     init(
         port: Int, path: String = "/v1/ws", headers: [String: String] = [:],
-        answerPings: Bool = true, timeout: TimeInterval = 5
+        answerPings: Bool = true, timeout: TimeInterval = 5, plainRequests: [String] = []
     ) throws {
         self.answerPings = answerPings
         connection = try TCPConnection(port: port)
+        let deadline = Deadline(seconds: timeout)
+        for path in plainRequests {
+            try connection.write(Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n".utf8))
+            let head = try readHead(until: deadline)
+            guard head.hasPrefix("HTTP/1.1 200") else { throw TestFailure("GET \(path) before the upgrade: \(head)") }
+            let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            while buffer.count < length {
+                guard case .bytes(let bytes) = connection.read(until: deadline) else { throw TestFailure("GET \(path): body cut short") }
+                buffer += bytes
+            }
+            buffer.removeFirst(length)
+        }
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         var request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nUpgrade: websocket\r\n"
         request += "Connection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         try connection.write(Array((request + "\r\n").utf8))
+        let head = try readHead(until: deadline)
+        let statusLine = head.prefix { $0 != "\r" }.split(separator: " ")
+        let status = statusLine.count >= 2 ? Int(statusLine[1]) ?? 0 : 0
+        guard status == 101 else { throw UpgradeRefused(status: status, head: head) }
+    }
 
-        let deadline = Deadline(seconds: timeout)
+    /// Reads an HTTP response head; what follows it stays in `buffer` (frames may follow in the
+    /// same read).
+    private func readHead(until deadline: Deadline) throws -> String {
         let separator = Array("\r\n\r\n".utf8)
         while buffer.firstRange(of: separator) == nil {
             switch connection.read(until: deadline) {
@@ -64,10 +86,8 @@ final class TestWebSocket {
         }
         guard let headEnd = buffer.firstRange(of: separator) else { throw TestFailure("unreachable") }
         let head = String(decoding: buffer[..<headEnd.lowerBound], as: UTF8.self)
-        buffer.removeSubrange(..<headEnd.upperBound)  // frames may follow in the same read
-        let statusLine = head.prefix { $0 != "\r" }.split(separator: " ")
-        let status = statusLine.count >= 2 ? Int(statusLine[1]) ?? 0 : 0
-        guard status == 101 else { throw UpgradeRefused(status: status, head: head) }
+        buffer.removeSubrange(..<headEnd.upperBound)
+        return head
     }
 
     // MARK: Sending
