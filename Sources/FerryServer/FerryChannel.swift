@@ -88,7 +88,7 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         do {
-            _ = try session.attach(to: context.channel)
+            try session.attach(to: context.channel)
         } catch {
             logger.debug("websocket upgrade failed", metadata: ["error": "\(error)"])
             context.close(promise: nil)

@@ -10,12 +10,12 @@ struct WebSocketSession: Sendable {
     let broker: Broker
     let logger: Logger
 
-    /// Puts a handler for a new WebSocket on `channel`'s pipeline (on its event loop) and returns
-    /// the connection it feeds.
-    func attach(to channel: any Channel) throws -> Connection {
+    /// Puts the framing and a handler for a new WebSocket on `channel`'s pipeline (on its event
+    /// loop), feeding a new core connection.
+    func attach(to channel: any Channel) throws {
         let handler = WebSocketHandler(
             heartbeat: .milliseconds(Int64(broker.configuration.heartbeatSeconds * 1000)),
-            maxMessageBytes: broker.configuration.limits.maxFrameBytes, logger: logger)
+            maxFrameBytes: broker.configuration.limits.maxFrameBytes, logger: logger)
         let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         let loop = channel.eventLoop
         // The core calls this from any thread; the handler drains on its own loop.
@@ -26,7 +26,6 @@ struct WebSocketSession: Sendable {
         handler.wire = wire
         // Next to the wire, ahead of the HTTP handlers: it sees the connection's events first.
         try channel.pipeline.syncOperations.addHandler(handler, position: .after(wire))
-        return connection
     }
 }
 
@@ -44,7 +43,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     /// The framing, next to the socket (see ``Wire``).
     var wire: Wire?
     private let heartbeat: TimeAmount
-    private let maxMessageBytes: Int
+    private let maxFrameBytes: Int
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var lastHeard = NIODeadline.now()
@@ -58,9 +57,9 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var readingPaused = false
     private var closeSent = false
 
-    init(heartbeat: TimeAmount, maxMessageBytes: Int, logger: Logger) {
+    init(heartbeat: TimeAmount, maxFrameBytes: Int, logger: Logger) {
         self.heartbeat = heartbeat
-        self.maxMessageBytes = maxMessageBytes
+        self.maxFrameBytes = maxFrameBytes
         self.logger = logger
     }
 
@@ -96,8 +95,8 @@ final class WebSocketHandler: ChannelInboundHandler {
                 return
             }
             var collected = fragments ?? []
-            guard collected.count + payload.count <= maxMessageBytes else {
-                framingFailed(ProtocolError(.tooLarge, "message over \(maxMessageBytes) bytes"), close: .frameTooLarge)
+            guard collected.count + payload.count <= maxFrameBytes else {
+                framingFailed(ProtocolError(.tooLarge, "message over \(maxFrameBytes) bytes"), close: .frameTooLarge)
                 return
             }
             collected += payload
