@@ -20,7 +20,7 @@ struct BrowserTests {
 
     /// The page subscribes while the test publishes 300 messages in three rounds and SIGKILLs and
     /// restarts the broker between them, each time with the page connected: the application must
-    /// see every version once, in order.
+    /// see every version once, in order, and the page's own publishes must be stored once each.
     @Test(
         .enabled(if: Chromium.isInstalled, "needs Debian's chromium (scripts/install-deps.sh installs it)"),
         .timeLimit(.minutes(2)))
@@ -47,6 +47,9 @@ struct BrowserTests {
         #expect(duplicates == 0)
         #expect(report.reconnects >= rounds - 1, "the page must have been cut off by each kill")
         #expect(report.events.isEmpty, "no gap or reset expected: \(report.events)")
+        // The page's own publishes, some made while the broker was down: each stored once.
+        let fromPage = try ferryd.get("/v1/topics/from-page/messages").json?.objects("messages") ?? []
+        #expect(fromPage.compactMap { $0.object("data")?.int("v") } == Array(stride(from: 50, through: total, by: 50)))
     }
 
     /// The page reloads itself after version 50 and its second load resumes from localStorage:
