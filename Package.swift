@@ -69,6 +69,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            // Compiled into the binary (PackageResources.ferry_js), so a ferryd copied alone still serves it.
+            resources: [.embedInCode("Resources/ferry.js")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -127,6 +129,8 @@ let package = Package(
         .testTarget(
             name: "FerryServerTests",
             dependencies: ["FerryProtocol", "FerryStore", "FerryTestSupport", "ferryd", "ferryctl"],
+            // The browser test's page, opened by Chromium from its source path.
+            exclude: ["Browser"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Installs what Ferry needs beyond Swift: LMDB's headers and library (Debian: liblmdb-dev).
+# Installs what Ferry needs beyond Swift: LMDB's headers and library (Debian: liblmdb-dev), and
+# Debian's chromium, the headless browser the ferry.js tests run in (BrowserTests).
 set -euo pipefail
-if pkg-config --exists lmdb 2>/dev/null && [ -f /usr/include/lmdb.h ]; then
+packages=()
+if ! pkg-config --exists lmdb 2>/dev/null || [ ! -f /usr/include/lmdb.h ]; then
+    packages+=(liblmdb-dev pkg-config)
+fi
+if [ -z "${FERRY_NO_BROWSER:-}" ] && ! command -v chromium >/dev/null; then
+    packages+=(chromium)
+fi
+if [ ${#packages[@]} -eq 0 ]; then
     exit 0
 fi
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 $sudo apt-get update -qq
-$sudo apt-get install -y -qq liblmdb-dev pkg-config >/dev/null
-echo "installed liblmdb-dev"
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
+echo "installed ${packages[*]}"

@@ -74,6 +74,12 @@ struct HTTPAPI: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
+        // A module script is fetched with CORS: pages of other origins may import it only with this header.
+        router.get("/v1/ferry.js") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .accessControlAllowOrigin: "*"],
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: PackageResources.ferry_js)))
+        }
         registerAdmin(on: router.group("/v1/admin"))
     }
 

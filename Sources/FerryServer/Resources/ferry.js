@@ -1,0 +1,506 @@
+// ferry.js: the browser client of Ferry's wire protocol (PROTOCOL.md), with no dependencies.
+// It mirrors the Swift client (Sources/FerryClient): reconnects with backoff and full jitter,
+// resumes its durable session, removes duplicates by (topic, version), and keeps an outbox of
+// publishes. Its state lives in `storage` (localStorage by default), so a reloaded page resumes.
+//
+//     import { FerryClient } from "/v1/ferry.js";
+//     const client = new FerryClient("ws://127.0.0.1:8080/v1/ws", { clientId: "page-1" });
+//     client.subscribe("orders", (message) => console.log(message.version, message.data));
+//     const version = await client.publish("orders", { id: 7 });
+
+/**
+ * Where a client's connection stands, as the Swift client's `ConnectionState`.
+ * @typedef {"disconnected"|"connecting"|"connected"|"reconnecting"|"closed"|"failed"} FerryState
+ */
+
+/**
+ * A message handed to a subscriber.
+ * @typedef {object} FerryMessage
+ * @property {string} topic
+ * @property {number} version
+ * @property {number} ts commit time, ms since 1970
+ * @property {*} [data] the JSON value, for a message published as JSON
+ * @property {string} [dataB64] the bytes in base64, for any other message
+ * @property {Object<string,string>} [headers]
+ * @property {Array<object>} events the `gap`/`reset` events announced since the previous message
+ * @property {function():void} ack acks this version (and every one before it)
+ */
+
+/** Close codes after which reconnecting cannot succeed (PROTOCOL.md, "WebSocket close codes"). */
+const FINAL_CLOSE_CODES = new Set([4001, 4009, 4010]);
+
+/**
+ * The upper bound of the wait before attempt `attempt` (0-based): `initial × factor^attempt`, capped.
+ * @param {{initialMs:number, factor:number, capMs:number}} backoff
+ * @param {number} attempt
+ */
+export function backoffCeiling(backoff, attempt) {
+  return Math.min(backoff.capMs, backoff.initialMs * Math.pow(backoff.factor, Math.max(0, attempt)));
+}
+
+/** A random msg_id; `crypto.randomUUID` exists only in secure contexts, so build one from random bytes. */
+function newMessageID() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A Storage-like object in memory, for when neither `storage` nor localStorage is there. */
+class MemoryStorage {
+  constructor() { this.items = new Map(); }
+  getItem(key) { return this.items.has(key) ? this.items.get(key) : null; }
+  setItem(key, value) { this.items.set(key, String(value)); }
+}
+
+/**
+ * A connection to a Ferry broker that survives disconnects, broker restarts and page reloads.
+ */
+export class FerryClient {
+  /**
+   * Starts connecting at once; subscribe in the same turn so no message is missed.
+   * @param {string} url the broker's WebSocket URL, `ws://host:port/v1/ws` (http(s) URLs are converted);
+   *   with authentication on, add `?token=…` (browsers cannot set headers on a WebSocket).
+   * @param {object} [options]
+   * @param {string} [options.clientId] a durable session's id; without one the client is ephemeral.
+   * @param {Storage} [options.storage] where the resume token, positions and outbox live (default localStorage).
+   * @param {string} [options.storageKey] the key in `storage` (default `ferry:<clientId>`).
+   * @param {{initialMs:number, factor:number, capMs:number}} [options.backoff] default 100 ms ×2, cap 30 s.
+   * @param {number} [options.stableAfterMs] a connection that lasted this long resets the backoff (10 s).
+   * @param {number} [options.helloTimeoutMs] how long a hello may go unanswered (10 s).
+   */
+  constructor(url, options = {}) {
+    this.url = url.replace(/^http/, "ws");
+    this.backoff = options.backoff ?? { initialMs: 100, factor: 2, capMs: 30000 };
+    this.stableAfterMs = options.stableAfterMs ?? 10000;
+    this.helloTimeoutMs = options.helloTimeoutMs ?? 10000;
+    this.storage = options.storage ?? globalThis.localStorage ?? new MemoryStorage();
+    this.storageKey = options.storageKey ?? `ferry:${options.clientId ?? ""}`;
+    /** @type {FerryState} */
+    this.state = "disconnected";
+    this.listeners = { state: [], gap: [], reset: [], error: [] };
+    this.saved = this.load(options.clientId);
+    /** Per topic: handler, start, epoch, versions delivered/acked, and this connection's view. */
+    this.topics = new Map();
+    /** Callers waiting for a publish's version, by msg_id. */
+    this.waiters = new Map();
+    /** Publish request ids of the current connection → msg_id. */
+    this.inFlight = new Map();
+    this.nextRequestID = 1;
+    this.failures = 0;
+    this.socket = null;
+    this.retryTimer = null;
+    this.silenceTimer = null;
+    this.connectedAt = 0;
+    this.hint = () => this.onHint();
+    this.visibilityHint = () => { if (globalThis.document?.visibilityState === "visible") this.onHint(); };
+    globalThis.addEventListener?.("online", this.hint);
+    globalThis.document?.addEventListener?.("visibilitychange", this.visibilityHint);
+    this.connect();
+  }
+
+  /**
+   * Listens to `state` (state, detail), `gap` ({topic, from, to}), `reset` ({topic, old_epoch, epoch})
+   * or `error` (broker errors not tied to a publish).
+   * @param {"state"|"gap"|"reset"|"error"} event
+   * @param {function} listener
+   * @returns {function():void} removes the listener
+   */
+  on(event, listener) {
+    const list = this.listeners[event];
+    if (!list) throw new Error(`unknown event ${event}`);
+    list.push(listener);
+    return () => list.splice(list.indexOf(listener) >>> 0, 1);
+  }
+
+  /**
+   * Subscribes `onMessage` to `topic`. Each version reaches it once, in order; it is acked when
+   * the handler returns (or its promise resolves) unless `autoAck` is false, then call `message.ack()`.
+   * @param {string} topic
+   * @param {function(FerryMessage):(void|Promise<void>)} onMessage
+   * @param {{from?: "stored"|"latest"|"earliest"|number, window?: number, autoAck?: boolean}} [options]
+   */
+  subscribe(topic, onMessage, options = {}) {
+    if (this.isFinished) throw new Error(`the client is ${this.state}`);
+    const position = this.saved.topics[topic];
+    const existing = this.topics.get(topic);
+    this.topics.set(topic, {
+      handler: onMessage,
+      autoAck: options.autoAck ?? true,
+      start: options.from,
+      window: options.window,
+      epoch: existing?.epoch ?? position?.epoch ?? null,
+      delivered: existing?.delivered ?? position?.acked ?? 0,
+      acked: existing?.acked ?? position?.acked ?? 0,
+      live: false, received: 0, ackSent: 0,
+      announced: [],
+      // Handlers run one at a time per topic, so acks follow processing order.
+      chain: existing?.chain ?? Promise.resolve(),
+    });
+    if (this.state === "connected") this.sendSubscribe(topic);
+  }
+
+  /**
+   * Ends the subscription; a durable one and its position are removed from the broker.
+   * @param {string} topic
+   */
+  unsubscribe(topic) {
+    this.topics.delete(topic);
+    delete this.saved.topics[topic];
+    this.save();
+    this.send({ op: "unsubscribe", topic });
+  }
+
+  /**
+   * Publishes `data` (any JSON value). The message waits in the outbox (kept in storage) until
+   * the broker confirms it, across reconnects and reloads; its msg_id makes a resend harmless.
+   * @param {string} topic
+   * @param {*} data
+   * @param {{msgId?: string, headers?: Object<string,string>}} [options]
+   * @returns {Promise<number>} the message's version
+   */
+  publish(topic, data, options = {}) {
+    if (this.isFinished) return Promise.reject(new Error(`the client is ${this.state}`));
+    const entry = { topic, data, msg_id: options.msgId ?? newMessageID() };
+    if (options.headers) entry.headers = options.headers;
+    const confirmed = new Promise((resolve, reject) => {
+      const list = this.waiters.get(entry.msg_id) ?? [];
+      list.push({ resolve, reject });
+      this.waiters.set(entry.msg_id, list);
+    });
+    // The same msg_id again is the same message: one entry, every caller gets its version.
+    if (!this.saved.outbox.some((queued) => queued.msg_id === entry.msg_id)) {
+      this.saved.outbox.push(entry);
+      this.save();
+      if (this.state === "connected") this.sendPublish(entry);
+    }
+    return confirmed;
+  }
+
+  /** Publishes waiting for the broker's confirmation, oldest first. */
+  get outbox() {
+    return this.saved.outbox.slice();
+  }
+
+  /** Closes the connection for good; the outbox and positions stay in storage for the next page. */
+  close() {
+    if (this.isFinished) return;
+    this.finish("closed");
+  }
+
+  // Connection loop
+
+  get isFinished() {
+    return this.state === "closed" || this.state === "failed";
+  }
+
+  connect() {
+    this.setState("connecting");
+    let socket;
+    try {
+      socket = new WebSocket(this.url);
+    } catch (error) {
+      this.connectionLost(null, String(error));
+      return;
+    }
+    this.socket = socket;
+    // Until welcome says the broker's heartbeat, an unanswered hello counts as silence.
+    this.heartbeatMs = (this.helloTimeoutMs * 2) / 5;
+    socket.onopen = () => {
+      this.heard();
+      const hello = { op: "hello" };
+      if (this.saved.clientId) hello.client_id = this.saved.clientId;
+      if (this.saved.resumeToken) hello.resume_token = this.saved.resumeToken;
+      this.send(hello);
+    };
+    socket.onmessage = (event) => this.received(event.data);
+    socket.onclose = (event) => this.connectionLost(event.code, event.reason);
+    this.heard();
+    this.watchSilence();
+  }
+
+  /**
+   * The connection ended, was found dead, or never opened. A dead one is abandoned without
+   * waiting for its close handshake, which a dead network never completes.
+   */
+  connectionLost(code, reason) {
+    const socket = this.socket;
+    if (!socket && this.state !== "connecting") return;
+    this.socket = null;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = null;
+      if (socket.readyState <= 1) socket.close();
+    }
+    clearTimeout(this.silenceTimer);
+    this.inFlight.clear();
+    for (const topic of this.topics.values()) {
+      topic.live = false;
+      topic.received = 0;
+      topic.ackSent = 0;
+    }
+    if (this.isFinished) return;
+    if (code != null && FINAL_CLOSE_CODES.has(code)) {
+      this.finish("failed", { code, reason });
+      return;
+    }
+    if (this.state === "connected" && Date.now() - this.connectedAt >= this.stableAfterMs) this.failures = 0;
+    const delay = Math.random() * backoffCeiling(this.backoff, this.failures);
+    this.failures += 1;
+    this.setState("reconnecting", { attempt: this.failures, delay, code, reason });
+    this.retryTimer = setTimeout(() => this.retryNow(), delay);
+  }
+
+  /** Ends the backoff wait now. */
+  retryNow() {
+    if (this.state !== "reconnecting") return;
+    clearTimeout(this.retryTimer);
+    this.connect();
+  }
+
+  /** The network came back or the page became visible: retry now, or probe a quiet connection. */
+  onHint() {
+    if (this.state === "reconnecting") {
+      this.retryNow();
+    } else if (this.state === "connected" && !this.pinged) {
+      this.send({ op: "ping" });
+      this.pinged = true;
+    }
+  }
+
+  heard() {
+    this.lastHeard = Date.now();
+    this.pinged = false;
+  }
+
+  /**
+   * Browsers answer the broker's WebSocket pings without telling the page, so silence is
+   * measured on text frames: after one heartbeat the client asks for a pong, and after 2.5 it
+   * declares the connection dead.
+   */
+  watchSilence() {
+    clearTimeout(this.silenceTimer);
+    const silence = Date.now() - this.lastHeard;
+    const limit = this.heartbeatMs * 2.5;
+    if (silence >= limit) {
+      this.connectionLost(null, "silent");
+      return;
+    }
+    let wait = limit - silence;
+    if (silence < this.heartbeatMs) {
+      wait = this.heartbeatMs - silence;
+    } else if (!this.pinged && this.state === "connected") {
+      this.send({ op: "ping" });
+      this.pinged = true;
+    }
+    this.silenceTimer = setTimeout(() => this.watchSilence(), wait);
+  }
+
+  // Frames from the broker
+
+  received(text) {
+    this.heard();
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    switch (frame.op) {
+      case "welcome": return this.welcomed(frame);
+      case "subscribed": {
+        const topic = this.topics.get(frame.topic);
+        if (!topic) return;
+        topic.epoch = frame.epoch;
+        topic.live = true;
+        topic.ackSent = frame.from - 1;
+        this.remember(frame.topic, topic);
+        return;
+      }
+      case "msg": return this.deliver(frame);
+      case "published": return this.confirm(frame.id, frame.version, null);
+      case "gap": return this.announce("gap", frame);
+      case "reset": {
+        const topic = this.topics.get(frame.topic);
+        if (topic) {
+          topic.epoch = frame.epoch;
+          topic.delivered = topic.acked = topic.ackSent = 0;
+          this.remember(frame.topic, topic);
+        }
+        return this.announce("reset", frame);
+      }
+      case "error":
+        if (frame.id != null && this.inFlight.has(frame.id)) {
+          return this.confirm(frame.id, null, Object.assign(new Error(frame.message), { code: frame.code }));
+        }
+        return this.emit("error", frame);
+    }
+  }
+
+  welcomed(welcome) {
+    this.saved.clientId = welcome.client_id ?? this.saved.clientId;
+    this.saved.resumeToken = welcome.resume_token;
+    this.save();
+    this.heartbeatMs = Math.max(0.1, welcome.heartbeat) * 1000;
+    this.connectedAt = Date.now();
+    this.setState("connected", { resumed: welcome.resumed });
+    for (const restored of welcome.subscriptions ?? []) {
+      const topic = this.topics.get(restored.topic);
+      if (!topic) continue;
+      topic.live = true;
+      topic.ackSent = restored.ack_floor;
+      topic.epoch ??= restored.epoch;
+    }
+    for (const [name, topic] of this.topics) if (!topic.live) this.sendSubscribe(name);
+    for (const entry of this.saved.outbox) this.sendPublish(entry);
+    this.watchSilence();
+  }
+
+  deliver(frame) {
+    const topic = this.topics.get(frame.topic);
+    if (!topic) return;
+    topic.received = Math.max(topic.received, frame.version);
+    if (frame.version > topic.delivered) {
+      topic.delivered = frame.version;
+      const message = {
+        topic: frame.topic, version: frame.version, ts: frame.ts, data: frame.data, dataB64: frame.data_b64,
+        headers: frame.headers, events: topic.announced,
+        ack: () => this.ack(frame.topic, frame.version),
+      };
+      topic.announced = [];
+      topic.chain = topic.chain.then(async () => {
+        try {
+          await topic.handler(message);
+          if (topic.autoAck) message.ack();
+        } catch (error) {
+          // An application error must not stop the topic: report it and leave the message unacked.
+          this.emit("error", { code: "handler_failed", topic: frame.topic, version: frame.version, error });
+        }
+      });
+    }
+    this.flushAck(frame.topic);
+  }
+
+  ack(name, version) {
+    const topic = this.topics.get(name);
+    if (!topic || version <= topic.acked) return;
+    topic.acked = version;
+    this.remember(name, topic);
+    this.flushAck(name);
+  }
+
+  confirm(requestID, version, error) {
+    const id = this.inFlight.get(requestID);
+    if (id === undefined) return;
+    this.inFlight.delete(requestID);
+    this.saved.outbox = this.saved.outbox.filter((entry) => entry.msg_id !== id);
+    this.save();
+    for (const waiter of this.waiters.get(id) ?? []) error ? waiter.reject(error) : waiter.resolve(version);
+    this.waiters.delete(id);
+  }
+
+  announce(kind, frame) {
+    this.topics.get(frame.topic)?.announced.push({ type: kind, ...frame });
+    this.emit(kind, frame);
+  }
+
+  // Frames to the broker
+
+  send(frame) {
+    if (this.socket?.readyState === 1) this.socket.send(JSON.stringify(frame));
+  }
+
+  sendSubscribe(name) {
+    const topic = this.topics.get(name);
+    const frame = { op: "subscribe", topic: name };
+    // Where this page stands wins over the broker's memory when it has processed something.
+    if (topic.delivered > 0) {
+      frame.from = topic.delivered;
+      if (topic.epoch) frame.epoch = topic.epoch;
+    } else if (topic.start !== undefined) {
+      frame.from = topic.start;
+    }
+    if (topic.window !== undefined) frame.window = topic.window;
+    this.send(frame);
+  }
+
+  sendPublish(entry) {
+    const id = this.nextRequestID++;
+    this.inFlight.set(id, entry.msg_id);
+    this.send({ op: "publish", id, ...entry });
+  }
+
+  /** Sends the highest ack the broker can take: processed, and delivered on this connection. */
+  flushAck(name) {
+    const topic = this.topics.get(name);
+    if (!topic?.live) return;
+    const target = Math.min(topic.acked, topic.received);
+    if (target <= topic.ackSent) return;
+    topic.ackSent = target;
+    this.send({ op: "ack", topic: name, version: target });
+  }
+
+  // Housekeeping
+
+  setState(state, detail = {}) {
+    this.state = state;
+    this.emit("state", state, detail);
+  }
+
+  emit(event, ...args) {
+    for (const listener of this.listeners[event].slice()) {
+      try {
+        listener(...args);
+      } catch (error) {
+        console.error("ferry.js listener failed", error);
+      }
+    }
+  }
+
+  finish(state, detail) {
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.silenceTimer);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      socket.onopen = socket.onmessage = socket.onclose = null;
+      socket.close(1000);
+    }
+    globalThis.removeEventListener?.("online", this.hint);
+    globalThis.document?.removeEventListener?.("visibilitychange", this.visibilityHint);
+    this.setState(state, detail);
+    const error = new Error(`the client is ${state}`);
+    // Unconfirmed publishes stay in the outbox in storage; only this page's promises end.
+    for (const list of this.waiters.values()) for (const waiter of list) waiter.reject(error);
+    this.waiters.clear();
+    this.save();
+  }
+
+  /** The stored state; another client id's token and positions do not apply to this one. */
+  load(clientId) {
+    let saved = null;
+    try {
+      saved = JSON.parse(this.storage.getItem(this.storageKey) ?? "null");
+    } catch {
+      saved = null;
+    }
+    if (!saved || (clientId !== undefined && saved.clientId !== clientId)) {
+      saved = { clientId: clientId ?? null, resumeToken: null, topics: {}, outbox: [] };
+    }
+    saved.topics ??= {};
+    saved.outbox ??= [];
+    return saved;
+  }
+
+  remember(name, topic) {
+    this.saved.topics[name] = { epoch: topic.epoch, acked: topic.acked };
+    this.save();
+  }
+
+  /** Written at every change: the outbox must be stored before a publish is sent. */
+  save() {
+    try {
+      this.storage.setItem(this.storageKey, JSON.stringify(this.saved));
+    } catch (error) {
+      console.error("ferry.js could not save its state", error);
+    }
+  }
+}
