@@ -68,7 +68,8 @@ struct PubSub: AsyncParsableCommand {
             rate: rate, publishPerSecond: Double(messages) / publishSeconds,
             deliveriesPerSecond: Double(messages * subscribers) / seconds, seconds: seconds,
             brokerCPU: cpuSeconds(of: brokerPID) - brokerCPU, benchCPU: cpuSeconds(of: getpid()) - ownCPU,
-            brokerMemoryMiB: anonymousMemoryMiB(of: brokerPID), latency: latencies.merged)
+            brokerMemoryMiB: anonymousMemoryMiB(of: brokerPID), latency: latencies.merged,
+            slowArrivals: latencies.slowArrivals.map { Double($0 &- started) / 1e9 })
         for channel in channels { try? await channel.close() }
         try await group.shutdownGracefully()
         print(result.table)
@@ -88,12 +89,17 @@ final class ConfirmationCount: Sendable {
 /// Subscribers' latency histograms, merged as each finishes.
 final class LatencyLog: Sendable {
     private let histogram = Mutex(Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three))
+    private let slow = Mutex<[UInt64]>([])
 
-    func add(_ other: Histogram<UInt64>) {
+    func add(_ other: Histogram<UInt64>, slowArrivals: [UInt64]) {
         histogram.withLock { $0.add(other) }
+        slow.withLock { $0 += slowArrivals }
     }
 
     var merged: Histogram<UInt64> { histogram.withLock { $0 } }
+
+    /// Arrival times of messages over ``Subscriber/slow``, sorted.
+    var slowArrivals: [UInt64] { slow.withLock { $0.sorted() } }
 }
 
 /// A durable subscriber: hello, subscribe from the latest version, ack at the end of each read.
@@ -109,6 +115,9 @@ final class Subscriber: FrameSink {
     private var received = 0
     private var last: UInt64 = 0
     private var acked: UInt64 = 0
+    /// When messages later than `slow` arrived (monotonic ns), to see whether stalls recur.
+    private var slowArrivals: [UInt64] = []
+    static let slow: UInt64 = 10_000_000
 
     init(
         clientID: String, from: StartPosition = .latest, window: Int, expected: Int, subscribed: Countdown, delivered: Countdown,
@@ -137,12 +146,14 @@ final class Subscriber: FrameSink {
                 return
             }
             if let sent = integer(after: #""t":"#, in: text) {
-                histogram.record(monotonicNanoseconds() &- sent)
+                let now = monotonicNanoseconds()
+                histogram.record(now &- sent)
+                if now &- sent > Self.slow { slowArrivals.append(now) }
             }
             last = version
             received += 1
             if received == expected {
-                latencies.add(histogram)
+                latencies.add(histogram, slowArrivals: slowArrivals)
                 delivered.arrive()
             }
         } else if frame(text, is: "subscribed") {
@@ -255,6 +266,8 @@ struct PubSubResult {
     let benchCPU: Double
     let brokerMemoryMiB: Double
     let latency: Histogram<UInt64>
+    /// Seconds after the first publish at which messages later than 10 ms arrived.
+    let slowArrivals: [Double]
 
     private func micros(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1000 }
 
@@ -262,7 +275,7 @@ struct PubSubResult {
         let title =
             "\(scenario): 1 publisher → \(subscribers) durable subscriber\(subscribers == 1 ? "" : "s"), \(messages) × \(size) B, FERRY_SYNC=\(sync)"
             + (rate.map { ", \($0) msg/s offered" } ?? "")
-        return [
+        var lines = [
             title,
             String(format: "  published (confirmed)   %12.0f msg/s", publishPerSecond),
             String(format: "  delivered and acked     %12.0f msg/s  (%d deliveries in %.2f s)", deliveriesPerSecond, messages * subscribers, seconds),
@@ -272,7 +285,24 @@ struct PubSubResult {
             String(
                 format: "  CPU                     ferryd %.2f s (%.1f µs per delivery), ferry-bench %.2f s; ferryd RssAnon %.0f MiB", brokerCPU,
                 brokerCPU * 1e6 / Double(messages * subscribers), benchCPU, brokerMemoryMiB),
-        ].joined(separator: "\n")
+        ]
+        if rate != nil && !slowArrivals.isEmpty {
+            lines.append(
+                "  later than 10 ms        \(slowArrivals.count) messages, in bursts starting at "
+                    + bursts.map { String(format: "%.2f s", $0) }.joined(separator: ", "))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Where runs of late messages begin (a gap of more than 100 ms starts a new one).
+    private var bursts: [Double] {
+        var starts: [Double] = []
+        var previous = -1.0
+        for time in slowArrivals {
+            if time - previous > 0.1 { starts.append(time) }
+            previous = time
+        }
+        return starts
     }
 
     var jsonLine: String {
