@@ -204,17 +204,23 @@ final class Publisher: FrameSink {
         if let rate, let loop = connection.eventLoop {
             // Every 200 µs, whatever was due by now, stamped with its scheduled send time (the
             // tick adds at most 200 µs to a message's latency, 100 µs on average).
+            let bound = NIOLoopBound(self, eventLoop: loop)
             loop.scheduleRepeatedTask(initialDelay: .zero, delay: .microseconds(200)) { task in
-                let due = min(self.total, Int(Double(monotonicNanoseconds() - self.started) * Double(rate) / 1e9) + 1)
-                while self.sent < due {
-                    self.publish(at: self.started + UInt64(Double(self.sent) * 1e9 / Double(rate)))
-                }
-                self.connection?.flush()
-                if self.sent == self.total { task.cancel() }
+                bound.value.publishDue(rate: rate, task: task)
             }
         } else {
             fill()
         }
+    }
+
+    /// Publishes what the schedule says is due by now, each stamped with its scheduled time.
+    private func publishDue(rate: Int, task: RepeatedTask) {
+        let due = min(total, Int(Double(monotonicNanoseconds() - started) * Double(rate) / 1e9) + 1)
+        while sent < due {
+            publish(at: started + UInt64(Double(sent) * 1e9 / Double(rate)))
+        }
+        connection?.flush()
+        if sent == total { task.cancel() }
     }
 
     private func fill() {
