@@ -121,12 +121,47 @@ public final class Broker: Sendable {
     /// The outcome of a publish, per message.
     public typealias PublishCompletion = @Sendable (Result<[PublishResult], ProtocolError>) -> Void
 
-    /// Validates and queues `requests` for one commit; `completion` runs after it.
+    /// Validates and queues `requests` for one commit; `completion` runs after it. One invalid
+    /// request fails them all and stores nothing (an HTTP batch is all or nothing).
     public func publish(_ requests: [PublishRequest], completion: @escaping PublishCompletion) {
         if let error = requests.lazy.compactMap({ self.validate($0) }).first {
             completion(.failure(error))
             return
         }
+        commit(requests, completion: completion)
+    }
+
+    /// Publishes each request on its own: an invalid one fails alone, the valid ones share one
+    /// commit. `completion` gets one result per request, in order (WebSocket publishes that
+    /// arrived in one socket read).
+    public func publishEach(
+        _ requests: [PublishRequest], completion: @escaping @Sendable ([Result<PublishResult, ProtocolError>]) -> Void
+    ) {
+        let refusals = requests.map { validate($0) }
+        if refusals.allSatisfy({ $0 == nil }) {
+            commit(requests) { result in
+                switch result {
+                case .success(let published): completion(published.map { .success($0) })
+                case .failure(let error): completion(Array(repeating: .failure(error), count: requests.count))
+                }
+            }
+            return
+        }
+        let valid = zip(requests, refusals).compactMap { $1 == nil ? $0 : nil }
+        let merge: @Sendable (Result<[PublishResult], ProtocolError>) -> Void = { result in
+            var published = (try? result.get())?.makeIterator()
+            completion(
+                refusals.map { refusal in
+                    if let refusal { return .failure(refusal) }
+                    if case .failure(let error) = result { return .failure(error) }
+                    return published?.next().map { .success($0) } ?? .failure(ProtocolError(.unavailable, "not stored"))
+                })
+        }
+        if valid.isEmpty { merge(.success([])) } else { commit(valid, completion: merge) }
+    }
+
+    /// Queues already validated `requests` for one commit.
+    private func commit(_ requests: [PublishRequest], completion: @escaping PublishCompletion) {
         var operations: [StoreOperation] = []
         var publishIndexes: [Int] = []
         var topics: [Topic] = []

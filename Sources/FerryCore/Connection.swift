@@ -107,39 +107,58 @@ public final class Connection: Sendable {
     /// Handles one inbound text frame. A publish is handed to the committer and confirmed later,
     /// so publishes pipeline.
     public func receive(_ text: [UInt8]) {
-        let frame: ClientFrame
-        do {
-            frame = try ClientFrame.decode(text)
-        } catch {
-            if isAwaitingHello, error.op != "hello" {
-                fail(ProtocolError(.helloRequired, "the first frame must be a hello"), close: .protocolViolation)
-            } else {
-                reply(id: error.id, error.error)
+        receive(contentsOf: CollectionOfOne(text))
+    }
+
+    /// Handles the text frames of one socket read, in order. Consecutive publishes go to the
+    /// committer as one job, so a flooding publisher costs one queue entry and one confirmation
+    /// pass per read rather than per message; any other frame first sends the publishes before it.
+    public func receive(contentsOf texts: some Sequence<[UInt8]>) {
+        var awaitingHello = isAwaitingHello
+        var publishes: [(id: Int64?, request: PublishRequest)] = []
+        for text in texts {
+            let frame: ClientFrame
+            do {
+                frame = try ClientFrame.decode(text)
+            } catch {
+                if awaitingHello, error.op != "hello" {
+                    fail(ProtocolError(.helloRequired, "the first frame must be a hello"), close: .protocolViolation)
+                } else {
+                    reply(id: error.id, error.error)
+                }
+                continue
             }
-            return
+            if case .publish(let id, let request) = frame, !awaitingHello {
+                publishes.append((id, request))
+                continue
+            }
+            if !publishes.isEmpty {
+                publish(publishes)
+                publishes.removeAll()
+            }
+            if case .hello(let clientID, let token) = frame {
+                hello(clientID: clientID, resumeToken: token)
+                awaitingHello = isAwaitingHello
+                continue
+            }
+            if awaitingHello {
+                fail(ProtocolError(.helloRequired, "the first frame must be a hello"), close: .protocolViolation)
+                continue
+            }
+            switch frame {
+            case .hello, .publish:
+                break
+            case .subscribe(let id, let topic, let from, let epoch, let window):
+                subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window ?? ClientFrame.defaultWindow)
+            case .ack(let topic, let version):
+                ack(topic: topic, version: version)
+            case .unsubscribe(let id, let topic):
+                unsubscribe(id: id, topic: topic)
+            case .ping(let id):
+                send(ServerFrame.pong(id: id))
+            }
         }
-        if case .hello(let clientID, let token) = frame {
-            hello(clientID: clientID, resumeToken: token)
-            return
-        }
-        if isAwaitingHello {
-            fail(ProtocolError(.helloRequired, "the first frame must be a hello"), close: .protocolViolation)
-            return
-        }
-        switch frame {
-        case .hello:
-            break
-        case .subscribe(let id, let topic, let from, let epoch, let window):
-            subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window ?? ClientFrame.defaultWindow)
-        case .ack(let topic, let version):
-            ack(topic: topic, version: version)
-        case .publish(let id, let request):
-            publish(id: id, request)
-        case .unsubscribe(let id, let topic):
-            unsubscribe(id: id, topic: topic)
-        case .ping(let id):
-            send(ServerFrame.pong(id: id))
-        }
+        if !publishes.isEmpty { publish(publishes) }
     }
 
     /// Reports a frame the transport refused (binary, oversize) and closes if `close` is given.
@@ -311,22 +330,25 @@ public final class Connection: Sendable {
         send(ServerFrame.unsubscribed(id: id, topic: name))
     }
 
-    private func publish(id: Int64?, _ request: PublishRequest) {
-        state.withLock { $0.pendingPublishes += 1 }
-        broker.publish([request]) { [self] result in
-            let frame: Frame
-            switch result {
-            case .success(let outcomes):
-                let outcome = outcomes[0]
-                frame = ServerFrame.published(id: id, topic: outcome.topic, version: outcome.version, duplicate: outcome.duplicate)
-            case .failure(let error):
-                frame = ServerFrame.error(id: id, error)
+    private func publish(_ publishes: [(id: Int64?, request: PublishRequest)]) {
+        state.withLock { $0.pendingPublishes += publishes.count }
+        broker.publishEach(publishes.map(\.request)) { [self] results in
+            var frames: [Frame] = []
+            frames.reserveCapacity(results.count)
+            for ((id, _), result) in zip(publishes, results) {
+                switch result {
+                case .success(let outcome):
+                    frames.append(ServerFrame.published(id: id, topic: outcome.topic, version: outcome.version, duplicate: outcome.duplicate))
+                case .failure(let error):
+                    frames.append(ServerFrame.error(id: id, error))
+                }
             }
-            // The frame wakes the transport, which also resumes reading if it had paused.
+            // The frames wake the transport, which also resumes reading if it had paused.
             notify(
                 state.withLock { state in
-                    state.pendingPublishes -= 1
-                    return state.send(frame)
+                    state.pendingPublishes -= publishes.count
+                    state.outbox.append(contentsOf: frames)
+                    return state.wake()
                 })
         }
     }

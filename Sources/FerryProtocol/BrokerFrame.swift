@@ -119,23 +119,23 @@ public enum BrokerFrame: Sendable, Equatable {
 }
 
 extension Fields {
-    func required(_ key: String) throws(ProtocolError) -> String {
+    func required(_ key: StaticString) throws(ProtocolError) -> String {
         guard let value = try string(key) else { throw ProtocolError(.badFrame, "missing \(key)") }
         return value
     }
 
-    func version(_ key: String) throws(ProtocolError) -> UInt64 {
+    func version(_ key: StaticString) throws(ProtocolError) -> UInt64 {
         guard let value = try integer(key), value >= 0 else { throw ProtocolError(.badFrame, "\(key) must be a version") }
         return UInt64(value)
     }
 
-    func bool(_ key: String) throws(ProtocolError) -> Bool? {
+    func bool(_ key: StaticString) throws(ProtocolError) -> Bool? {
         guard let member = member(key), member.kind != .null else { return nil }
         guard member.kind == .bool else { throw ProtocolError(.badFrame, "\(key) must be a boolean") }
         return text[member.value.lowerBound] == UInt8(ascii: "t")
     }
 
-    func number(_ key: String) throws(ProtocolError) -> Double? {
+    func number(_ key: StaticString) throws(ProtocolError) -> Double? {
         guard let member = member(key), member.kind != .null else { return nil }
         guard member.kind == .number, let value = Double(String(decoding: text[member.value], as: UTF8.self)) else {
             throw ProtocolError(.badFrame, "\(key) must be a number")

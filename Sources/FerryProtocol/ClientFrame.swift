@@ -146,13 +146,13 @@ struct Fields {
     let text: [UInt8]
     let members: [JSONScanner.Member]
 
-    func member(_ key: String) -> JSONScanner.Member? {
+    func member(_ key: StaticString) -> JSONScanner.Member? {
         // Frames have a handful of members: a linear search beats hashing them.
-        members.last { $0.key == key }
+        members.last { $0.hasKey(key, in: text) }
     }
 
     /// A string field; null and absent are both nil.
-    func string(_ key: String) throws(ProtocolError) -> String? {
+    func string(_ key: StaticString) throws(ProtocolError) -> String? {
         guard let member = member(key), member.kind != .null else { return nil }
         guard member.kind == .string else { throw ProtocolError(.badFrame, "\(key) must be a string") }
         do {
@@ -163,12 +163,30 @@ struct Fields {
     }
 
     /// An integer field: JSON numbers without fraction or exponent that fit in 64 bits.
-    func integer(_ key: String) throws(ProtocolError) -> Int64? {
+    func integer(_ key: StaticString) throws(ProtocolError) -> Int64? {
         guard let member = member(key), member.kind != .null else { return nil }
-        guard member.kind == .number, let value = Int64(String(decoding: text[member.value], as: UTF8.self)) else {
+        guard member.kind == .number, let value = Self.integer(text[member.value]) else {
             throw ProtocolError(.badFrame, "\(key) must be an integer")
         }
         return value
+    }
+
+    /// A JSON number's text as an Int64, read without making a String (every publish has an
+    /// `id`); nil for a fraction, an exponent or a value out of range.
+    static func integer(_ number: ArraySlice<UInt8>) -> Int64? {
+        let negative = number.first == UInt8(ascii: "-")
+        let digits = negative ? number.dropFirst() : number
+        guard !digits.isEmpty else { return nil }
+        var magnitude: UInt64 = 0
+        for byte in digits {
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") else { return nil }
+            let (tens, overflowed) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, carried) = tens.addingReportingOverflow(UInt64(byte - UInt8(ascii: "0")))
+            guard !overflowed && !carried else { return nil }
+            magnitude = sum
+        }
+        if negative { return magnitude <= UInt64(Int64.max) + 1 ? Int64(truncatingIfNeeded: 0 &- magnitude) : nil }
+        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
     }
 
     func topic() throws(ProtocolError) -> String {
@@ -236,7 +254,7 @@ struct Fields {
         for pair in pairs {
             guard pair.kind == .string else { throw ProtocolError(.badFrame, "header values must be strings") }
             do {
-                headers.append((pair.key, try JSONScanner.string(in: text, pair.value)))
+                headers.append((pair.key(in: text), try JSONScanner.string(in: text, pair.value)))
             } catch {
                 throw ProtocolError(.badFrame, "headers: \(error)")
             }

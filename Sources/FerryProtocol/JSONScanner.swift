@@ -10,11 +10,28 @@ public struct JSONScanner: Sendable {
         case object, array, string, number, bool, null
     }
 
-    /// One member of a top-level object: its key and the exact bytes of its value.
+    /// One member of a top-level object: where its key is and the exact bytes of its value.
+    ///
+    /// The key stays a byte range: decoding every key into a `String` cost more than the rest of
+    /// a publish frame's scan, and lookups by a known name can compare bytes.
     public struct Member: Sendable {
-        public let key: String
+        /// The key's string token, quotes included.
+        public let keyRange: Range<Int>
         public let kind: Kind
         public let value: Range<Int>
+
+        /// The decoded key; `text` is the scanned text this member came from.
+        public func key(in text: [UInt8]) -> String {
+            (try? JSONScanner.string(in: text, keyRange)) ?? ""
+        }
+
+        /// Whether the key is `name`, compared as bytes unless the key has escapes.
+        public func hasKey(_ name: StaticString, in text: [UInt8]) -> Bool {
+            let raw = text[(keyRange.lowerBound + 1)..<(keyRange.upperBound - 1)]
+            let expected = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+            if !raw.contains(UInt8(ascii: "\\")) { return raw.elementsEqual(expected) }
+            return key(in: text).utf8.elementsEqual(expected)
+        }
     }
 
     /// Why a text is not valid JSON; `offset` is the byte where scanning stopped.
@@ -128,14 +145,16 @@ public struct JSONScanner: Sendable {
         while true {
             skipWhitespace()
             guard peek == UInt8(ascii: "\"") else { throw error("expected a key") }
-            let key = try scanString()
+            let keyStart = index
+            try skipString()
+            let keyRange = keyStart..<index
             skipWhitespace()
             guard peek == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
             let start = index
             let kind = try skipValue()
-            members.append(Member(key: key, kind: kind, value: start..<index))
+            members.append(Member(keyRange: keyRange, kind: kind, value: start..<index))
             skipWhitespace()
             if try consumeSeparator(closing: UInt8(ascii: "}")) { return members }
         }
@@ -150,41 +169,68 @@ public struct JSONScanner: Sendable {
         case UInt8(ascii: "["): kind = .array
         default: return try skipScalar()
         }
-        var closers: [UInt8] = []
+        var open = OpenContainers()
         // Each iteration is positioned where a value is expected, or after a container opened.
         while true {
             skipWhitespace()
             guard let byte = peek else { throw error("unexpected end") }
             switch byte {
             case UInt8(ascii: "{"), UInt8(ascii: "["):
-                guard closers.count < Self.maxDepth else { throw error("nesting too deep") }
-                let closer = byte == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+                guard open.depth < Self.maxDepth else { throw error("nesting too deep") }
+                let isObject = byte == UInt8(ascii: "{")
                 index += 1
                 skipWhitespace()
-                if peek == closer {
+                if peek == (isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")) {
                     index += 1  // an empty container is a whole value
                 } else {
-                    closers.append(closer)
-                    if closer == UInt8(ascii: "}") { try skipKeyAndColon() }
+                    open.push(isObject: isObject)
+                    if isObject { try skipKeyAndColon() }
                     continue
                 }
             default:
                 _ = try skipScalar()
             }
             // A value just ended: close containers or move to the next member or element.
-            while let closer = closers.last {
+            while let isObject = open.innermostIsObject {
                 skipWhitespace()
-                if try consumeSeparator(closing: closer) {
-                    closers.removeLast()
+                if try consumeSeparator(closing: isObject ? UInt8(ascii: "}") : UInt8(ascii: "]")) {
+                    open.pop()
                 } else {
-                    if closer == UInt8(ascii: "}") {
+                    if isObject {
                         skipWhitespace()
                         try skipKeyAndColon()
                     }
                     break
                 }
             }
-            if closers.isEmpty { return kind }
+            if open.depth == 0 { return kind }
+        }
+    }
+
+    /// The containers open around the scanner, one bit each (object or array): the usual
+    /// shallow payload is skipped without allocating; deeper ones spill into an array.
+    private struct OpenContainers {
+        private var shallow: UInt64 = 0
+        private var deep: [Bool] = []
+        private(set) var depth = 0
+
+        mutating func push(isObject: Bool) {
+            if depth < 64 {
+                shallow = isObject ? shallow | 1 << depth : shallow & ~(1 << depth)
+            } else {
+                deep.append(isObject)
+            }
+            depth += 1
+        }
+
+        mutating func pop() {
+            depth -= 1
+            if depth >= 64 { deep.removeLast() }
+        }
+
+        var innermostIsObject: Bool? {
+            guard depth > 0 else { return nil }
+            return depth > 64 ? deep[depth - 65] : shallow & 1 << (depth - 1) != 0
         }
     }
 

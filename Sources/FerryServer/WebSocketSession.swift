@@ -51,6 +51,8 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var beats = 0
     /// A fragmented text message being collected.
     private var fragments: [UInt8]?
+    /// Whole text messages of the current socket read, handed over together at its end.
+    private var texts: [[UInt8]] = []
     /// The peer sent its close, or broke the framing: later frames are ignored.
     private var readingEnded = false
     /// Reading stopped for back-pressure (too many unconfirmed publishes).
@@ -84,11 +86,12 @@ final class WebSocketHandler: ChannelInboundHandler {
 
     /// One frame from the client.
     func received(_ opcode: WebSocketOpcode, fin: Bool, _ payload: [UInt8]) {
-        guard let context, let connection, !readingEnded else { return }
+        guard context != nil, let connection, !readingEnded else { return }
         lastHeard = .now()
+        if opcode != .text && opcode != .continuation { deliverTexts() }
         switch opcode {
         case .text where fin && fragments == nil:
-            connection.receive(payload)
+            texts.append(payload)
         case .text, .continuation:
             guard opcode == .continuation ? fragments != nil : fragments == nil else {
                 framingFailed(ProtocolError(.badFrame, "unexpected continuation frame"), close: .protocolViolation)
@@ -102,7 +105,7 @@ final class WebSocketHandler: ChannelInboundHandler {
             collected += payload
             if fin {
                 fragments = nil
-                connection.receive(collected)
+                texts.append(collected)
             } else {
                 fragments = collected
             }
@@ -118,14 +121,27 @@ final class WebSocketHandler: ChannelInboundHandler {
         default:
             framingFailed(ProtocolError(.badFrame, "unknown WebSocket opcode"), close: .protocolViolation)
         }
+    }
+
+    /// The frames of one socket read are in: the connection takes their texts together.
+    func endOfRead() {
+        deliverTexts()
+        guard let context, let connection else { return }
         if !readingPaused && !connection.acceptsInput {
             readingPaused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
         }
     }
 
+    private func deliverTexts() {
+        guard !texts.isEmpty else { return }
+        connection?.receive(contentsOf: texts)
+        texts.removeAll(keepingCapacity: true)
+    }
+
     /// The client broke the framing: tell it why, close with `code`, read nothing more.
     func framingFailed(_ error: ProtocolError, close code: CloseCode) {
+        deliverTexts()
         connection?.fail(error, close: code)
         readingEnded = true
     }
@@ -249,6 +265,24 @@ final class Wire: ChannelInboundHandler {
         while !broken, let frame = nextFrame() {
             handler.received(frame.opcode, fin: frame.fin, frame.payload)
         }
+        handler.endOfRead()
+    }
+
+    /// XORs `input` with the repeating 4-byte masking key, 8 bytes at a time.
+    private static func unmask(_ input: UnsafeRawBufferPointer, key: UInt32, into output: UnsafeMutableBufferPointer<UInt8>) {
+        let wide = UInt64(key) | UInt64(key) << 32
+        let destination = UnsafeMutableRawBufferPointer(output)
+        var index = 0
+        while index + 8 <= input.count {
+            destination.storeBytes(of: input.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ wide, toByteOffset: index, as: UInt64.self)
+            index += 8
+        }
+        withUnsafeBytes(of: key) { key in
+            while index < input.count {
+                output[index] = input[index] ^ key[index & 3]
+                index += 1
+            }
+        }
     }
 
     private struct InboundFrame {
@@ -287,11 +321,13 @@ final class Wire: ChannelInboundHandler {
             return fail(ProtocolError(.tooLarge, "frame over \(maxFrameBytes) bytes"), .frameTooLarge)
         }
         let count = Int(length)
-        guard pending.readableBytes >= header + 4 + count, let key = pending.getBytes(at: start + header, length: 4) else { return nil }
+        // Read in host order, the key's in-memory bytes are the wire's, as the payload's are.
+        guard pending.readableBytes >= header + 4 + count,
+            let key = pending.getInteger(at: start + header, endianness: .host, as: UInt32.self)
+        else { return nil }
         let payload = pending.withUnsafeReadableBytes { bytes in
-            let body = header + 4
-            return [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
-                for index in 0..<count { output[index] = bytes[body + index] ^ key[index & 3] }
+            [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+                Self.unmask(UnsafeRawBufferPointer(rebasing: bytes[(header + 4)..<(header + 4 + count)]), key: key, into: output)
                 initialized = count
             }
         }

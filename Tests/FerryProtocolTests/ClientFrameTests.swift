@@ -41,6 +41,8 @@ struct ClientFrameDecodeTests {
         #expect(try decode(#"{"op":"unsubscribe","topic":"t"}"#) == .unsubscribe(id: nil, topic: "t"))
         #expect(try decode(#"{"op":"ping"}"#) == .ping(id: nil))
         #expect(try decode(#"{"op":"ping","id":9223372036854775807}"#) == .ping(id: .max))
+        #expect(try decode(#"{"op":"ping","id":-9223372036854775808}"#) == .ping(id: .min))
+        #expect(try decode(#"{"op":"ping","id":-0}"#) == .ping(id: 0))
     }
 
     @Test("publish keeps a JSON payload byte-exact, without surrounding whitespace")
@@ -171,7 +173,7 @@ struct ClientFrameErrorTests {
         expectDecodingError(#"{"op":"publish","id":11,"# + fields + "}", .badFrame, id: 11)
     }
 
-    @Test("an id that is not an integer is bad_frame", arguments: ["1.5", #""1""#, "1e3", "true", "[1]", "{}", "9223372036854775808"])
+    @Test("an id that is not an integer is bad_frame", arguments: ["1.5", #""1""#, "1e3", "true", "[1]", "{}", "9223372036854775808", "-9223372036854775809", "99999999999999999999", "-1.0"])
     func badID(id: String) {
         let error = expectDecodingError(#"{"op":"ping","id":"# + id + "}", .badFrame)
         #expect(error?.op == "ping")

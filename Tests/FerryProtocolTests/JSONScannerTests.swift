@@ -89,13 +89,21 @@ struct JSONScannerTests {
         #expect(try JSONScanner.validate(limit) == .array)
         let over = utf8(String(repeating: "[", count: depth + 1) + String(repeating: "]", count: depth + 1))
         #expect(throws: JSONScanner.SyntaxError.self) { try JSONScanner.validate(over) }
+
+        // Objects inside arrays inside objects, past the 64 levels the scanner tracks without
+        // allocating: each closes with its own bracket, and a crossed pair deep inside is refused.
+        let mixed = String(repeating: #"{"a":["#, count: 100) + "1" + String(repeating: "]}", count: 100)
+        #expect(try JSONScanner.validate(utf8(mixed)) == .object)
+        let crossed = String(repeating: #"{"a":["#, count: 100) + "1" + "}]" + String(repeating: "]}", count: 99)
+        #expect(throws: JSONScanner.SyntaxError.self) { try JSONScanner.validate(utf8(crossed)) }
     }
 
     @Test("members(of:) returns every member in order with its kind and the exact bytes of its value")
     func members() throws {
         let text = utf8(#" { "a" : 1.50 , "b":[1, {"x":2}] ,"c":{"d":"x"},"e":"s\"q","a":null,"f":true, "g" :-0e1 }  "#)
         let members = try #require(try JSONScanner.members(of: text))
-        #expect(members.map(\.key) == ["a", "b", "c", "e", "a", "f", "g"])
+        #expect(members.map { $0.key(in: text) } == ["a", "b", "c", "e", "a", "f", "g"])
+        #expect(members[1].hasKey("b", in: text) && !members[1].hasKey("a", in: text))
         #expect(members.map(\.kind) == [.number, .array, .object, .string, .null, .bool, .number])
         #expect(
             members.map { String(decoding: text[$0.value], as: UTF8.self) } == [
@@ -105,7 +113,10 @@ struct JSONScannerTests {
         #expect(try JSONScanner.string(in: text, members[3].value) == "s\"q")
 
         #expect(try JSONScanner.members(of: utf8("{}"))?.isEmpty == true)
-        #expect(try JSONScanner.members(of: utf8(#"{"k\u00e9y\n":0}"#))?.map(\.key) == ["k\u{e9}y\n"])
+        let escaped = utf8(#"{"k\u00e9y\n":0,"\u006fp":1}"#)
+        let escapedMembers = try #require(try JSONScanner.members(of: escaped))
+        #expect(escapedMembers.map { $0.key(in: escaped) } == ["k\u{e9}y\n", "op"])
+        #expect(escapedMembers[1].hasKey("op", in: escaped))
     }
 
     @Test("members(of:) is nil for valid JSON that is not an object and throws for invalid JSON")
@@ -123,7 +134,7 @@ struct JSONScannerTests {
         let text = utf8(#"{"h":{"x":"1", "y" : [2]},"l":[ 1 ,"two", {"t":3},[] ],"e":[ ]}"#)
         let top = try #require(try JSONScanner.members(of: text))
         let nested = try JSONScanner.members(of: text, in: top[0].value)
-        #expect(nested.map(\.key) == ["x", "y"])
+        #expect(nested.map { $0.key(in: text) } == ["x", "y"])
         #expect(nested.map { String(decoding: text[$0.value], as: UTF8.self) } == [#""1""#, "[2]"])
         let elements = try JSONScanner.elements(of: text, in: top[1].value)
         #expect(elements.map(\.kind) == [.number, .string, .object, .array])

@@ -39,6 +39,6 @@ func parseObject(_ bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLoca
 
 /// The exact bytes of member `key` of a top-level object.
 func rawMember(_ key: String, of bytes: [UInt8]) throws -> [UInt8]? {
-    guard let member = try JSONScanner.members(of: bytes)?.first(where: { $0.key == key }) else { return nil }
+    guard let member = try JSONScanner.members(of: bytes)?.first(where: { $0.key(in: bytes) == key }) else { return nil }
     return Array(bytes[member.value])
 }
