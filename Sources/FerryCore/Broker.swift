@@ -166,10 +166,18 @@ public final class Broker: Sendable {
         var publishIndexes: [Int] = []
         var topics: [Topic] = []
         operations.reserveCapacity(requests.count)
+        // A read's publishes usually share a topic: look it up (broker lock, hash) once per run.
+        var previous: Topic?
         for request in requests {
-            let topic = topic(named: request.topic)
-            if topic.record == nil {
-                operations.append(.ensureTopic(request.topic, epoch: topic.position.epoch))
+            let topic: Topic
+            if let previous, previous.name == request.topic {
+                topic = previous
+            } else {
+                topic = self.topic(named: request.topic)
+                if topic.record == nil {
+                    operations.append(.ensureTopic(request.topic, epoch: topic.position.epoch))
+                }
+                previous = topic
             }
             publishIndexes.append(operations.count)
             topics.append(topic)
@@ -238,15 +246,22 @@ public final class Broker: Sendable {
     /// Mirrors a commit into the topics and wakes their subscribers.
     private func committed(_ operations: [StoreOperation], _ result: CommitResult) {
         var appended: [String: [(version: UInt64, frame: Frame)]] = [:]
+        // Runs of one topic are collected before touching the dictionary (one hash per run).
+        var run: (topic: String, messages: [(version: UInt64, frame: Frame)])?
         var published: UInt64 = 0
         for (operation, outcome) in zip(operations, result.outcomes) {
             guard case .publish(let message) = operation, case .published(let version, let timestamp, false) = outcome else { continue }
             let frame = Self.messageFrame(
                 topic: message.topic, version: version, timestamp: timestamp, kind: message.kind, payload: message.payload,
                 headers: message.headers)
-            appended[message.topic, default: []].append((version, frame))
+            if run?.topic != message.topic {
+                if let run { appended[run.topic, default: []] += run.messages }
+                run = (message.topic, [])
+            }
+            run?.messages.append((version, frame))
             published += 1
         }
+        if let run { appended[run.topic, default: []] += run.messages }
         for (name, record) in result.topics {
             let topic = topic(named: name)
             let subscribers: [Connection]
