@@ -30,7 +30,13 @@ public final class Connection: Sendable {
     init(broker: Broker, onWork: @escaping @Sendable () -> Void) {
         self.broker = broker
         self.onWork = onWork
-        self.state = Mutex(State())
+        let limits = broker.configuration.limits
+        self.state = Mutex(
+            State(
+                maxPendingBytes: limits.maxPendingBytes,
+                rate: PublishRateLimiter(
+                    rate: limits.publishRate, burst: limits.publishBurst,
+                    rejectionsBeforeClose: broker.configuration.publishRejectionsBeforeClose)))
     }
 
     private enum Phase {
@@ -64,12 +70,18 @@ public final class Connection: Sendable {
     }
 
     private struct State {
+        let maxPendingBytes: Int
+        /// Nil when publishes are not rate limited.
+        var rate: PublishRateLimiter?
         var phase = Phase.awaitingHello
         var clientID: String?
         var subscriptions: [String: Subscription] = [:]
         /// Subscriptions that may have something to send.
         var ready: Set<String> = []
         var outbox: [Frame] = []
+        /// Bytes of the frames in `outbox` queued by ``queue(_:)``; delivered messages are not
+        /// counted: they are pulled only while the socket takes them.
+        var outboxBytes = 0
         var closing: (code: CloseCode, reason: String)?
         /// `onWork` was called and `takeOutbound` has not run since.
         var workPending = false
@@ -84,8 +96,22 @@ public final class Connection: Sendable {
             return !workPending
         }
 
-        mutating func send(_ frame: Frame) -> Bool {
+        /// Queues a frame. Frames pile up only while the transport's socket takes nothing (the
+        /// client stopped reading but still sends); past `maxPendingBytes` the queue is dropped
+        /// and the connection is closed with 4013. Its durable state is untouched: it resumes.
+        mutating func queue(_ frame: Frame) {
             outbox.append(frame)
+            outboxBytes += frame.count
+            guard outboxBytes > maxPendingBytes else { return }
+            outbox.removeAll()
+            outboxBytes = 0
+            if closing == nil { closing = (.slowConsumer, "more than \(maxPendingBytes) bytes waited for the client to read") }
+            // The transport was told of work and has not taken it: tell it again, so it sees the close.
+            workPending = false
+        }
+
+        mutating func send(_ frame: Frame) -> Bool {
+            queue(frame)
             return wake()
         }
     }
@@ -106,7 +132,8 @@ public final class Connection: Sendable {
 
     /// Handles one inbound text frame. A publish is handed to the committer and confirmed later,
     /// so publishes pipeline.
-    public func receive(_ text: [UInt8]) {
+    /// - Parameter now: when the frame arrived, in monotonic nanoseconds (the publish rate limit's clock).
+    public func receive(_ text: [UInt8], at now: UInt64 = monotonicNanoseconds()) {
         let frame: ClientFrame
         do {
             frame = try ClientFrame.decode(text)
@@ -134,7 +161,7 @@ public final class Connection: Sendable {
         case .ack(let topic, let version):
             ack(topic: topic, version: version)
         case .publish(let id, let request):
-            publish(id: id, request)
+            publish(id: id, request, at: now)
         case .unsubscribe(let id, let topic):
             unsubscribe(id: id, topic: topic)
         case .ping(let id):
@@ -146,7 +173,7 @@ public final class Connection: Sendable {
     public func fail(_ error: ProtocolError, close code: CloseCode? = nil) {
         notify(
             state.withLock { state in
-                state.outbox.append(ServerFrame.error(id: nil, error))
+                state.queue(ServerFrame.error(id: nil, error))
                 if let code, state.closing == nil { state.closing = (code, error.message) }
                 return state.wake()
             })
@@ -197,7 +224,7 @@ public final class Connection: Sendable {
         let wake = state.withLock { state in
             state.phase = .ready
             state.clientID = session.clientID
-            state.outbox.append(welcome)
+            state.queue(welcome)
             for (record, topic) in zip(session.subscriptions, topics) {
                 _ = topic.addSubscriber(self)
                 state.generations += 1
@@ -250,12 +277,12 @@ public final class Connection: Sendable {
             state.subscriptions[name] = Subscription(
                 topic: topic, epoch: position.epoch, ackFloor: start - 1, window: window, next: start,
                 durable: clientID != nil, generation: state.generations)
-            state.outbox.append(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start))
+            state.queue(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start))
             if let staleEpoch {
-                state.outbox.append(ServerFrame.reset(topic: name, oldEpoch: staleEpoch, epoch: position.epoch))
+                state.queue(ServerFrame.reset(topic: name, oldEpoch: staleEpoch, epoch: position.epoch))
             }
             if let gap {
-                state.outbox.append(ServerFrame.gap(topic: name, from: gap.0, to: gap.1))
+                state.queue(ServerFrame.gap(topic: name, from: gap.0, to: gap.1))
                 broker.metrics.sentGap()
             }
             state.ready.insert(name)
@@ -311,8 +338,16 @@ public final class Connection: Sendable {
         send(ServerFrame.unsubscribed(id: id, topic: name))
     }
 
-    private func publish(id: Int64?, _ request: PublishRequest) {
-        state.withLock { $0.pendingPublishes += 1 }
+    private func publish(id: Int64?, _ request: PublishRequest, at now: UInt64) {
+        let verdict = state.withLock { state in
+            let verdict = state.rate?.admit(at: now) ?? .allowed
+            if verdict == .allowed { state.pendingPublishes += 1 }
+            return verdict
+        }
+        guard verdict == .allowed else {
+            rateLimited(id: id, close: verdict == .exceeded)
+            return
+        }
         broker.publish([request]) { [self] result in
             let frame: Frame
             switch result {
@@ -329,6 +364,23 @@ public final class Connection: Sendable {
                     return state.send(frame)
                 })
         }
+    }
+
+    /// Answers a publish over the rate with `rate_limited` (it is not stored); when the client
+    /// kept going, closes with 4029 after that answer. Publishes after the close decision are dropped.
+    private func rateLimited(id: Int64?, close: Bool) {
+        let limits = broker.configuration.limits
+        let answered = state.withLock { state -> Bool? in
+            guard state.closing == nil else { return nil }
+            let error = ProtocolError(
+                .rateLimited, "over \(limits.publishRate) publishes per second (burst \(limits.publishBurst)); not stored")
+            state.queue(ServerFrame.error(id: id, error))
+            if close { state.closing = (.rateLimited, "publishing over the rate limit") }
+            return state.wake()
+        }
+        guard let wake = answered else { return }
+        broker.metrics.rejected(by: .publishRate)
+        notify(wake)
     }
 
     // MARK: - Notifications from the broker
@@ -352,6 +404,7 @@ public final class Connection: Sendable {
             let (frames, reads, floors, close, delivered) = state.withLock { state in
                 state.workPending = false
                 defer { state.deliveredUnreported = 0 }
+                defer { state.outboxBytes = 0 }
                 if let closing = state.closing {
                     defer { state.outbox.removeAll() }
                     return (state.outbox, [Read](), [SubscriptionRecord](), Optional(closing), 0)
@@ -372,6 +425,22 @@ public final class Connection: Sendable {
             if !frames.isEmpty { return .frames(frames) }
             if reads.isEmpty { return nil }
         }
+    }
+
+    /// The close, once one is decided, for a transport whose socket takes nothing now: the frames
+    /// queued before it are dropped (the client is not reading them). Nil while none is decided.
+    public func takeClose() -> Outbound? {
+        let closing = state.withLock { state in
+            state.closing.map { closing in
+                state.workPending = false
+                state.outbox.removeAll()
+                state.outboxBytes = 0
+                return closing
+            }
+        }
+        guard let closing else { return nil }
+        broker.metrics.disconnected(closing.code)
+        return .close(closing.code, reason: closing.reason)
     }
 
     /// Moves every ready subscription forward as far as its window allows, from the topic cache,

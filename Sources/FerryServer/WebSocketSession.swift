@@ -8,6 +8,7 @@ import NIOWebSocket
 /// loop, feeding a core ``Connection``.
 struct WebSocketSession: Sendable {
     let broker: Broker
+    let limiter: ConnectionLimiter
     let logger: Logger
 
     /// Puts the framing and a handler for a new WebSocket on `channel`'s pipeline (on its event
@@ -88,7 +89,7 @@ final class WebSocketHandler: ChannelInboundHandler {
         lastHeard = .now()
         switch opcode {
         case .text where fin && fragments == nil:
-            connection.receive(payload)
+            connection.receive(payload, at: lastHeard.uptimeNanoseconds)
         case .text, .continuation:
             guard opcode == .continuation ? fragments != nil : fragments == nil else {
                 framingFailed(ProtocolError(.badFrame, "unexpected continuation frame"), close: .protocolViolation)
@@ -102,7 +103,7 @@ final class WebSocketHandler: ChannelInboundHandler {
             collected += payload
             if fin {
                 fragments = nil
-                connection.receive(collected)
+                connection.receive(collected, at: lastHeard.uptimeNanoseconds)
             } else {
                 fragments = collected
             }
@@ -162,10 +163,10 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     /// Writes what the connection has, one buffer and one flush per batch, while the socket
-    /// takes it.
+    /// takes it. While it takes nothing, only a decided close goes out (behind what is buffered).
     func drain() {
         guard let context, let wire, let connection, !closeSent else { return }
-        while context.channel.isWritable, let outbound = connection.takeOutbound() {
+        while let outbound = context.channel.isWritable ? connection.takeOutbound() : connection.takeClose() {
             switch outbound {
             case .frames(let frames):
                 wire.write(frames)
@@ -175,7 +176,8 @@ final class WebSocketHandler: ChannelInboundHandler {
                 payload.writeString(String(reason.utf8.prefix(120)) ?? "")
                 wire.send(.connectionClose, Array(buffer: payload))
                 closeSent = true
-                if readingEnded {
+                // A peer that does not read would not see the close frame within the grace either.
+                if readingEnded || !context.channel.isWritable {
                     context.close(promise: nil)
                 } else {
                     // Give the peer time to answer the close, then drop the connection.
@@ -259,44 +261,18 @@ final class Wire: ChannelInboundHandler {
 
     /// The next whole frame of `pending`, or nil when more bytes are needed (or the framing broke).
     private func nextFrame() -> InboundFrame? {
-        let start = pending.readerIndex
-        guard let first = pending.getInteger(at: start, as: UInt8.self), let second = pending.getInteger(at: start + 1, as: UInt8.self)
-        else { return nil }
-        var header = 2
-        var length = UInt64(second & 0x7F)
-        if length == 126 {
-            guard let extended = pending.getInteger(at: start + 2, as: UInt16.self) else { return nil }
-            (header, length) = (4, UInt64(extended))
-        } else if length == 127 {
-            guard let extended = pending.getInteger(at: start + 2, as: UInt64.self) else { return nil }
-            (header, length) = (10, extended)
+        let outcome = pending.withUnsafeReadableBytes { WebSocketFrameParser.parse($0, maxPayload: maxFrameBytes) }
+        switch outcome {
+        case .needMore:
+            return nil
+        case .failure(let error, let code):
+            return fail(error, code)
+        case .frame(let frame, let consumed):
+            pending.moveReaderIndex(forwardBy: consumed)
+            // Any 4-bit value is an opcode to NIO; reserved ones reach the handler's "unknown".
+            guard let opcode = WebSocketOpcode(encodedWebSocketOpcode: frame.opcode) else { return nil }
+            return InboundFrame(opcode: opcode, fin: frame.fin, payload: frame.payload)
         }
-        let fin = first & 0x80 != 0
-        // Any 4-bit value is an opcode to NIO; reserved ones reach the handler's "unknown".
-        guard let opcode = WebSocketOpcode(encodedWebSocketOpcode: first & 0x0F) else { return nil }
-        if first & 0x70 != 0 {
-            return fail(ProtocolError(.badFrame, "reserved frame bits set"), .protocolViolation)
-        }
-        if second & 0x80 == 0 {
-            return fail(ProtocolError(.badFrame, "client frames must be masked"), .protocolViolation)
-        }
-        if first & 0x08 != 0 && (length > 125 || !fin) {
-            return fail(ProtocolError(.badFrame, "control frames must be whole and at most 125 bytes"), .protocolViolation)
-        }
-        guard length <= UInt64(maxFrameBytes) else {
-            return fail(ProtocolError(.tooLarge, "frame over \(maxFrameBytes) bytes"), .frameTooLarge)
-        }
-        let count = Int(length)
-        guard pending.readableBytes >= header + 4 + count, let key = pending.getBytes(at: start + header, length: 4) else { return nil }
-        let payload = pending.withUnsafeReadableBytes { bytes in
-            let body = header + 4
-            return [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
-                for index in 0..<count { output[index] = bytes[body + index] ^ key[index & 3] }
-                initialized = count
-            }
-        }
-        pending.moveReaderIndex(forwardBy: header + 4 + count)
-        return InboundFrame(opcode: opcode, fin: fin, payload: payload)
     }
 
     private func fail(_ error: ProtocolError, _ code: CloseCode) -> InboundFrame? {
