@@ -18,6 +18,7 @@ run pubsub --messages 500000 --sync none
 run pubsub --subscribers 100 --messages 20000
 run pubsub --subscribers 1000 --messages 2000
 run pubsub --rate 10000 --messages 100000
+run disk --commits 1500 --rate 150
 run resume --missed 10000
 run resume --missed 1000000
 run restart --stored 1000000

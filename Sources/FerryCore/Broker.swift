@@ -107,6 +107,11 @@ public final class Broker: Sendable {
         return Connection(broker: self, onWork: onWork)
     }
 
+    /// Counts a request the transport refused for `limit` (`ferry_limit_rejections_total`).
+    public func rejected(by limit: LimitKind) {
+        metrics.rejected(by: limit)
+    }
+
     // MARK: - Topics
 
     func topic(named name: String) -> Topic {

@@ -12,6 +12,8 @@ public struct BrokerConfiguration: Sendable {
     public var ackFlushInterval: UInt64 = 50
     /// How often age retention and `msg_id` expiry run (milliseconds).
     public var sweepInterval: UInt64 = 1000
+    /// Publishes refused for the rate limit within 10 s that close the connection with 4029.
+    public var publishRejectionsBeforeClose = 100
     /// Publishes a connection may have waiting for their commit before it stops reading.
     public var maxPendingPublishesPerConnection = 8192
     /// Recent messages kept encoded per topic, so live delivery needs no store read.
@@ -20,6 +22,13 @@ public struct BrokerConfiguration: Sendable {
     public var now: @Sendable () -> Timestamp = { systemMilliseconds() }
 
     public init() {}
+}
+
+/// Monotonic nanoseconds (`CLOCK_MONOTONIC`, the clock of NIO's deadlines).
+public func monotonicNanoseconds() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
 }
 
 /// Wall-clock milliseconds since 1970.

@@ -44,6 +44,17 @@ struct BrokerMetrics: Sendable {
             (code, Counter(label: "ferry_disconnects_total", dimensions: [("reason", code.metricReason)]))
         })
 
+    /// One counter per limit, so the table never changes at run time.
+    private let limitRejections: [LimitKind: Counter] = Dictionary(
+        uniqueKeysWithValues: LimitKind.allCases.map { limit in
+            (limit, Counter(label: "ferry_limit_rejections_total", dimensions: [("limit", limit.rawValue)]))
+        })
+
+    /// Counts a request refused by `limit`.
+    func rejected(by limit: LimitKind) {
+        limitRejections[limit]?.increment()
+    }
+
     /// Counts an accepted ack frame (a cumulative ack counts once, however many versions it covers).
     func acked() {
         acks.increment()
@@ -93,6 +104,14 @@ struct BrokerMetrics: Sendable {
     }
 }
 
+/// The limits whose refusals `ferry_limit_rejections_total` counts (its `limit` label). A
+/// connection closed for not reading is counted by `ferry_disconnects_total{reason="slow_consumer"}`.
+public enum LimitKind: String, Sendable, CaseIterable {
+    case publishRate = "publish_rate"
+    case connections = "max_connections"
+    case connectionsPerIP = "max_connections_per_ip"
+}
+
 /// The highest version a connection had sent on one subscription when it closed.
 struct SentPosition: Sendable {
     var epoch: String
@@ -124,6 +143,7 @@ extension CloseCode {
         case .sessionTakenOver: "session_taken_over"
         case .sessionDeleted: "session_deleted"
         case .rateLimited: "rate_limited"
+        case .slowConsumer: "slow_consumer"
         }
     }
 }

@@ -30,7 +30,13 @@ public final class Connection: Sendable {
     init(broker: Broker, onWork: @escaping @Sendable () -> Void) {
         self.broker = broker
         self.onWork = onWork
-        self.state = Mutex(State())
+        let limits = broker.configuration.limits
+        self.state = Mutex(
+            State(
+                maxPendingBytes: limits.maxPendingBytes,
+                rate: PublishRateLimiter(
+                    rate: limits.publishRate, burst: limits.publishBurst,
+                    rejectionsBeforeClose: broker.configuration.publishRejectionsBeforeClose)))
     }
 
     private enum Phase {
@@ -64,12 +70,18 @@ public final class Connection: Sendable {
     }
 
     private struct State {
+        let maxPendingBytes: Int
+        /// Nil when publishes are not rate limited.
+        var rate: PublishRateLimiter?
         var phase = Phase.awaitingHello
         var clientID: String?
         var subscriptions: [String: Subscription] = [:]
         /// Subscriptions that may have something to send.
         var ready: Set<String> = []
         var outbox: [Frame] = []
+        /// Bytes of the frames in `outbox` queued by ``queue(_:)``; delivered messages are not
+        /// counted: they are pulled only while the socket takes them.
+        var outboxBytes = 0
         var closing: (code: CloseCode, reason: String)?
         /// `onWork` was called and `takeOutbound` has not run since.
         var workPending = false
@@ -84,8 +96,22 @@ public final class Connection: Sendable {
             return !workPending
         }
 
-        mutating func send(_ frame: Frame) -> Bool {
+        /// Queues a frame. Frames pile up only while the transport's socket takes nothing (the
+        /// client stopped reading but still sends); past `maxPendingBytes` the queue is dropped
+        /// and the connection is closed with 4013. Its durable state is untouched: it resumes.
+        mutating func queue(_ frame: Frame) {
             outbox.append(frame)
+            outboxBytes += frame.count
+            guard outboxBytes > maxPendingBytes else { return }
+            outbox.removeAll()
+            outboxBytes = 0
+            if closing == nil { closing = (.slowConsumer, "more than \(maxPendingBytes) bytes waited for the client to read") }
+            // The transport was told of work and has not taken it: tell it again, so it sees the close.
+            workPending = false
+        }
+
+        mutating func send(_ frame: Frame) -> Bool {
+            queue(frame)
             return wake()
         }
     }
@@ -106,14 +132,15 @@ public final class Connection: Sendable {
 
     /// Handles one inbound text frame. A publish is handed to the committer and confirmed later,
     /// so publishes pipeline.
-    public func receive(_ text: [UInt8]) {
-        receive(contentsOf: CollectionOfOne(text))
+    /// - Parameter now: when the frame arrived, in monotonic nanoseconds (the publish rate limit's clock).
+    public func receive(_ text: [UInt8], at now: UInt64 = monotonicNanoseconds()) {
+        receive(contentsOf: CollectionOfOne(text), at: now)
     }
 
     /// Handles the text frames of one socket read, in order. Consecutive publishes go to the
     /// committer as one job, so a flooding publisher costs one queue entry and one confirmation
     /// pass per read rather than per message; any other frame first sends the publishes before it.
-    public func receive(contentsOf texts: some Sequence<[UInt8]>) {
+    public func receive(contentsOf texts: some Sequence<[UInt8]>, at now: UInt64 = monotonicNanoseconds()) {
         var awaitingHello = isAwaitingHello
         var publishes: [(id: Int64?, request: PublishRequest)] = []
         for text in texts {
@@ -133,7 +160,7 @@ public final class Connection: Sendable {
                 continue
             }
             if !publishes.isEmpty {
-                publish(publishes)
+                publish(publishes, at: now)
                 publishes.removeAll()
             }
             if case .hello(let clientID, let token) = frame {
@@ -158,14 +185,14 @@ public final class Connection: Sendable {
                 send(ServerFrame.pong(id: id))
             }
         }
-        if !publishes.isEmpty { publish(publishes) }
+        if !publishes.isEmpty { publish(publishes, at: now) }
     }
 
     /// Reports a frame the transport refused (binary, oversize) and closes if `close` is given.
     public func fail(_ error: ProtocolError, close code: CloseCode? = nil) {
         notify(
             state.withLock { state in
-                state.outbox.append(ServerFrame.error(id: nil, error))
+                state.queue(ServerFrame.error(id: nil, error))
                 if let code, state.closing == nil { state.closing = (code, error.message) }
                 return state.wake()
             })
@@ -216,7 +243,7 @@ public final class Connection: Sendable {
         let wake = state.withLock { state in
             state.phase = .ready
             state.clientID = session.clientID
-            state.outbox.append(welcome)
+            state.queue(welcome)
             for (record, topic) in zip(session.subscriptions, topics) {
                 _ = topic.addSubscriber(self)
                 state.generations += 1
@@ -269,12 +296,12 @@ public final class Connection: Sendable {
             state.subscriptions[name] = Subscription(
                 topic: topic, epoch: position.epoch, ackFloor: start - 1, window: window, next: start,
                 durable: clientID != nil, generation: state.generations)
-            state.outbox.append(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start))
+            state.queue(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start))
             if let staleEpoch {
-                state.outbox.append(ServerFrame.reset(topic: name, oldEpoch: staleEpoch, epoch: position.epoch))
+                state.queue(ServerFrame.reset(topic: name, oldEpoch: staleEpoch, epoch: position.epoch))
             }
             if let gap {
-                state.outbox.append(ServerFrame.gap(topic: name, from: gap.0, to: gap.1))
+                state.queue(ServerFrame.gap(topic: name, from: gap.0, to: gap.1))
                 broker.metrics.sentGap()
             }
             state.ready.insert(name)
@@ -330,12 +357,42 @@ public final class Connection: Sendable {
         send(ServerFrame.unsubscribed(id: id, topic: name))
     }
 
-    private func publish(_ publishes: [(id: Int64?, request: PublishRequest)]) {
-        state.withLock { $0.pendingPublishes += publishes.count }
-        broker.publishEach(publishes.map(\.request)) { [self] results in
+    private func publish(_ publishes: [(id: Int64?, request: PublishRequest)], at now: UInt64) {
+        let (admitted, refused, wake) = state.withLock { state in
+            guard state.rate != nil else {
+                state.pendingPublishes += publishes.count
+                return (publishes, 0, false)
+            }
+            var admitted: [(id: Int64?, request: PublishRequest)] = []
+            admitted.reserveCapacity(publishes.count)
+            var refused = 0
+            for publish in publishes {
+                let verdict = state.rate?.admit(at: now) ?? .allowed
+                if verdict == .allowed {
+                    admitted.append(publish)
+                    continue
+                }
+                // Over the rate: answered `rate_limited` and not stored; once a 4029 close is
+                // decided, later ones are dropped unanswered.
+                guard state.closing == nil else { continue }
+                refused += 1
+                let limits = broker.configuration.limits
+                state.queue(
+                    ServerFrame.error(
+                        id: publish.id,
+                        ProtocolError(.rateLimited, "over \(limits.publishRate) publishes per second (burst \(limits.publishBurst)); not stored")))
+                if verdict == .exceeded { state.closing = (.rateLimited, "publishing over the rate limit") }
+            }
+            state.pendingPublishes += admitted.count
+            return (admitted, refused, refused > 0 && state.wake())
+        }
+        for _ in 0..<refused { broker.metrics.rejected(by: .publishRate) }
+        notify(wake)
+        guard !admitted.isEmpty else { return }
+        broker.publishEach(admitted.map(\.request)) { [self] results in
             var frames: [Frame] = []
             frames.reserveCapacity(results.count)
-            for ((id, _), result) in zip(publishes, results) {
+            for ((id, _), result) in zip(admitted, results) {
                 switch result {
                 case .success(let outcome):
                     frames.append(ServerFrame.published(id: id, topic: outcome.topic, version: outcome.version, duplicate: outcome.duplicate))
@@ -346,8 +403,8 @@ public final class Connection: Sendable {
             // The frames wake the transport, which also resumes reading if it had paused.
             notify(
                 state.withLock { state in
-                    state.pendingPublishes -= publishes.count
-                    state.outbox.append(contentsOf: frames)
+                    state.pendingPublishes -= admitted.count
+                    for frame in frames { state.queue(frame) }
                     return state.wake()
                 })
         }
@@ -374,6 +431,7 @@ public final class Connection: Sendable {
             let (frames, reads, floors, close, delivered) = state.withLock { state in
                 state.workPending = false
                 defer { state.deliveredUnreported = 0 }
+                defer { state.outboxBytes = 0 }
                 if let closing = state.closing {
                     defer { state.outbox.removeAll() }
                     return (state.outbox, [Read](), [SubscriptionRecord](), Optional(closing), 0)
@@ -394,6 +452,22 @@ public final class Connection: Sendable {
             if !frames.isEmpty { return .frames(frames) }
             if reads.isEmpty { return nil }
         }
+    }
+
+    /// The close, once one is decided, for a transport whose socket takes nothing now: the frames
+    /// queued before it are dropped (the client is not reading them). Nil while none is decided.
+    public func takeClose() -> Outbound? {
+        let closing = state.withLock { state in
+            state.closing.map { closing in
+                state.workPending = false
+                state.outbox.removeAll()
+                state.outboxBytes = 0
+                return closing
+            }
+        }
+        guard let closing else { return nil }
+        broker.metrics.disconnected(closing.code)
+        return .close(closing.code, reason: closing.reason)
     }
 
     /// Moves every ready subscription forward as far as its window allows, from the topic cache,

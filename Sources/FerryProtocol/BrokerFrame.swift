@@ -58,6 +58,9 @@ public enum BrokerFrame: Sendable, Equatable {
                 let item = Fields(text: text, members: try Self.members(text, object.value))
                 limits.maxMessageBytes = Int(try item.integer("max_message_bytes") ?? Int64(limits.maxMessageBytes))
                 limits.maxSubscriptions = Int(try item.integer("max_subscriptions") ?? Int64(limits.maxSubscriptions))
+                limits.publishRate = Int(try item.integer("publish_rate") ?? Int64(limits.publishRate))
+                limits.publishBurst = Int(try item.integer("publish_burst") ?? Int64(limits.publishBurst))
+                limits.maxPendingBytes = Int(try item.integer("max_pending_bytes") ?? Int64(limits.maxPendingBytes))
             }
             return .welcome(
                 Welcome(

@@ -58,6 +58,8 @@ public enum CloseCode: UInt16, Sendable, CaseIterable {
     case unauthorized = 4001
     case heartbeatTimeout = 4002
     case frameTooLarge = 4008
+    /// The client did not read: more than `max_pending_bytes` of frames waited for its socket.
+    case slowConsumer = 4013
     case sessionTakenOver = 4009
     case sessionDeleted = 4010
     case rateLimited = 4029

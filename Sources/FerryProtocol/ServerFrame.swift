@@ -1,16 +1,30 @@
 import Foundation
 
-/// The limits a broker announces in `welcome`.
+/// The limits a broker announces in `welcome`: what one connection may do before it gets an
+/// error or is closed. 0 in `publishRate` means no rate limit.
 public struct Limits: Sendable, Equatable {
     public var maxMessageBytes: Int
     public var maxSubscriptions: Int
+    /// Publishes per second one connection may sustain (0: unlimited); over it, `rate_limited`.
+    public var publishRate: Int
+    /// Publishes one connection may send at once above `publishRate`.
+    public var publishBurst: Int
+    /// Bytes of frames the broker queues for a connection whose socket does not take them;
+    /// past it the connection is closed with 4013.
+    public var maxPendingBytes: Int
 
     /// The WebSocket frame limit: room for a base64 payload plus the frame's other fields.
     public var maxFrameBytes: Int { 2 * maxMessageBytes + 64 * 1024 }
 
-    public init(maxMessageBytes: Int = 1_048_576, maxSubscriptions: Int = 1000) {
+    public init(
+        maxMessageBytes: Int = 1_048_576, maxSubscriptions: Int = 1000, publishRate: Int = 0, publishBurst: Int = 1000,
+        maxPendingBytes: Int = 16 << 20
+    ) {
         self.maxMessageBytes = maxMessageBytes
         self.maxSubscriptions = maxSubscriptions
+        self.publishRate = publishRate
+        self.publishBurst = publishBurst
+        self.maxPendingBytes = maxPendingBytes
     }
 }
 
@@ -52,6 +66,9 @@ public enum ServerFrame {
             nested.field("max_message_bytes", limits.maxMessageBytes)
             nested.field("max_frame_bytes", limits.maxFrameBytes)
             nested.field("max_subscriptions", limits.maxSubscriptions)
+            nested.field("publish_rate", limits.publishRate)
+            nested.field("publish_burst", limits.publishBurst)
+            nested.field("max_pending_bytes", limits.maxPendingBytes)
         }
         return writer.finish()
     }

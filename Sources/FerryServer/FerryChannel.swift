@@ -1,5 +1,6 @@
 import Crypto
 import FerryCore
+import FerryProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -61,6 +62,9 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
     private let logger: Logger
     /// The accept value of an upgrade whose request is still arriving.
     private var upgrading: String?
+    /// An upgrade over a connection limit was answered: the rest of its request is dropped and
+    /// the connection closes.
+    private var refused = false
 
     init(path: String, session: WebSocketSession, logger: Logger) {
         self.path = path
@@ -69,8 +73,17 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         let part = unwrapInboundIn(data)
         if case .head(let head) = part, let accept = acceptValue(for: head) {
+            let address = context.channel.remoteAddress?.ipAddress ?? ""
+            if let limit = session.limiter.acquire(address) {
+                refuse(limit, context: context)
+                return
+            }
+            // Given back however the connection ends, upgraded or not.
+            let limiter = session.limiter
+            context.channel.closeFuture.whenComplete { _ in limiter.release(address) }
             upgrading = accept
             return
         }
@@ -93,6 +106,26 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
             logger.debug("websocket upgrade failed", metadata: ["error": "\(error)"])
             context.close(promise: nil)
         }
+    }
+
+    /// Answers an upgrade over `limit` with its HTTP error, before any WebSocket exists, and closes
+    /// this connection; open WebSockets are untouched.
+    private func refuse(_ limit: LimitKind, context: ChannelHandlerContext) {
+        refused = true
+        session.broker.rejected(by: limit)
+        let error = limit.refusal
+        let body = ByteBuffer(bytes: (try? JSONEncoder().encode(ErrorBody(error))) ?? Data())
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        headers.add(name: "Connection", value: "close")
+        headers.add(name: "Retry-After", value: "1")
+        let status = HTTPResponseStatus(statusCode: error.code.httpStatus)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        logger.debug("websocket upgrade refused", metadata: ["ferry.limit": "\(limit.rawValue)"])
     }
 
     /// `Sec-WebSocket-Accept` for a well-formed upgrade of `path`, else nil (the request is then

@@ -15,6 +15,11 @@ public struct ServerConfiguration: Sendable {
     public var adminToken: String?
     /// How many topics (by head) and durable clients (by lag) get a series of their own in `/metrics`.
     public var metricsTopN = 20
+    /// WebSockets open at once; an upgrade over it is answered 503 `unavailable`. Nil: no cap.
+    public var maxConnections: Int? = 10_000
+    /// WebSockets open at once from one remote IP; an upgrade over it is answered 429
+    /// `rate_limited`. Nil (the default): no cap, since behind a proxy every client has its address.
+    public var maxConnectionsPerIP: Int?
 
     public init() {}
 }
@@ -31,7 +36,8 @@ public enum FerryServer {
         let gauges = StateGauges(broker: broker, registry: metrics, limit: configuration.metricsTopN)
         HTTPAPI(broker: broker, adminToken: configuration.adminToken, metrics: metrics, gauges: gauges, readiness: readiness)
             .register(on: router)
-        let session = WebSocketSession(broker: broker, logger: logger)
+        let limiter = ConnectionLimiter(maxConnections: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP)
+        let session = WebSocketSession(broker: broker, limiter: limiter, logger: logger)
         return Application(
             router: router,
             server: .ferry(webSocketPath: "/v1/ws", webSocket: session),

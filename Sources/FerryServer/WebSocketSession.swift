@@ -8,6 +8,7 @@ import NIOWebSocket
 /// loop, feeding a core ``Connection``.
 struct WebSocketSession: Sendable {
     let broker: Broker
+    let limiter: ConnectionLimiter
     let logger: Logger
 
     /// Puts the framing and a handler for a new WebSocket on `channel`'s pipeline (on its event
@@ -135,7 +136,7 @@ final class WebSocketHandler: ChannelInboundHandler {
 
     private func deliverTexts() {
         guard !texts.isEmpty else { return }
-        connection?.receive(contentsOf: texts)
+        connection?.receive(contentsOf: texts, at: lastHeard.uptimeNanoseconds)
         texts.removeAll(keepingCapacity: true)
     }
 
@@ -178,10 +179,10 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     /// Writes what the connection has, one buffer and one flush per batch, while the socket
-    /// takes it.
+    /// takes it. While it takes nothing, only a decided close goes out (behind what is buffered).
     func drain() {
         guard let context, let wire, let connection, !closeSent else { return }
-        while context.channel.isWritable, let outbound = connection.takeOutbound() {
+        while let outbound = context.channel.isWritable ? connection.takeOutbound() : connection.takeClose() {
             switch outbound {
             case .frames(let frames):
                 wire.write(frames)
@@ -191,7 +192,8 @@ final class WebSocketHandler: ChannelInboundHandler {
                 payload.writeString(String(reason.utf8.prefix(120)) ?? "")
                 wire.send(.connectionClose, Array(buffer: payload))
                 closeSent = true
-                if readingEnded {
+                // A peer that does not read would not see the close frame within the grace either.
+                if readingEnded || !context.channel.isWritable {
                     context.close(promise: nil)
                 } else {
                     // Give the peer time to answer the close, then drop the connection.
@@ -268,23 +270,6 @@ final class Wire: ChannelInboundHandler {
         handler.endOfRead()
     }
 
-    /// XORs `input` with the repeating 4-byte masking key, 8 bytes at a time.
-    private static func unmask(_ input: UnsafeRawBufferPointer, key: UInt32, into output: UnsafeMutableBufferPointer<UInt8>) {
-        let wide = UInt64(key) | UInt64(key) << 32
-        let destination = UnsafeMutableRawBufferPointer(output)
-        var index = 0
-        while index + 8 <= input.count {
-            destination.storeBytes(of: input.loadUnaligned(fromByteOffset: index, as: UInt64.self) ^ wide, toByteOffset: index, as: UInt64.self)
-            index += 8
-        }
-        withUnsafeBytes(of: key) { key in
-            while index < input.count {
-                output[index] = input[index] ^ key[index & 3]
-                index += 1
-            }
-        }
-    }
-
     private struct InboundFrame {
         var opcode: WebSocketOpcode
         var fin: Bool
@@ -293,46 +278,18 @@ final class Wire: ChannelInboundHandler {
 
     /// The next whole frame of `pending`, or nil when more bytes are needed (or the framing broke).
     private func nextFrame() -> InboundFrame? {
-        let start = pending.readerIndex
-        guard let first = pending.getInteger(at: start, as: UInt8.self), let second = pending.getInteger(at: start + 1, as: UInt8.self)
-        else { return nil }
-        var header = 2
-        var length = UInt64(second & 0x7F)
-        if length == 126 {
-            guard let extended = pending.getInteger(at: start + 2, as: UInt16.self) else { return nil }
-            (header, length) = (4, UInt64(extended))
-        } else if length == 127 {
-            guard let extended = pending.getInteger(at: start + 2, as: UInt64.self) else { return nil }
-            (header, length) = (10, extended)
+        let outcome = pending.withUnsafeReadableBytes { WebSocketFrameParser.parse($0, maxPayload: maxFrameBytes) }
+        switch outcome {
+        case .needMore:
+            return nil
+        case .failure(let error, let code):
+            return fail(error, code)
+        case .frame(let frame, let consumed):
+            pending.moveReaderIndex(forwardBy: consumed)
+            // Any 4-bit value is an opcode to NIO; reserved ones reach the handler's "unknown".
+            guard let opcode = WebSocketOpcode(encodedWebSocketOpcode: frame.opcode) else { return nil }
+            return InboundFrame(opcode: opcode, fin: frame.fin, payload: frame.payload)
         }
-        let fin = first & 0x80 != 0
-        // Any 4-bit value is an opcode to NIO; reserved ones reach the handler's "unknown".
-        guard let opcode = WebSocketOpcode(encodedWebSocketOpcode: first & 0x0F) else { return nil }
-        if first & 0x70 != 0 {
-            return fail(ProtocolError(.badFrame, "reserved frame bits set"), .protocolViolation)
-        }
-        if second & 0x80 == 0 {
-            return fail(ProtocolError(.badFrame, "client frames must be masked"), .protocolViolation)
-        }
-        if first & 0x08 != 0 && (length > 125 || !fin) {
-            return fail(ProtocolError(.badFrame, "control frames must be whole and at most 125 bytes"), .protocolViolation)
-        }
-        guard length <= UInt64(maxFrameBytes) else {
-            return fail(ProtocolError(.tooLarge, "frame over \(maxFrameBytes) bytes"), .frameTooLarge)
-        }
-        let count = Int(length)
-        // Read in host order, the key's in-memory bytes are the wire's, as the payload's are.
-        guard pending.readableBytes >= header + 4 + count,
-            let key = pending.getInteger(at: start + header, endianness: .host, as: UInt32.self)
-        else { return nil }
-        let payload = pending.withUnsafeReadableBytes { bytes in
-            [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
-                Self.unmask(UnsafeRawBufferPointer(rebasing: bytes[(header + 4)..<(header + 4 + count)]), key: key, into: output)
-                initialized = count
-            }
-        }
-        pending.moveReaderIndex(forwardBy: header + 4 + count)
-        return InboundFrame(opcode: opcode, fin: fin, payload: payload)
     }
 
     private func fail(_ error: ProtocolError, _ code: CloseCode) -> InboundFrame? {

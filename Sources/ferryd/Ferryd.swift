@@ -28,6 +28,17 @@ struct Ferryd: AsyncParsableCommand {
     @Option(help: "Seconds between pings; 2.5x of silence closes with 4002 (FERRY_HEARTBEAT, default 20).") var heartbeat: String?
     @Option(help: "Payload limit in bytes (FERRY_MAX_MESSAGE_BYTES, default 1048576).") var maxMessageBytes: String?
     @Option(help: "Subscriptions per connection (FERRY_MAX_SUBSCRIPTIONS, default 1000).") var maxSubscriptions: Int?
+    @Option(help: "Publishes per second per connection, 0 for no limit; over it, rate_limited (FERRY_PUBLISH_RATE, default 0).")
+    var publishRate: String?
+    @Option(help: "Publishes a connection may send at once above the rate (FERRY_PUBLISH_BURST, default 1000).") var publishBurst: String?
+    @Option(help: "Rate-limited publishes within 10 s that close the connection with 4029 (FERRY_PUBLISH_REJECTIONS_BEFORE_CLOSE, default 100).")
+    var publishRejectionsBeforeClose: String?
+    @Option(help: "Bytes queued for a client that does not read before it is closed with 4013 (FERRY_MAX_PENDING_BYTES, default 16M).")
+    var maxPendingBytes: String?
+    @Option(help: "WebSocket connections at once; more are refused with 503 (FERRY_MAX_CONNECTIONS, default 10000, 0 for unlimited).")
+    var maxConnections: String?
+    @Option(help: "WebSocket connections at once per remote IP; more are refused with 429 (FERRY_MAX_CONNECTIONS_PER_IP, default unlimited).")
+    var maxConnectionsPerIP: String?
     @Option(help: "Messages kept per topic (FERRY_RETENTION_MAX_MESSAGES, default unlimited).") var retentionMaxMessages: String?
     @Option(help: "Payload bytes kept per topic (FERRY_RETENTION_MAX_BYTES, default 1G).") var retentionMaxBytes: String?
     @Option(help: "Age of the oldest message kept (FERRY_RETENTION_MAX_AGE, default 7d).") var retentionMaxAge: String?
@@ -84,10 +95,7 @@ struct Ferryd: AsyncParsableCommand {
         }
         if let text = setting(mapSize, "FERRY_MAP_SIZE") { store.mapSize = Int(try parseSize(text, name: "FERRY_MAP_SIZE")) }
         if let text = setting(retentionMaxMessages, "FERRY_RETENTION_MAX_MESSAGES") {
-            store.retention.maxMessages = try parseLimit(text, name: "FERRY_RETENTION_MAX_MESSAGES") { text, name in
-                guard let value = UInt64(text) else { throw SettingError(description: "\(name): '\(text)' is not a count") }
-                return value
-            }
+            store.retention.maxMessages = try parseLimit(text, name: "FERRY_RETENTION_MAX_MESSAGES", parse: parseCount)
         }
         if let text = setting(retentionMaxBytes, "FERRY_RETENTION_MAX_BYTES") {
             store.retention.maxBytes = try parseLimit(text, name: "FERRY_RETENTION_MAX_BYTES", parse: parseSize)
@@ -114,6 +122,25 @@ struct Ferryd: AsyncParsableCommand {
             guard count >= 1 else { throw SettingError(description: "FERRY_MAX_SUBSCRIPTIONS must be at least 1") }
             broker.limits.maxSubscriptions = count
         }
+        if let text = setting(publishRate, "FERRY_PUBLISH_RATE") {
+            broker.limits.publishRate = Int(clamping: try parseCount(text, name: "FERRY_PUBLISH_RATE"))
+        }
+        if let text = setting(publishBurst, "FERRY_PUBLISH_BURST") {
+            let burst = try parseCount(text, name: "FERRY_PUBLISH_BURST")
+            guard burst >= 1 else { throw SettingError(description: "FERRY_PUBLISH_BURST must be at least 1") }
+            broker.limits.publishBurst = Int(clamping: burst)
+        }
+        if let text = setting(publishRejectionsBeforeClose, "FERRY_PUBLISH_REJECTIONS_BEFORE_CLOSE") {
+            let count = try parseCount(text, name: "FERRY_PUBLISH_REJECTIONS_BEFORE_CLOSE")
+            guard count >= 1 else { throw SettingError(description: "FERRY_PUBLISH_REJECTIONS_BEFORE_CLOSE must be at least 1") }
+            broker.publishRejectionsBeforeClose = Int(clamping: count)
+        }
+        if let text = setting(maxPendingBytes, "FERRY_MAX_PENDING_BYTES") {
+            let bytes = try parseSize(text, name: "FERRY_MAX_PENDING_BYTES")
+            // Below this, replies to an ordinary burst of requests could trip it.
+            guard bytes >= 64 << 10 else { throw SettingError(description: "FERRY_MAX_PENDING_BYTES must be at least 64K") }
+            broker.limits.maxPendingBytes = Int(clamping: bytes)
+        }
         if let text = setting(sessionTTL, "FERRY_SESSION_TTL") {
             broker.sessionTTL = try parseDuration(text, name: "FERRY_SESSION_TTL")
         }
@@ -128,6 +155,12 @@ struct Ferryd: AsyncParsableCommand {
         if let text = metricsTopN.map(String.init) ?? setting(nil, "FERRY_METRICS_TOP_N") {
             guard let count = Int(text), count >= 0 else { throw SettingError(description: "FERRY_METRICS_TOP_N: '\(text)' is not a count") }
             server.metricsTopN = count
+        }
+        if let text = setting(maxConnections, "FERRY_MAX_CONNECTIONS") {
+            server.maxConnections = try parseLimit(text, name: "FERRY_MAX_CONNECTIONS", parse: parseCount).map { Int(clamping: $0) }
+        }
+        if let text = setting(maxConnectionsPerIP, "FERRY_MAX_CONNECTIONS_PER_IP") {
+            server.maxConnectionsPerIP = try parseLimit(text, name: "FERRY_MAX_CONNECTIONS_PER_IP", parse: parseCount).map { Int(clamping: $0) }
         }
         return (store, broker, server)
     }

@@ -35,6 +35,14 @@ func parseSize(_ text: String, name: String) throws -> UInt64 {
     throw SettingError(description: "\(name): '\(text)' is not a size (e.g. 1048576, 512M, 8G)")
 }
 
+/// A non-negative whole number.
+func parseCount(_ text: String, name: String) throws -> UInt64 {
+    guard let value = UInt64(text.trimmingCharacters(in: .whitespaces)) else {
+        throw SettingError(description: "\(name): '\(text)' is not a count")
+    }
+    return value
+}
+
 /// A limit that may be `unlimited` (or `0`, `none`).
 func parseLimit(_ text: String, name: String, parse: (String, String) throws -> UInt64) throws -> UInt64? {
     switch text.lowercased() {

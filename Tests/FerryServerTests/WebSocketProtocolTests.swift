@@ -50,6 +50,7 @@ struct WebSocketProtocolTests {
     @Test func welcomeReportsConfiguredLimits() throws {
         let ferryd = try Ferryd(environment: [
             "FERRY_HEARTBEAT": "7", "FERRY_MAX_MESSAGE_BYTES": "1000", "FERRY_MAX_SUBSCRIPTIONS": "3",
+            "FERRY_PUBLISH_RATE": "50", "FERRY_PUBLISH_BURST": "20", "FERRY_MAX_PENDING_BYTES": "1M",
         ])
         let (_, welcome) = try ferryd.session()
         #expect(welcome.double("heartbeat") == 7)
@@ -57,6 +58,9 @@ struct WebSocketProtocolTests {
         #expect(limits.int("max_message_bytes") == 1000)
         #expect(limits.int("max_frame_bytes") == 2 * 1000 + 65_536)
         #expect(limits.int("max_subscriptions") == 3)
+        #expect(limits.int("publish_rate") == 50)
+        #expect(limits.int("publish_burst") == 20)
+        #expect(limits.int("max_pending_bytes") == 1_048_576)
     }
 
     @Test func firstFrameMustBeHello() throws {
