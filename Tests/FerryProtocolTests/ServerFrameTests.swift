@@ -23,7 +23,10 @@ struct ServerFrameTests {
         #expect(subscriptions.map { $0["epoch"] as? String } == ["e1", "e2"])
         #expect(subscriptions.map { $0["ack_floor"] as? Int } == [7, 0])
         let limits = try #require(durable["limits"] as? [String: Any])
-        #expect(Set(limits.keys) == ["max_message_bytes", "max_frame_bytes", "max_subscriptions"])
+        #expect(
+            Set(limits.keys) == [
+                "max_message_bytes", "max_frame_bytes", "max_subscriptions", "publish_rate", "publish_burst", "max_pending_bytes",
+            ])
         #expect(limits["max_message_bytes"] as? Int == 1000)
         #expect(limits["max_frame_bytes"] as? Int == 2 * 1000 + 64 * 1024)
         #expect(limits["max_subscriptions"] as? Int == 5)
