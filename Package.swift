@@ -71,8 +71,13 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            // Compiled into the binary (PackageResources.ferry_js), so a ferryd copied alone still serves it.
-            resources: [.embedInCode("Resources/ferry.js")],
+            // Compiled into the binary (PackageResources.ferry_js, …), so a ferryd copied alone still serves them.
+            resources: [
+                .embedInCode("Resources/ferry.js"),
+                .embedInCode("Resources/console/console.html"),
+                .embedInCode("Resources/console/console.css"),
+                .embedInCode("Resources/console/console.js"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

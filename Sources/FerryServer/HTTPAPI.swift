@@ -76,11 +76,22 @@ struct HTTPAPI: Sendable {
         }
         // A module script is fetched with CORS: pages of other origins may import it only with this header.
         router.get("/v1/ferry.js") { _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "text/javascript; charset=utf-8", .accessControlAllowOrigin: "*"],
-                body: ResponseBody(byteBuffer: ByteBuffer(bytes: PackageResources.ferry_js)))
+            staticFile(PackageResources.ferry_js, type: "text/javascript", headers: [.accessControlAllowOrigin: "*"])
         }
+        // The console's shell holds no data, so it is served without the token; the page asks for
+        // it and sends it on every admin API request. Framing is refused: the page takes a secret.
+        let policy: HTTPFields = [.contentSecurityPolicy: "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'"]
+        router.get("/console") { _, _ in staticFile(PackageResources.console_html, type: "text/html", headers: policy) }
+        router.get("/console/console.js") { _, _ in staticFile(PackageResources.console_js, type: "text/javascript", headers: [:]) }
+        router.get("/console/console.css") { _, _ in staticFile(PackageResources.console_css, type: "text/css", headers: [:]) }
         registerAdmin(on: router.group("/v1/admin"))
+    }
+
+    /// A file compiled into the binary, as UTF-8 text of `type`.
+    private func staticFile(_ bytes: [UInt8], type: String, headers: HTTPFields) -> Response {
+        var fields = headers
+        fields[.contentType] = "\(type); charset=utf-8"
+        return Response(status: .ok, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     private func registerAdmin(on admin: RouterGroup<BasicRequestContext>) {

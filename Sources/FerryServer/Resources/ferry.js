@@ -46,10 +46,11 @@ function newMessageID() {
 }
 
 /** A Storage-like object in memory, for when neither `storage` nor localStorage is there. */
-class MemoryStorage {
+export class MemoryStorage {
   constructor() { this.items = new Map(); }
   getItem(key) { return this.items.has(key) ? this.items.get(key) : null; }
   setItem(key, value) { this.items.set(key, String(value)); }
+  removeItem(key) { this.items.delete(key); }
 }
 
 /**
@@ -58,18 +59,26 @@ class MemoryStorage {
 export class FerryClient {
   /**
    * Starts connecting at once; subscribe in the same turn so no message is missed.
-   * @param {string} url the broker's WebSocket URL, `ws://host:port/v1/ws` (http(s) URLs are converted);
-   *   with authentication on, add `?token=…` (browsers cannot set headers on a WebSocket).
+   * @param {string} url the broker's WebSocket URL, `ws://host:port/v1/ws` (http(s) URLs are converted).
    * @param {object} [options]
    * @param {string} [options.clientId] a durable session's id; without one the client is ephemeral.
+   * @param {string} [options.token] with authentication on: sent as `?token=…` on the upgrade
+   *   (browsers cannot set headers on a WebSocket).
    * @param {Storage} [options.storage] where the resume token, positions and outbox live (default localStorage).
-   * @param {string} [options.storageKey] the key in `storage` (default `ferry:<clientId>`).
+   * @param {string} [options.storageKey] the key in `storage` (default `ferry:<clientId>`); outbox
+   *   entries are kept under `<storageKey>:out:<n>`.
+   * @param {number} [options.outboxLimit] publishes waiting for confirmation before `publish`
+   *   rejects with code `outbox_full` (10,000).
    * @param {{initialMs:number, factor:number, capMs:number}} [options.backoff] default 100 ms ×2, cap 30 s.
    * @param {number} [options.stableAfterMs] a connection that lasted this long resets the backoff (10 s).
    * @param {number} [options.helloTimeoutMs] how long a hello may go unanswered (10 s).
    */
   constructor(url, options = {}) {
     this.url = url.replace(/^http/, "ws");
+    if (options.token != null) {
+      this.url += `${this.url.includes("?") ? "&" : "?"}token=${encodeURIComponent(options.token)}`;
+    }
+    this.outboxLimit = options.outboxLimit ?? 10000;
     this.backoff = options.backoff ?? { initialMs: 100, factor: 2, capMs: 30000 };
     this.stableAfterMs = options.stableAfterMs ?? 10000;
     this.helloTimeoutMs = options.helloTimeoutMs ?? 10000;
@@ -78,13 +87,18 @@ export class FerryClient {
     /** @type {FerryState} */
     this.state = "disconnected";
     this.listeners = { state: [], gap: [], reset: [], error: [] };
+    /** The small record written at every ack: client id, resume token, positions, pending unsubscribes. */
     this.saved = this.load(options.clientId);
+    /** Publishes waiting for confirmation, oldest first, each stored under its own key (`seq`). */
+    this.pending = this.loadOutbox();
     /** Per topic: handler, start, epoch, versions delivered/acked, and this connection's view. */
     this.topics = new Map();
     /** Callers waiting for a publish's version, by msg_id. */
     this.waiters = new Map();
     /** Publish request ids of the current connection → msg_id. */
     this.inFlight = new Map();
+    /** Unsubscribe request ids of the current connection → topic. */
+    this.leavingRequests = new Map();
     this.nextRequestID = 1;
     this.failures = 0;
     this.socket = null;
@@ -121,6 +135,7 @@ export class FerryClient {
    */
   subscribe(topic, onMessage, options = {}) {
     if (this.isFinished) throw new Error(`the client is ${this.state}`);
+    this.saved.leaving = this.saved.leaving.filter((name) => name !== topic);
     const position = this.saved.topics[topic];
     const existing = this.topics.get(topic);
     this.topics.set(topic, {
@@ -140,14 +155,17 @@ export class FerryClient {
   }
 
   /**
-   * Ends the subscription; a durable one and its position are removed from the broker.
+   * Ends the subscription; a durable one and its position are removed from the broker, at the
+   * next connection if the client is offline now (the broker would otherwise restore it).
    * @param {string} topic
    */
   unsubscribe(topic) {
     this.topics.delete(topic);
     delete this.saved.topics[topic];
+    // An ephemeral subscription ends with its connection anyway.
+    if (this.saved.clientId && !this.saved.leaving.includes(topic)) this.saved.leaving.push(topic);
     this.save();
-    this.send({ op: "unsubscribe", topic });
+    this.sendUnsubscribe(topic);
   }
 
   /**
@@ -156,20 +174,29 @@ export class FerryClient {
    * @param {string} topic
    * @param {*} data
    * @param {{msgId?: string, headers?: Object<string,string>}} [options]
-   * @returns {Promise<number>} the message's version
+   * @returns {Promise<number>} the message's version; rejects with code `outbox_full` when
+   *   `outboxLimit` publishes are already waiting.
    */
   publish(topic, data, options = {}) {
     if (this.isFinished) return Promise.reject(new Error(`the client is ${this.state}`));
     const entry = { topic, data, msg_id: options.msgId ?? newMessageID() };
     if (options.headers) entry.headers = options.headers;
+    // The same msg_id again is the same message: one entry, every caller gets its version.
+    const queued = this.pending.some((waiting) => waiting.msg_id === entry.msg_id);
+    if (!queued && this.pending.length >= this.outboxLimit) {
+      const error = new Error(`the outbox holds ${this.pending.length} unconfirmed publishes`);
+      return Promise.reject(Object.assign(error, { code: "outbox_full" }));
+    }
     const confirmed = new Promise((resolve, reject) => {
       const list = this.waiters.get(entry.msg_id) ?? [];
       list.push({ resolve, reject });
       this.waiters.set(entry.msg_id, list);
     });
-    // The same msg_id again is the same message: one entry, every caller gets its version.
-    if (!this.saved.outbox.some((queued) => queued.msg_id === entry.msg_id)) {
-      this.saved.outbox.push(entry);
+    if (!queued) {
+      // Stored before it is sent, so a reload resends it with the same msg_id.
+      entry.seq = this.saved.outboxNext++;
+      this.pending.push(entry);
+      this.store(`${this.storageKey}:out:${entry.seq}`, entry);
       this.save();
       if (this.state === "connected") this.sendPublish(entry);
     }
@@ -178,7 +205,7 @@ export class FerryClient {
 
   /** Publishes waiting for the broker's confirmation, oldest first. */
   get outbox() {
-    return this.saved.outbox.slice();
+    return this.pending.map(({ seq, ...entry }) => entry);
   }
 
   /** Closes the connection for good; the outbox and positions stay in storage for the next page. */
@@ -232,6 +259,7 @@ export class FerryClient {
     }
     clearTimeout(this.silenceTimer);
     this.inFlight.clear();
+    this.leavingRequests.clear();
     for (const topic of this.topics.values()) {
       topic.live = false;
       topic.received = 0;
@@ -317,6 +345,7 @@ export class FerryClient {
       }
       case "msg": return this.deliver(frame);
       case "published": return this.confirm(frame.id, frame.version, null);
+      case "unsubscribed": return this.left(frame.topic);
       case "gap": return this.announce("gap", frame);
       case "reset": {
         const topic = this.topics.get(frame.topic);
@@ -331,6 +360,8 @@ export class FerryClient {
         if (frame.id != null && this.inFlight.has(frame.id)) {
           return this.confirm(frame.id, null, Object.assign(new Error(frame.message), { code: frame.code }));
         }
+        // `not_subscribed`: an earlier connection's unsubscribe went through before its answer was lost.
+        if (frame.id != null && this.leavingRequests.has(frame.id)) return this.left(this.leavingRequests.get(frame.id));
         return this.emit("error", frame);
     }
   }
@@ -349,8 +380,9 @@ export class FerryClient {
       topic.ackSent = restored.ack_floor;
       topic.epoch ??= restored.epoch;
     }
+    for (const name of this.saved.leaving) this.sendUnsubscribe(name);
     for (const [name, topic] of this.topics) if (!topic.live) this.sendSubscribe(name);
-    for (const entry of this.saved.outbox) this.sendPublish(entry);
+    for (const entry of this.pending) this.sendPublish(entry);
     this.watchSilence();
   }
 
@@ -391,10 +423,22 @@ export class FerryClient {
     const id = this.inFlight.get(requestID);
     if (id === undefined) return;
     this.inFlight.delete(requestID);
-    this.saved.outbox = this.saved.outbox.filter((entry) => entry.msg_id !== id);
-    this.save();
+    const index = this.pending.findIndex((entry) => entry.msg_id === id);
+    if (index >= 0) {
+      const [entry] = this.pending.splice(index, 1);
+      this.storage.removeItem(`${this.storageKey}:out:${entry.seq}`);
+      this.saved.outboxFirst = this.pending[0]?.seq ?? this.saved.outboxNext;
+      this.save();
+    }
     for (const waiter of this.waiters.get(id) ?? []) error ? waiter.reject(error) : waiter.resolve(version);
     this.waiters.delete(id);
+  }
+
+  /** The broker no longer has the durable subscription: stop asking at each connection. */
+  left(name) {
+    const before = this.saved.leaving.length;
+    this.saved.leaving = this.saved.leaving.filter((topic) => topic !== name);
+    if (this.saved.leaving.length !== before) this.save();
   }
 
   announce(kind, frame) {
@@ -422,10 +466,17 @@ export class FerryClient {
     this.send(frame);
   }
 
-  sendPublish(entry) {
+  sendPublish({ seq, ...entry }) {
     const id = this.nextRequestID++;
     this.inFlight.set(id, entry.msg_id);
     this.send({ op: "publish", id, ...entry });
+  }
+
+  sendUnsubscribe(topic) {
+    if (this.state !== "connected") return;
+    const id = this.nextRequestID++;
+    this.leavingRequests.set(id, topic);
+    this.send({ op: "unsubscribe", id, topic });
   }
 
   /** Sends the highest ack the broker can take: processed, and delivered on this connection. */
@@ -474,20 +525,51 @@ export class FerryClient {
     this.save();
   }
 
-  /** The stored state; another client id's token and positions do not apply to this one. */
+  // Storage. The record (`storageKey`) is rewritten at every ack, so it holds only what is small:
+  // token, positions and the outbox's key range. Each outbox entry has a key of its own, written
+  // once when published and removed when confirmed, so a long outbox costs nothing per message.
+  // Positions are written synchronously at each ack rather than throttled: a throttled write
+  // would let a reload hand the application versions it already processed. The cost is one
+  // small JSON write per message.
+
+  /** The stored record; another client id's token and positions do not apply to this one. */
   load(clientId) {
-    let saved = null;
-    try {
-      saved = JSON.parse(this.storage.getItem(this.storageKey) ?? "null");
-    } catch {
-      saved = null;
-    }
+    const saved = this.read(this.storageKey);
     if (!saved || (clientId !== undefined && saved.clientId !== clientId)) {
-      saved = { clientId: clientId ?? null, resumeToken: null, topics: {}, outbox: [] };
+      return { clientId: clientId ?? null, resumeToken: null, topics: {}, leaving: [], outboxFirst: 0, outboxNext: 0 };
     }
     saved.topics ??= {};
-    saved.outbox ??= [];
+    saved.leaving ??= [];
+    saved.outboxFirst ??= 0;
+    saved.outboxNext ??= saved.outboxFirst;
     return saved;
+  }
+
+  /** The outbox entries in the record's key range, oldest first; a missing key was confirmed. */
+  loadOutbox() {
+    const entries = [];
+    for (let seq = this.saved.outboxFirst; seq < this.saved.outboxNext; seq++) {
+      const entry = this.read(`${this.storageKey}:out:${seq}`);
+      if (entry) entries.push(Object.assign(entry, { seq }));
+    }
+    // ferry.js before per-entry keys kept the outbox inside the record.
+    const legacy = this.saved.outbox;
+    delete this.saved.outbox;
+    for (const entry of legacy ?? []) {
+      entry.seq = this.saved.outboxNext++;
+      this.store(`${this.storageKey}:out:${entry.seq}`, entry);
+      entries.push(entry);
+    }
+    if (legacy) this.save();
+    return entries;
+  }
+
+  read(key) {
+    try {
+      return JSON.parse(this.storage.getItem(key) ?? "null");
+    } catch {
+      return null;
+    }
   }
 
   remember(name, topic) {
@@ -495,10 +577,13 @@ export class FerryClient {
     this.save();
   }
 
-  /** Written at every change: the outbox must be stored before a publish is sent. */
   save() {
+    this.store(this.storageKey, this.saved);
+  }
+
+  store(key, value) {
     try {
-      this.storage.setItem(this.storageKey, JSON.stringify(this.saved));
+      this.storage.setItem(key, JSON.stringify(value));
     } catch (error) {
       console.error("ferry.js could not save its state", error);
     }
