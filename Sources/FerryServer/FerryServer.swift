@@ -16,7 +16,7 @@ public struct ServerConfiguration: Sendable {
     /// How many topics (by head) and durable clients (by lag) get a series of their own in `/metrics`.
     public var metricsTopN = 20
     /// WebSockets open at once; an upgrade over it is answered 503 `unavailable`. Nil: no cap.
-    public var maxConnections: Int? = 65_536
+    public var maxConnections: Int? = 10_000
     /// WebSockets open at once from one remote IP; an upgrade over it is answered 429
     /// `rate_limited`. Nil (the default): no cap, since behind a proxy every client has its address.
     public var maxConnectionsPerIP: Int?

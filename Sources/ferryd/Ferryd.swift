@@ -35,7 +35,7 @@ struct Ferryd: AsyncParsableCommand {
     var publishRejectionsBeforeClose: String?
     @Option(help: "Bytes queued for a client that does not read before it is closed with 4013 (FERRY_MAX_PENDING_BYTES, default 16M).")
     var maxPendingBytes: String?
-    @Option(help: "WebSocket connections at once; more are refused with 503 (FERRY_MAX_CONNECTIONS, default 65536, 0 for unlimited).")
+    @Option(help: "WebSocket connections at once; more are refused with 503 (FERRY_MAX_CONNECTIONS, default 10000, 0 for unlimited).")
     var maxConnections: String?
     @Option(help: "WebSocket connections at once per remote IP; more are refused with 429 (FERRY_MAX_CONNECTIONS_PER_IP, default unlimited).")
     var maxConnectionsPerIP: String?
