@@ -163,7 +163,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     /// Writes what the connection has, one buffer and one flush per batch, while the socket
-    /// takes it. While it takes nothing, only a decided close goes out (behind what is buffered).
+    /// takes it. While it takes nothing, only a slow-consumer close goes out (behind what is buffered).
     func drain() {
         guard let context, let wire, let connection, !closeSent else { return }
         while let outbound = context.channel.isWritable ? connection.takeOutbound() : connection.takeClose() {
