@@ -171,6 +171,14 @@ final class WebSocketHandler: ChannelInboundHandler {
             case .frames(let frames):
                 wire.write(frames)
             case .close(let code, let reason):
+                if code == .slowConsumer || code == .rateLimited {
+                    logger.notice(
+                        "websocket closed by a limit",
+                        metadata: [
+                            "ferry.close_code": "\(code.rawValue)", "ferry.reason": "\(reason)",
+                            "ferry.remote": "\(context.channel.remoteAddress?.description ?? "")",
+                        ])
+                }
                 var payload = ByteBuffer()
                 payload.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code.rawValue)))
                 payload.writeString(String(reason.utf8.prefix(120)) ?? "")
