@@ -454,16 +454,16 @@ public final class Connection: Sendable {
         }
     }
 
-    /// The close, once one is decided, for a transport whose socket takes nothing now: the frames
-    /// queued before it are dropped (the client is not reading them). Nil while none is decided.
+    /// The 4013 close, once decided, for a transport whose socket takes nothing now: the frames
+    /// queued before it are dropped (the client is not reading them). Nil otherwise: other closes
+    /// wait for the socket, so their last frames go out first.
     public func takeClose() -> Outbound? {
-        let closing = state.withLock { state in
-            state.closing.map { closing in
-                state.workPending = false
-                state.outbox.removeAll()
-                state.outboxBytes = 0
-                return closing
-            }
+        let closing = state.withLock { state -> (code: CloseCode, reason: String)? in
+            guard let closing = state.closing, closing.code == .slowConsumer else { return nil }
+            state.workPending = false
+            state.outbox.removeAll()
+            state.outboxBytes = 0
+            return closing
         }
         guard let closing else { return nil }
         broker.metrics.disconnected(closing.code)

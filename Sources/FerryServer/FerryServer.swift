@@ -15,8 +15,9 @@ public struct ServerConfiguration: Sendable {
     public var adminToken: String?
     /// How many topics (by head) and durable clients (by lag) get a series of their own in `/metrics`.
     public var metricsTopN = 20
-    /// WebSockets open at once; an upgrade over it is answered 503 `unavailable`. Nil: no cap.
-    public var maxConnections: Int? = 10_000
+    /// WebSockets open at once; an upgrade over it is answered 503 `unavailable`. Nil: no cap
+    /// (`ferryd` sets 90 % of its open-file limit).
+    public var maxConnections: Int?
     /// WebSockets open at once from one remote IP; an upgrade over it is answered 429
     /// `rate_limited`. Nil (the default): no cap, since behind a proxy every client has its address.
     public var maxConnectionsPerIP: Int?

@@ -179,7 +179,7 @@ final class WebSocketHandler: ChannelInboundHandler {
     }
 
     /// Writes what the connection has, one buffer and one flush per batch, while the socket
-    /// takes it. While it takes nothing, only a decided close goes out (behind what is buffered).
+    /// takes it. While it takes nothing, only a slow-consumer close goes out (behind what is buffered).
     func drain() {
         guard let context, let wire, let connection, !closeSent else { return }
         while let outbound = context.channel.isWritable ? connection.takeOutbound() : connection.takeClose() {
@@ -187,6 +187,14 @@ final class WebSocketHandler: ChannelInboundHandler {
             case .frames(let frames):
                 wire.write(frames)
             case .close(let code, let reason):
+                if code == .slowConsumer || code == .rateLimited {
+                    logger.notice(
+                        "websocket closed by a limit",
+                        metadata: [
+                            "ferry.close_code": "\(code.rawValue)", "ferry.reason": "\(reason)",
+                            "ferry.remote": "\(context.channel.remoteAddress?.description ?? "")",
+                        ])
+                }
                 var payload = ByteBuffer()
                 payload.write(webSocketErrorCode: WebSocketErrorCode(codeNumber: Int(code.rawValue)))
                 payload.writeString(String(reason.utf8.prefix(120)) ?? "")

@@ -35,7 +35,7 @@ struct Ferryd: AsyncParsableCommand {
     var publishRejectionsBeforeClose: String?
     @Option(help: "Bytes queued for a client that does not read before it is closed with 4013 (FERRY_MAX_PENDING_BYTES, default 16M).")
     var maxPendingBytes: String?
-    @Option(help: "WebSocket connections at once; more are refused with 503 (FERRY_MAX_CONNECTIONS, default 10000, 0 for unlimited).")
+    @Option(help: "WebSocket connections at once; more are refused with 503 (FERRY_MAX_CONNECTIONS, default 90% of the open-file limit, 0 for unlimited).")
     var maxConnections: String?
     @Option(help: "WebSocket connections at once per remote IP; more are refused with 429 (FERRY_MAX_CONNECTIONS_PER_IP, default unlimited).")
     var maxConnectionsPerIP: String?
@@ -63,8 +63,8 @@ struct Ferryd: AsyncParsableCommand {
         MetricsSystem.bootstrap(factory)
         let logger = Logger(label: "ferry")
 
-        let (storeConfiguration, brokerConfiguration, serverConfiguration) = try settings()
         let openFiles = raiseOpenFileLimit()
+        let (storeConfiguration, brokerConfiguration, serverConfiguration) = try settings(openFiles: openFiles)
         let store = try LMDBMessageStore(configuration: storeConfiguration)
         let broker = try Broker(store: store, configuration: brokerConfiguration)
         let sync = storeConfiguration.syncOnCommit ? "full" : "none"
@@ -73,7 +73,10 @@ struct Ferryd: AsyncParsableCommand {
             onServerRunning: { port in
                 logger.info(
                     "ferryd \(Broker.version) listening on http://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync)",
-                    metadata: ["ferry.open_files": "\(openFiles)"])
+                    metadata: [
+                        "ferry.open_files": "\(openFiles)",
+                        "ferry.max_connections": "\(serverConfiguration.maxConnections.map(String.init) ?? "unlimited")",
+                    ])
             })
         let group = ServiceGroup(
             configuration: .init(
@@ -86,7 +89,8 @@ struct Ferryd: AsyncParsableCommand {
         try await group.run()
     }
 
-    private func settings() throws -> (LMDBStoreConfiguration, BrokerConfiguration, ServerConfiguration) {
+    /// - Parameter openFiles: the open-file limit in force, which bounds the default connection cap.
+    private func settings(openFiles: UInt64) throws -> (LMDBStoreConfiguration, BrokerConfiguration, ServerConfiguration) {
         var store = LMDBStoreConfiguration(path: setting(data, "FERRY_DATA") ?? "./ferry-data")
         switch (setting(sync, "FERRY_SYNC") ?? "full").lowercased() {
         case "full": store.syncOnCommit = true
@@ -158,6 +162,10 @@ struct Ferryd: AsyncParsableCommand {
         }
         if let text = setting(maxConnections, "FERRY_MAX_CONNECTIONS") {
             server.maxConnections = try parseLimit(text, name: "FERRY_MAX_CONNECTIONS", parse: parseCount).map { Int(clamping: $0) }
+        } else if openFiles > 0 {
+            // A WebSocket holds a descriptor: refuse with 503 before accept() fails for want of one,
+            // keeping a tenth for the store, plain HTTP and the listener.
+            server.maxConnections = Int(clamping: openFiles / 10 * 9)
         }
         if let text = setting(maxConnectionsPerIP, "FERRY_MAX_CONNECTIONS_PER_IP") {
             server.maxConnectionsPerIP = try parseLimit(text, name: "FERRY_MAX_CONNECTIONS_PER_IP", parse: parseCount).map { Int(clamping: $0) }

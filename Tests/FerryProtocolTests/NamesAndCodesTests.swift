@@ -96,6 +96,7 @@ struct CodesTests {
             #expect(code?.shouldReconnect == expected, "\(raw)")
         }
         #expect(CloseCode(rawValue: 4008) == .frameTooLarge)
+        #expect(CloseCode(rawValue: 4013) == .slowConsumer)
         #expect(Set(CloseCode.allCases.map(\.rawValue)) == [1000, 1001, 4000, 4001, 4002, 4008, 4009, 4010, 4013, 4029])
     }
 

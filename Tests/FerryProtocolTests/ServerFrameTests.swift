@@ -4,13 +4,25 @@ import Testing
 
 @Suite("ServerFrame encoders and JSONWriter")
 struct ServerFrameTests {
+    @Test func welcomeLimitsDecodeOnTheClient() throws {
+        let limits = Limits(maxMessageBytes: 1000, maxSubscriptions: 5, publishRate: 50, publishBurst: 7, maxPendingBytes: 65536)
+        let frame = ServerFrame.welcome(
+            clientID: nil, resumeToken: nil, resumed: false, subscriptions: [], heartbeatSeconds: 20, limits: limits)
+        guard case .welcome(let welcome) = try BrokerFrame.decode(frame) else {
+            Issue.record("not a welcome")
+            return
+        }
+        #expect(welcome.limits == limits)
+    }
+
     @Test("welcome has the fields of PROTOCOL.md, null ids when ephemeral")
     func welcome() throws {
         let durable = try parseObject(
             ServerFrame.welcome(
                 clientID: "me", resumeToken: "tok", resumed: true,
                 subscriptions: [RestoredSubscription(topic: "a/b", epoch: "e1", ackFloor: 7), RestoredSubscription(topic: "c", epoch: "e2", ackFloor: 0)],
-                heartbeatSeconds: 20, limits: Limits(maxMessageBytes: 1000, maxSubscriptions: 5)))
+                heartbeatSeconds: 20,
+                limits: Limits(maxMessageBytes: 1000, maxSubscriptions: 5, publishRate: 50, publishBurst: 7, maxPendingBytes: 65536)))
         #expect(Set(durable.keys) == ["op", "client_id", "resume_token", "resumed", "subscriptions", "heartbeat", "limits"])
         #expect(durable["op"] as? String == "welcome")
         #expect(durable["client_id"] as? String == "me")
@@ -30,6 +42,9 @@ struct ServerFrameTests {
         #expect(limits["max_message_bytes"] as? Int == 1000)
         #expect(limits["max_frame_bytes"] as? Int == 2 * 1000 + 64 * 1024)
         #expect(limits["max_subscriptions"] as? Int == 5)
+        #expect(limits["publish_rate"] as? Int == 50)
+        #expect(limits["publish_burst"] as? Int == 7)
+        #expect(limits["max_pending_bytes"] as? Int == 65536)
 
         let ephemeralBytes = ServerFrame.welcome(
             clientID: nil, resumeToken: nil, resumed: false, subscriptions: [], heartbeatSeconds: 0.5, limits: Limits())

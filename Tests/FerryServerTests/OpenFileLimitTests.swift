@@ -16,5 +16,7 @@ struct OpenFileLimitTests {
         let line = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
         #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).prefix(2) == ["4096", "4096"])
         #expect(ferryd.logTail().contains("ferry.open_files=4096"))
+        // The default WebSocket cap keeps a tenth of the descriptors spare.
+        #expect(ferryd.logTail().contains("ferry.max_connections=3681"))
     }
 }
