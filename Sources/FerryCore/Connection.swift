@@ -19,6 +19,8 @@ public final class Connection: Sendable {
     }
 
     private let broker: Broker
+    /// Who the transport authenticated: what this connection may do, and until when.
+    private let principal: Principal
     private let state: Mutex<State>
     /// Tells the transport there is output to take, or that it may read again. Called outside
     /// the lock, from any thread, once per batch of work (not again until `takeOutbound`).
@@ -27,8 +29,9 @@ public final class Connection: Sendable {
     /// Store reads per subscription are paged so one catch-up cannot hold a reader for long.
     static let readPage = 512
 
-    init(broker: Broker, onWork: @escaping @Sendable () -> Void) {
+    init(broker: Broker, principal: Principal, onWork: @escaping @Sendable () -> Void) {
         self.broker = broker
+        self.principal = principal
         self.onWork = onWork
         self.state = Mutex(State())
     }
@@ -107,6 +110,11 @@ public final class Connection: Sendable {
     /// Handles one inbound text frame. A publish is handed to the committer and confirmed later,
     /// so publishes pipeline.
     public func receive(_ text: [UInt8]) {
+        // The transport also closes at expiry; this makes the rule exact: no frame after it.
+        if let expiresAt = principal.expiresAt, broker.configuration.now() >= expiresAt {
+            expired()
+            return
+        }
         let frame: ClientFrame
         do {
             frame = try ClientFrame.decode(text)
@@ -161,6 +169,11 @@ public final class Connection: Sendable {
             })
     }
 
+    /// The credential the connection was opened with has expired: close with 4001.
+    public func expired() {
+        fail(ProtocolError(.unauthorized, "the token has expired"), close: .unauthorized)
+    }
+
     private var isAwaitingHello: Bool {
         state.withLock { $0.phase == .awaitingHello }
     }
@@ -180,7 +193,7 @@ public final class Connection: Sendable {
         }
         let session: Broker.Attachment
         do {
-            session = try broker.attach(self, clientID: clientID, resumeToken: resumeToken)
+            session = try broker.attach(self, principal: principal, clientID: clientID, resumeToken: resumeToken)
         } catch {
             broker.metrics.helloRejected(error, clientID: clientID)
             reply(id: nil, error)
@@ -212,6 +225,11 @@ public final class Connection: Sendable {
     }
 
     private func subscribe(id: Int64?, topic name: String, from: StartPosition, epoch: String?, window: Int) {
+        // Before anything is looked up, so a refused subscribe creates nothing.
+        guard principal.permissions.maySubscribe(name) else {
+            reply(id: id, ProtocolError(.forbidden, "not allowed to subscribe to \(name)"))
+            return
+        }
         let clientID = state.withLock { $0.clientID }
         let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
         let topic = broker.topic(named: name)
@@ -312,6 +330,10 @@ public final class Connection: Sendable {
     }
 
     private func publish(id: Int64?, _ request: PublishRequest) {
+        guard principal.permissions.mayPublish(request.topic) else {
+            reply(id: id, ProtocolError(.forbidden, "not allowed to publish to \(request.topic)"))
+            return
+        }
         state.withLock { $0.pendingPublishes += 1 }
         broker.publish([request]) { [self] result in
             let frame: Frame

@@ -1,5 +1,6 @@
 import Crypto
 import FerryCore
+import FerryProtocol
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -9,10 +10,11 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import NIOSSL
 import NIOWebSocket
 
 /// The server's child channel: HTTP/1.1 for the API, and on `GET /v1/ws` an upgrade to Ferry's
-/// own WebSocket handling.
+/// own WebSocket handling; with a TLS context, both behind TLS.
 ///
 /// The upgrade is answered on any request of a connection, not only the first: a proxy that
 /// keeps a pool of connections to the broker (nginx `keepalive`, ingress-nginx by default) sends
@@ -29,13 +31,17 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let webSocketPath: String
     let webSocket: WebSocketSession
+    let authenticator: Authenticator
+    let tls: NIOSSLContext?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
+            if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
             try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-            try pipeline.addHandler(WebSocketUpgrade(path: webSocketPath, session: webSocket, logger: logger))
-            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandler(
+                WebSocketUpgrade(path: webSocketPath, session: webSocket, authenticator: authenticator, logger: logger))
+            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: tls != nil))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
             let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                 wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -49,38 +55,62 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
 }
 
 /// Watches the requests of a connection; a WebSocket upgrade of `path` is answered here (RFC 6455
-/// §4.2: 101 with `Sec-WebSocket-Accept`), every other request goes on to the HTTP API.
+/// §4.2: 101 with `Sec-WebSocket-Accept`), every other request goes on to the HTTP API. When
+/// authentication is on, an upgrade without a valid token is refused with 401 before it happens.
 final class WebSocketUpgrade: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// What to do with an upgrade request once it has arrived whole.
+    private enum Upgrade {
+        case accept(String, Principal)
+        case refuse(ProtocolError)
+    }
+
     private let path: String
     private let session: WebSocketSession
+    private let authenticator: Authenticator
     private let logger: Logger
-    /// The accept value of an upgrade whose request is still arriving.
-    private var upgrading: String?
+    /// The answer to an upgrade whose request is still arriving.
+    private var upgrading: Upgrade?
 
-    init(path: String, session: WebSocketSession, logger: Logger) {
+    init(path: String, session: WebSocketSession, authenticator: Authenticator, logger: Logger) {
         self.path = path
         self.session = session
+        self.authenticator = authenticator
         self.logger = logger
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if case .head(let head) = part, let accept = acceptValue(for: head) {
-            upgrading = accept
+            let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first
+            let token = Authenticator.presentedToken(authorization: head.headers.first(name: "authorization"), query: query)
+            do {
+                upgrading = .accept(accept, try authenticator.principal(presenting: token))
+            } catch {
+                upgrading = .refuse(error)
+            }
             return
         }
-        guard let accept = upgrading else {
+        guard let upgrade = upgrading else {
             context.fireChannelRead(data)
             return
         }
-        // The upgrade request's body (there should be none) is dropped; at its end, switch.
+        // The upgrade request's body (there should be none) is dropped; at its end, answer.
         guard case .end = part else { return }
         upgrading = nil
+        switch upgrade {
+        case .accept(let accept, let principal):
+            switchToWebSocket(context: context, accept: accept, principal: principal)
+        case .refuse(let error):
+            refuse(context: context, error)
+        }
+    }
+
+    private func switchToWebSocket(context: ChannelHandlerContext, accept: String, principal: Principal) {
         var headers = HTTPHeaders()
         headers.add(name: "Upgrade", value: "websocket")
         headers.add(name: "Connection", value: "Upgrade")
@@ -88,11 +118,28 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         do {
-            try session.attach(to: context.channel)
+            try session.attach(to: context.channel, principal: principal)
         } catch {
             logger.debug("websocket upgrade failed", metadata: ["error": "\(error)"])
             context.close(promise: nil)
         }
+    }
+
+    /// Answers with the error body of the HTTP API and closes: the HTTP handlers behind never saw
+    /// this request, so the connection cannot go on serving them in order.
+    private func refuse(context: ChannelHandlerContext, _ error: ProtocolError) {
+        logger.debug("websocket upgrade refused", metadata: ["ferry.code": "\(error.code.rawValue)"])
+        let body = (try? JSONEncoder().encode(ErrorBody(error))) ?? Data()
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.count))
+        headers.add(name: "Connection", value: "close")
+        if error.code == .unauthorized { headers.add(name: "WWW-Authenticate", value: "Bearer") }
+        let status = HTTPResponseStatus(statusCode: error.code.httpStatus)
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// `Sec-WebSocket-Accept` for a well-formed upgrade of `path`, else nil (the request is then
@@ -112,9 +159,11 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with Ferry's WebSocket endpoint.
-    static func ferry(webSocketPath: String, webSocket: WebSocketSession) -> HTTPServerBuilder {
+    static func ferry(webSocketPath: String, webSocket: WebSocketSession, authenticator: Authenticator, tls: NIOSSLContext?)
+        -> HTTPServerBuilder
+    {
         .init { responder in
-            FerryChannel(responder: responder, webSocketPath: webSocketPath, webSocket: webSocket)
+            FerryChannel(responder: responder, webSocketPath: webSocketPath, webSocket: webSocket, authenticator: authenticator, tls: tls)
         }
     }
 }
