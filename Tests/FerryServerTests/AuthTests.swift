@@ -231,16 +231,18 @@ struct AuthTests {
         try Data(#"{"rules":[{"client":"a","publish":["x"]}]}"#.utf8).write(to: acl)
         let badACL = folder.appendingPathComponent("bad-acl.json")
         try Data(#"{"rules":[{"client":"a","publish":["x.>.y"]}]}"#.utf8).write(to: badACL)
-        let cases: [(String, [String: String])] = [
-            ("an ACL without authentication", ["FERRY_ACL": acl.path]),
-            ("an ACL with a bad pattern", ["FERRY_ACL": badACL.path, "FERRY_JWT_SECRET": Token.secret]),
-            ("a short JWT secret", ["FERRY_JWT_SECRET": "short"]),
-            ("a public key file that is not one", ["FERRY_JWT_PUBLIC_KEY": acl.path]),
-            ("a secret and a public key", ["FERRY_JWT_SECRET": Token.secret, "FERRY_JWT_PUBLIC_KEY": acl.path]),
-            ("a certificate without its key", ["FERRY_TLS_CERT": acl.path]),
+        // Each with the reason ferryd gives.
+        let cases: [([String: String], String)] = [
+            (["FERRY_ACL": acl.path], "an ACL file needs authentication"),
+            (["FERRY_ACL": badACL.path, "FERRY_JWT_SECRET": Token.secret], "ACL rule 1 (a): invalid topic pattern"),
+            (["FERRY_JWT_SECRET": "short"], "at least 32 bytes"),
+            (["FERRY_JWT_PUBLIC_KEY": acl.path], "neither an RSA nor a P-256 public key"),
+            (["FERRY_JWT_SECRET": Token.secret, "FERRY_JWT_PUBLIC_KEY": acl.path], "set one of them, not both"),
+            (["FERRY_TLS_CERT": acl.path], "set both or neither"),
         ]
-        forEachCase(cases) { (name, environment) in
-            #expect(throws: TestFailure.self, "\(name)") { _ = try Ferryd(environment: environment) }
+        forEachCase(cases) { (environment, reason) in
+            let refused = #expect(throws: TestFailure.self, "\(environment)") { _ = try Ferryd(environment: environment) }
+            #expect(refused?.description.contains(reason) == true, "\(environment): \(String(describing: refused))")
         }
     }
 
