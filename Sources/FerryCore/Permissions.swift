@@ -17,6 +17,9 @@ public struct TopicPattern: Sendable, Hashable, CustomStringConvertible {
     }
 
     private let tokens: [Token]
+    /// `>` alone, what authentication off and the operator get: every publish checks it, so it
+    /// is answered without splitting the name.
+    private let isEverything: Bool
     public let description: String
 
     /// Parses a pattern; nil when it is empty, longer than a topic name, uses `*` or `>` inside a
@@ -34,13 +37,13 @@ public struct TopicPattern: Sendable, Hashable, CustomStringConvertible {
             }
         }
         self.tokens = tokens
+        isEverything = tokens == [.rest]
         description = text
     }
 
     /// Whether `topic` is one of the names this pattern stands for.
     public func matches(_ topic: String) -> Bool {
-        // `>` alone is what authentication off and the operator get: no need to split the name.
-        if tokens == [.rest] { return true }
+        if isEverything { return true }
         let names = topic.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         for (index, token) in tokens.enumerated() {
             switch token {
