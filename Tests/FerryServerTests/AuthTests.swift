@@ -58,6 +58,11 @@ struct AuthTests {
         viaHeader.close()
         let viaQuery = try ferryd.connect(path: "/v1/ws?x=1&token=\(Token.client("bob"))")
         #expect(try viaQuery.hello(clientID: "bob").string("client_id") == "bob")
+        // An exp millennia away is valid, not an overflow.
+        var farFuture = Token.claims(sub: "carol")
+        farFuture["exp"] = 1_000_000_000_000_000
+        let lasting = try ferryd.connect(headers: Self.bearer(Token.hs256(farFuture)))
+        #expect(try lasting.hello(clientID: "carol").string("client_id") == "carol")
     }
 
     @Test func httpPublishAndReadsRefuseMissingAndBadTokens() throws {
