@@ -21,7 +21,7 @@ public enum JWTKey: Sendable {
 /// named in its header must be the key's, the signature must verify, `exp` must be in the
 /// future and `nbf`, if present, in the past. The admin token, presented the same way, makes the
 /// operator: any client id, every topic.
-public struct Authenticator: Sendable {
+struct Authenticator: Sendable {
     /// The verifying key; nil when authentication is off.
     private let key: (any JWTAlgorithm)?
     private let adminToken: BearerSecret?
@@ -32,7 +32,7 @@ public struct Authenticator: Sendable {
     ///   - key: The JWT key; nil turns client authentication off.
     ///   - adminToken: The operator's token, accepted wherever a JWT is.
     ///   - rules: Permissions for tokens without a `ferry` claim; nil grants them every topic.
-    public init(key: JWTKey?, adminToken: String?, rules: AccessRules?, now: @escaping @Sendable () -> Timestamp = systemMilliseconds)
+    init(key: JWTKey?, adminToken: String?, rules: AccessRules?, now: @escaping @Sendable () -> Timestamp = systemMilliseconds)
         async throws(ConfigurationError)
     {
         if let key {
@@ -44,9 +44,6 @@ public struct Authenticator: Sendable {
         self.rules = rules
         self.now = now
     }
-
-    /// Whether clients must present a token.
-    public var isOn: Bool { key != nil }
 
     /// The principal behind `token` (nil: none was presented), or `unauthorized`.
     func principal(presenting token: String?) throws(ProtocolError) -> Principal {

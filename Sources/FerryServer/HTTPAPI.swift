@@ -23,7 +23,10 @@ struct APIError: HTTPResponseError {
     var status: HTTPResponse.Status { .init(code: error.code.httpStatus) }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        jsonResponse(status: status, body: ErrorBody(error))
+        var response = jsonResponse(status: status, body: ErrorBody(error))
+        // RFC 6750: a 401 names the scheme the request should have used.
+        if error.code == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+        return response
     }
 }
 

@@ -39,6 +39,7 @@ struct AuthTests {
         let ferryd = try Ferryd(environment: Self.environment)
         let missing = try Self.upgrade(ferryd)
         #expect(missing.status == 401 && missing.errorCode == "unauthorized", "\(missing)")
+        #expect(missing.headers["www-authenticate"] == "Bearer")
         #expect(try Self.upgrade(ferryd, headers: ["Authorization": "Basic YWxpY2U6cHc="]).status == 401)
         forEachCase(Self.badTokens) { (name, token) in
             let viaHeader = try Self.upgrade(ferryd, headers: Self.bearer(token))
@@ -79,6 +80,7 @@ struct AuthTests {
         for (route, send) in requests {
             let missing = try send([:])
             #expect(missing.status == 401 && missing.errorCode == "unauthorized", "\(route) without a token: \(missing)")
+            #expect(missing.headers["www-authenticate"] == "Bearer", "\(route)")
             for (name, token) in Self.badTokens {
                 let refused = try send(Self.bearer(token))
                 #expect(refused.status == 401 && refused.errorCode == "unauthorized", "\(route) with \(name): \(refused)")
