@@ -31,6 +31,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         // Property-based tests (fuzzing of the decoders); test targets only.
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
@@ -70,6 +74,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             // Compiled into the binary (PackageResources.ferry_js, …), so a ferryd copied alone still serves them.
             resources: [
@@ -109,6 +115,7 @@ let package = Package(
             dependencies: [
                 "FerryClient", "FerryProtocol", "FerryStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -139,7 +146,17 @@ let package = Package(
         .testTarget(name: "FerryCoreTests", dependencies: ["FerryCore", "FerryStore", "FerryProtocol"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryServerTests",
-            dependencies: ["FerryProtocol", "FerryStore", "FerryTestSupport", "ferryd", "ferryctl"],
+            dependencies: [
+                "FerryProtocol", "FerryStore", "FerryTestSupport", "ferryd", "ferryctl",
+                // Tokens signed and certificates made by the tests themselves, and a TLS client.
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             // The browser test's page, opened by Chromium from its source path.
             exclude: ["Browser"],
             swiftSettings: swiftSettings

@@ -99,12 +99,15 @@ public final class Broker: Sendable {
     }
 
     /// A new connection, to be fed by a transport.
-    /// - Parameter onWork: Called (from any thread) when the connection has output for
-    ///   ``Connection/takeOutbound()`` or may accept input again.
-    public func makeConnection(onWork: @escaping @Sendable () -> Void) -> Connection {
+    /// - Parameters:
+    ///   - principal: Who the transport authenticated; the connection enforces its client id,
+    ///     topic permissions and expiry.
+    ///   - onWork: Called (from any thread) when the connection has output for
+    ///     ``Connection/takeOutbound()`` or may accept input again.
+    public func makeConnection(principal: Principal = .unrestricted, onWork: @escaping @Sendable () -> Void) -> Connection {
         state.withLock { $0.connections += 1 }
         metrics.connections.increment()
-        return Connection(broker: self, onWork: onWork)
+        return Connection(broker: self, principal: principal, onWork: onWork)
     }
 
     /// Counts a request the transport refused for `limit` (`ferry_limit_rejections_total`).
@@ -313,8 +316,12 @@ public final class Broker: Sendable {
     // MARK: - Sessions
 
     /// Resolves a `hello`: a new or resumed durable session owned by `connection`, or an
-    /// ephemeral one. A previous owner of the session is closed with 4009.
-    func attach(_ connection: Connection, clientID: String?, resumeToken: String?) throws(ProtocolError) -> Attachment {
+    /// ephemeral one. A previous owner of the session is closed with 4009. A durable session,
+    /// named by client id or by resume token, is `forbidden` unless `principal` may use its id:
+    /// a resume token proves a session exists, not who may take it.
+    func attach(_ connection: Connection, principal: Principal, clientID: String?, resumeToken: String?) throws(ProtocolError)
+        -> Attachment
+    {
         if let clientID, !Names.isValidClientID(clientID) {
             throw ProtocolError(.invalidClientID, "client ids are 1-128 bytes of A-Z a-z 0-9 _ - . : @")
         }
@@ -330,6 +337,9 @@ public final class Broker: Sendable {
         }
         guard let id = clientID ?? fromToken?.clientID else {
             return Attachment(clientID: nil, resumeToken: nil, resumed: false, subscriptions: [])
+        }
+        guard principal.mayUse(clientID: id) else {
+            throw ProtocolError(.forbidden, "this token may not use client id \(id)")
         }
         let now = configuration.now()
         let (attachment, previousOwner, created) = state.withLock { state in

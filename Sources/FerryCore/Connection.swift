@@ -19,6 +19,8 @@ public final class Connection: Sendable {
     }
 
     private let broker: Broker
+    /// Who the transport authenticated: what this connection may do, and until when.
+    private let principal: Principal
     private let state: Mutex<State>
     /// Tells the transport there is output to take, or that it may read again. Called outside
     /// the lock, from any thread, once per batch of work (not again until `takeOutbound`).
@@ -27,8 +29,9 @@ public final class Connection: Sendable {
     /// Store reads per subscription are paged so one catch-up cannot hold a reader for long.
     static let readPage = 512
 
-    init(broker: Broker, onWork: @escaping @Sendable () -> Void) {
+    init(broker: Broker, principal: Principal, onWork: @escaping @Sendable () -> Void) {
         self.broker = broker
+        self.principal = principal
         self.onWork = onWork
         let limits = broker.configuration.limits
         self.state = Mutex(
@@ -141,6 +144,11 @@ public final class Connection: Sendable {
     /// committer as one job, so a flooding publisher costs one queue entry and one confirmation
     /// pass per read rather than per message; any other frame first sends the publishes before it.
     public func receive(contentsOf texts: some Sequence<[UInt8]>, at now: UInt64 = monotonicNanoseconds()) {
+        // The transport also closes at expiry; this makes the rule exact: no frame after it.
+        if let expiresAt = principal.expiresAt, broker.configuration.now() >= expiresAt {
+            expired()
+            return
+        }
         var awaitingHello = isAwaitingHello
         var publishes: [(id: Int64?, request: PublishRequest)] = []
         for text in texts {
@@ -156,7 +164,11 @@ public final class Connection: Sendable {
                 continue
             }
             if case .publish(let id, let request) = frame, !awaitingHello {
-                publishes.append((id, request))
+                if principal.permissions.mayPublish(request.topic) {
+                    publishes.append((id, request))
+                } else {
+                    reply(id: id, ProtocolError(.forbidden, "not allowed to publish to \(request.topic)"))
+                }
                 continue
             }
             if !publishes.isEmpty {
@@ -207,6 +219,11 @@ public final class Connection: Sendable {
             })
     }
 
+    /// The credential the connection was opened with has expired: close with 4001.
+    public func expired() {
+        fail(ProtocolError(.unauthorized, "the token has expired"), close: .unauthorized)
+    }
+
     private var isAwaitingHello: Bool {
         state.withLock { $0.phase == .awaitingHello }
     }
@@ -226,7 +243,7 @@ public final class Connection: Sendable {
         }
         let session: Broker.Attachment
         do {
-            session = try broker.attach(self, clientID: clientID, resumeToken: resumeToken)
+            session = try broker.attach(self, principal: principal, clientID: clientID, resumeToken: resumeToken)
         } catch {
             broker.metrics.helloRejected(error, clientID: clientID)
             reply(id: nil, error)
@@ -258,6 +275,11 @@ public final class Connection: Sendable {
     }
 
     private func subscribe(id: Int64?, topic name: String, from: StartPosition, epoch: String?, window: Int) {
+        // Before anything is looked up, so a refused subscribe creates nothing.
+        guard principal.permissions.maySubscribe(name) else {
+            reply(id: id, ProtocolError(.forbidden, "not allowed to subscribe to \(name)"))
+            return
+        }
         let clientID = state.withLock { $0.clientID }
         let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
         let topic = broker.topic(named: name)

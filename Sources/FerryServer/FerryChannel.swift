@@ -10,10 +10,11 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import NIOSSL
 import NIOWebSocket
 
 /// The server's child channel: HTTP/1.1 for the API, and on `GET /v1/ws` an upgrade to Ferry's
-/// own WebSocket handling.
+/// own WebSocket handling; with a TLS context, both behind TLS.
 ///
 /// The upgrade is answered on any request of a connection, not only the first: a proxy that
 /// keeps a pool of connections to the broker (nginx `keepalive`, ingress-nginx by default) sends
@@ -30,13 +31,17 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
     let webSocketPath: String
     let webSocket: WebSocketSession
+    let authenticator: Authenticator
+    let tls: NIOSSLContext?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let pipeline = channel.pipeline.syncOperations
+            if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
             try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
-            try pipeline.addHandler(WebSocketUpgrade(path: webSocketPath, session: webSocket, logger: logger))
-            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try pipeline.addHandler(
+                WebSocketUpgrade(path: webSocketPath, session: webSocket, authenticator: authenticator, logger: logger))
+            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: tls != nil))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
             let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                 wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
@@ -50,7 +55,8 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
 }
 
 /// Watches the requests of a connection; a WebSocket upgrade of `path` is answered here (RFC 6455
-/// §4.2: 101 with `Sec-WebSocket-Accept`), every other request goes on to the HTTP API.
+/// §4.2: 101 with `Sec-WebSocket-Accept`), every other request goes on to the HTTP API. When
+/// authentication is on, an upgrade without a valid token is refused with 401 before it happens.
 final class WebSocketUpgrade: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
@@ -59,16 +65,18 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
 
     private let path: String
     private let session: WebSocketSession
+    private let authenticator: Authenticator
     private let logger: Logger
-    /// The accept value of an upgrade whose request is still arriving.
-    private var upgrading: String?
-    /// An upgrade over a connection limit was answered: the rest of its request is dropped and
-    /// the connection closes.
+    /// The upgrade whose request is still arriving: its accept value and who presented it.
+    private var upgrading: (accept: String, principal: Principal)?
+    /// An upgrade was refused (a bad token, a connection limit) and answered: the rest of its
+    /// request is dropped and the connection closes.
     private var refused = false
 
-    init(path: String, session: WebSocketSession, logger: Logger) {
+    init(path: String, session: WebSocketSession, authenticator: Authenticator, logger: Logger) {
         self.path = path
         self.session = session
+        self.authenticator = authenticator
         self.logger = logger
     }
 
@@ -76,24 +84,39 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
         guard !refused else { return }
         let part = unwrapInboundIn(data)
         if case .head(let head) = part, let accept = acceptValue(for: head) {
+            let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first
+            let token = Authenticator.presentedToken(authorization: head.headers.first(name: "authorization"), query: query)
+            let principal: Principal
+            do {
+                principal = try authenticator.principal(presenting: token)
+            } catch {
+                refuse(error, context: context)
+                return
+            }
             let address = context.channel.remoteAddress?.ipAddress ?? ""
             if let limit = session.limiter.acquire(address) {
-                refuse(limit, context: context)
+                session.broker.rejected(by: limit)
+                logger.debug("websocket upgrade refused", metadata: ["ferry.limit": "\(limit.rawValue)"])
+                refuse(limit.refusal, context: context)
                 return
             }
             // Given back however the connection ends, upgraded or not.
             let limiter = session.limiter
             context.channel.closeFuture.whenComplete { _ in limiter.release(address) }
-            upgrading = accept
+            upgrading = (accept, principal)
             return
         }
-        guard let accept = upgrading else {
+        guard let upgrade = upgrading else {
             context.fireChannelRead(data)
             return
         }
         // The upgrade request's body (there should be none) is dropped; at its end, switch.
         guard case .end = part else { return }
         upgrading = nil
+        switchToWebSocket(context: context, accept: upgrade.accept, principal: upgrade.principal)
+    }
+
+    private func switchToWebSocket(context: ChannelHandlerContext, accept: String, principal: Principal) {
         var headers = HTTPHeaders()
         headers.add(name: "Upgrade", value: "websocket")
         headers.add(name: "Connection", value: "Upgrade")
@@ -101,31 +124,31 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         do {
-            try session.attach(to: context.channel)
+            try session.attach(to: context.channel, principal: principal)
         } catch {
             logger.debug("websocket upgrade failed", metadata: ["error": "\(error)"])
             context.close(promise: nil)
         }
     }
 
-    /// Answers an upgrade over `limit` with its HTTP error, before any WebSocket exists, and closes
-    /// this connection; open WebSockets are untouched.
-    private func refuse(_ limit: LimitKind, context: ChannelHandlerContext) {
+    /// Answers a refused upgrade with the HTTP API's error body, before any WebSocket exists, and
+    /// closes this connection (the HTTP handlers behind never saw the request, so it cannot go on
+    /// serving them in order); open WebSockets are untouched.
+    private func refuse(_ error: ProtocolError, context: ChannelHandlerContext) {
         refused = true
-        session.broker.rejected(by: limit)
-        let error = limit.refusal
+        logger.debug("websocket upgrade refused", metadata: ["ferry.code": "\(error.code.rawValue)"])
         let body = ByteBuffer(bytes: (try? JSONEncoder().encode(ErrorBody(error))) ?? Data())
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         headers.add(name: "Connection", value: "close")
-        headers.add(name: "Retry-After", value: "1")
+        if error.code == .unauthorized { headers.add(name: "WWW-Authenticate", value: "Bearer") }
+        if error.code == .unavailable || error.code == .rateLimited { headers.add(name: "Retry-After", value: "1") }
         let status = HTTPResponseStatus(statusCode: error.code.httpStatus)
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-        logger.debug("websocket upgrade refused", metadata: ["ferry.limit": "\(limit.rawValue)"])
     }
 
     /// `Sec-WebSocket-Accept` for a well-formed upgrade of `path`, else nil (the request is then
@@ -145,9 +168,11 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
 
 extension HTTPServerBuilder {
     /// HTTP/1.1 with Ferry's WebSocket endpoint.
-    static func ferry(webSocketPath: String, webSocket: WebSocketSession) -> HTTPServerBuilder {
+    static func ferry(webSocketPath: String, webSocket: WebSocketSession, authenticator: Authenticator, tls: NIOSSLContext?)
+        -> HTTPServerBuilder
+    {
         .init { responder in
-            FerryChannel(responder: responder, webSocketPath: webSocketPath, webSocket: webSocket)
+            FerryChannel(responder: responder, webSocketPath: webSocketPath, webSocket: webSocket, authenticator: authenticator, tls: tls)
         }
     }
 }

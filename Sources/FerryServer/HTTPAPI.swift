@@ -23,7 +23,10 @@ struct APIError: HTTPResponseError {
     var status: HTTPResponse.Status { .init(code: error.code.httpStatus) }
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        jsonResponse(status: status, body: ErrorBody(error))
+        var response = jsonResponse(status: status, body: ErrorBody(error))
+        // RFC 6750: a 401 names the scheme the request should have used.
+        if error.code == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+        return response
     }
 }
 
@@ -39,7 +42,9 @@ func jsonResponse(status: HTTPResponse.Status = .ok, body: some Encodable) -> Re
 /// The routes of PROTOCOL.md's HTTP API.
 struct HTTPAPI: Sendable {
     let broker: Broker
-    let adminToken: String?
+    let adminToken: BearerSecret?
+    /// Client authentication of the publish and read routes.
+    let authenticator: Authenticator
     let metrics: PrometheusCollectorRegistry
     let gauges: StateGauges
     let readiness: Readiness
@@ -56,8 +61,9 @@ struct HTTPAPI: Sendable {
         router.post("/v1/topics/:topic/messages") { request, context in try await publishOne(request, context) }
         router.post("/v1/publish") { request, _ in try await publishBatch(request) }
         router.get("/v1/topics/:topic/messages") { request, context in try readMessages(request, context) }
-        router.get("/v1/topics/:topic") { _, context in
+        router.get("/v1/topics/:topic") { request, context in
             let name = try topicName(context)
+            try authorize(request, toSubscribe: name)
             guard let info = broker.topicInfo(name) else { throw APIError(.notFound, "no topic \(name)") }
             return jsonResponse(body: info)
         }
@@ -182,8 +188,33 @@ struct HTTPAPI: Sendable {
         guard let adminToken else { throw APIError(.forbidden, "the admin API is off: set FERRY_ADMIN_TOKEN") }
         let header = request.headers[.authorization] ?? ""
         let prefix = "Bearer "
-        guard header.hasPrefix(prefix), constantTimeEqual(Array(header.utf8.dropFirst(prefix.utf8.count)), Array(adminToken.utf8)) else {
+        guard header.hasPrefix(prefix), adminToken.matches(String(header.dropFirst(prefix.count))) else {
             throw APIError(.unauthorized, "a valid admin bearer token is required")
+        }
+    }
+
+    /// Who sent `request` (a bearer token or `?token=`): 401 when authentication is on and the
+    /// token is missing or not valid.
+    private func principal(_ request: Request) throws(APIError) -> Principal {
+        let token = Authenticator.presentedToken(authorization: request.headers[.authorization], query: request.uri.query.map { $0[...] })
+        do {
+            return try authenticator.principal(presenting: token)
+        } catch {
+            throw APIError(error)
+        }
+    }
+
+    /// 403 unless `permissions` allow publishing to every one of `topics`.
+    private func requirePublish(_ permissions: Permissions, to topics: some Sequence<String>) throws(APIError) {
+        if let denied = topics.first(where: { !permissions.mayPublish($0) }) {
+            throw APIError(.forbidden, "not allowed to publish to \(denied); nothing was published")
+        }
+    }
+
+    /// 401 without a valid token, 403 when it may not subscribe to (so read) `topic`.
+    private func authorize(_ request: Request, toSubscribe topic: String) throws(APIError) {
+        guard try principal(request).permissions.maySubscribe(topic) else {
+            throw APIError(.forbidden, "not allowed to read \(topic)")
         }
     }
 
@@ -205,6 +236,7 @@ struct HTTPAPI: Sendable {
 
     private func publishOne(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let topic = try topicName(context)
+        try requirePublish(principal(request).permissions, to: [topic])
         let body = try await collect(request, upTo: maxMessageBytes)
         let payload: Payload
         if isJSON(request.headers[.contentType]) {
@@ -226,6 +258,8 @@ struct HTTPAPI: Sendable {
     }
 
     private func publishBatch(_ request: Request) async throws -> Response {
+        // Who may publish is known from the head: an unauthenticated body is not read.
+        let permissions = try principal(request).permissions
         // Room for every message's payload as base64 plus its fields.
         let body = try await collect(request, upTo: 4 * maxMessageBytes + 64 * 1024)
         let requests: [PublishRequest]
@@ -234,12 +268,14 @@ struct HTTPAPI: Sendable {
         } catch {
             throw APIError(error)
         }
+        try requirePublish(permissions, to: requests.lazy.map(\.topic))
         let results = try await broker.publish(requests).get()
         return jsonResponse(status: .created, body: BatchPublishResult(results: results))
     }
 
     private func readMessages(_ request: Request, _ context: BasicRequestContext) throws -> Response {
         let name = try topicName(context)
+        try authorize(request, toSubscribe: name)
         let query = request.uri.queryParameters
         func number(_ key: String, default value: UInt64) throws -> UInt64 {
             guard let text = query[key[...]] else { return value }

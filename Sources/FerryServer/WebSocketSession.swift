@@ -2,6 +2,7 @@ import FerryCore
 import FerryProtocol
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 
 /// How `ferryd` runs its WebSockets: each one is a ``WebSocketHandler`` on its channel's event
@@ -12,18 +13,23 @@ struct WebSocketSession: Sendable {
     let logger: Logger
 
     /// Puts the framing and a handler for a new WebSocket on `channel`'s pipeline (on its event
-    /// loop), feeding a new core connection.
-    func attach(to channel: any Channel) throws {
+    /// loop), feeding a new core connection for `principal`.
+    func attach(to channel: any Channel, principal: Principal) throws {
         let handler = WebSocketHandler(
             heartbeat: .milliseconds(Int64(broker.configuration.heartbeatSeconds * 1000)),
-            maxFrameBytes: broker.configuration.limits.maxFrameBytes, logger: logger)
+            maxFrameBytes: broker.configuration.limits.maxFrameBytes,
+            expiresIn: principal.expiresAt.map { .milliseconds(Int64(clamping: $0) - Int64(clamping: broker.configuration.now())) },
+            logger: logger)
         let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         let loop = channel.eventLoop
         // The core calls this from any thread; the handler drains on its own loop.
-        let connection = broker.makeConnection { loop.execute { bound.value.drain() } }
+        let connection = broker.makeConnection(principal: principal) { loop.execute { bound.value.drain() } }
         handler.connection = connection
         let wire = Wire(handler: handler, maxFrameBytes: broker.configuration.limits.maxFrameBytes)
-        try channel.pipeline.syncOperations.addHandler(wire, position: .first)
+        // Next to the socket, or behind TLS: the framing reads and writes plaintext.
+        let tls = try? channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+        let position: ChannelPipeline.SynchronousOperations.Position = tls.map { .after($0) } ?? .first
+        try channel.pipeline.syncOperations.addHandler(wire, position: position)
         handler.wire = wire
         // Next to the wire, ahead of the HTTP handlers: it sees the connection's events first.
         try channel.pipeline.syncOperations.addHandler(handler, position: .after(wire))
@@ -45,10 +51,13 @@ final class WebSocketHandler: ChannelInboundHandler {
     var wire: Wire?
     private let heartbeat: TimeAmount
     private let maxFrameBytes: Int
+    /// Time left on the credential the connection was opened with; nil: it does not expire.
+    private let expiresIn: TimeAmount?
     private let logger: Logger
     private var context: ChannelHandlerContext?
     private var lastHeard = NIODeadline.now()
     private var heartbeats: RepeatedTask?
+    private var expiry: Scheduled<Void>?
     private var beats = 0
     /// A fragmented text message being collected.
     private var fragments: [UInt8]?
@@ -60,9 +69,10 @@ final class WebSocketHandler: ChannelInboundHandler {
     private var readingPaused = false
     private var closeSent = false
 
-    init(heartbeat: TimeAmount, maxFrameBytes: Int, logger: Logger) {
+    init(heartbeat: TimeAmount, maxFrameBytes: Int, expiresIn: TimeAmount?, logger: Logger) {
         self.heartbeat = heartbeat
         self.maxFrameBytes = maxFrameBytes
+        self.expiresIn = expiresIn
         self.logger = logger
     }
 
@@ -72,15 +82,21 @@ final class WebSocketHandler: ChannelInboundHandler {
         // Checks twice per heartbeat, so a silent peer is closed between 2.5 and 3 heartbeats.
         let half = TimeAmount.nanoseconds(max(1_000_000, heartbeat.nanoseconds / 2))
         heartbeats = context.eventLoop.scheduleRepeatedTask(initialDelay: half, delay: half) { _ in bound.value.beat() }
+        // An idle connection whose token expires is closed (4001) then, not at its next frame.
+        if let expiresIn {
+            expiry = context.eventLoop.scheduleTask(in: expiresIn) { bound.value.connection?.expired() }
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         heartbeats?.cancel()
+        expiry?.cancel()
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         heartbeats?.cancel()
+        expiry?.cancel()
         connection?.closed()
         context.fireChannelInactive()
     }

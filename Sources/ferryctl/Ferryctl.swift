@@ -13,7 +13,9 @@ struct Ferryctl: AsyncParsableCommand {
             Admin commands need the broker's admin token (--token or FERRY_ADMIN_TOKEN). Read commands \
             print tables, or JSON with --json. Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 unauthorized.
             """,
-        subcommands: [Status.self, Topics.self, Clients.self, Top.self, Publish.self, Tail.self, Backup.self, Verify.self]
+        subcommands: [
+            Status.self, Topics.self, Clients.self, Top.self, Publish.self, Tail.self, Backup.self, Verify.self, MintToken.self,
+        ]
     )
 
     /// Runs the command, mapping failures to the exit codes of the contract, one line each.
@@ -51,15 +53,27 @@ struct BrokerOptions: ParsableArguments {
         url ?? ProcessInfo.processInfo.environment["FERRY_URL"] ?? "http://127.0.0.1:8080"
     }
 
-    /// The WebSocket endpoint of the broker at `baseURL`.
-    func webSocketURL() throws -> URL {
+    /// The WebSocket endpoint of the broker at `baseURL`, with the client token, if any, as
+    /// `?token=` (the client library sets no headers).
+    func webSocketURL(token: String?) throws -> URL {
         guard var components = URLComponents(string: baseURL), let scheme = components.scheme else {
             throw ValidationError("--url must be like http://127.0.0.1:8080")
         }
         components.scheme = scheme == "https" || scheme == "wss" ? "wss" : "ws"
         components.path = "/v1/ws"
+        if let token { components.queryItems = [URLQueryItem(name: "token", value: token)] }
         guard let url = components.url else { throw ValidationError("--url must be like http://127.0.0.1:8080") }
         return url
+    }
+}
+
+/// The client token of `pub` and `tail`, for a broker with authentication on.
+struct ClientTokenOptions: ParsableArguments {
+    @Option(name: .customLong("token"), help: "A client token (JWT), or the admin token (FERRY_TOKEN).")
+    var token: String?
+
+    var clientToken: String? {
+        token ?? ProcessInfo.processInfo.environment["FERRY_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
     }
 }
 
@@ -71,12 +85,13 @@ struct Publish: AsyncParsableCommand {
     )
 
     @OptionGroup var broker: BrokerOptions
+    @OptionGroup var credentials: ClientTokenOptions
     @Argument(help: "The topic.") var topic: String
     @Argument(help: "The message, or '-' to publish each line of standard input.") var data: String = "-"
 
     func run() async throws {
         try await broker.requireReachable()
-        let client = FerryClient(url: try broker.webSocketURL())
+        let client = FerryClient(url: try broker.webSocketURL(token: credentials.clientToken))
         if data == "-" {
             while let line = readLine() {
                 print(try await publish(line, with: client))
@@ -103,13 +118,14 @@ struct Tail: AsyncParsableCommand {
     )
 
     @OptionGroup var broker: BrokerOptions
+    @OptionGroup var credentials: ClientTokenOptions
     @Argument(help: "The topic.") var topic: String
     @Option(help: "Start after this version (default: new messages only, or where --client stopped).") var from: UInt64?
     @Option(help: "A durable client id: resume where it stopped.") var client: String?
 
     func run() async throws {
         try await broker.requireReachable()
-        let ferry = FerryClient(url: try broker.webSocketURL(), clientID: client)
+        let ferry = FerryClient(url: try broker.webSocketURL(token: credentials.clientToken), clientID: client)
         let start: StartPosition = from.map { .after($0) } ?? (client == nil ? .latest : .stored)
         for try await message in ferry.subscribe(topic, from: start) {
             var writer = JSONWriter()

@@ -44,7 +44,15 @@ struct Ferryd: AsyncParsableCommand {
     @Option(help: "Age of the oldest message kept (FERRY_RETENTION_MAX_AGE, default 7d).") var retentionMaxAge: String?
     @Option(help: "How long a msg_id is remembered per topic (FERRY_DEDUP_WINDOW, default 24h).") var dedupWindow: String?
     @Option(help: "A durable session unused this long is removed (FERRY_SESSION_TTL, default 7d).") var sessionTTL: String?
-    @Option(help: "Bearer token of the admin API; unset turns it off (FERRY_ADMIN_TOKEN).") var adminToken: String?
+    @Option(help: "Bearer token of the admin API, also accepted as the operator's client token; unset turns it off (FERRY_ADMIN_TOKEN).")
+    var adminToken: String?
+    @Option(help: "HS256 secret of client JWTs, at least 32 bytes; turns authentication on (FERRY_JWT_SECRET).") var jwtSecret: String?
+    @Option(help: "PEM file of the RS256 or ES256 public key of client JWTs; turns authentication on (FERRY_JWT_PUBLIC_KEY).")
+    var jwtPublicKey: String?
+    @Option(help: "JSON file of topic permissions per client id, for tokens without a ferry claim; needs authentication (FERRY_ACL).")
+    var acl: String?
+    @Option(help: "PEM certificate chain: serve HTTPS and WSS only (FERRY_TLS_CERT, with FERRY_TLS_KEY).") var tlsCert: String?
+    @Option(help: "PEM private key of --tls-cert (FERRY_TLS_KEY).") var tlsKey: String?
     @Option(help: "trace, debug, info, notice, warning, error (FERRY_LOG_LEVEL, default info).") var logLevel: String?
     @Option(help: "Topics (by head) and clients (by lag) with a series of their own in /metrics (FERRY_METRICS_TOP_N, default 20).")
     var metricsTopN: Int?
@@ -68,11 +76,13 @@ struct Ferryd: AsyncParsableCommand {
         let store = try LMDBMessageStore(configuration: storeConfiguration)
         let broker = try Broker(store: store, configuration: brokerConfiguration)
         let sync = storeConfiguration.syncOnCommit ? "full" : "none"
-        let application = FerryServer.application(
+        let scheme = serverConfiguration.tls == nil ? "http" : "https"
+        let auth = serverConfiguration.jwtKey == nil ? "off" : serverConfiguration.accessRules == nil ? "jwt" : "jwt+acl"
+        let application = try await FerryServer.application(
             broker: broker, configuration: serverConfiguration, metrics: metrics, logger: logger,
             onServerRunning: { port in
                 logger.info(
-                    "ferryd \(Broker.version) listening on http://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync)",
+                    "ferryd \(Broker.version) listening on \(scheme)://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync) auth=\(auth)",
                     metadata: [
                         "ferry.open_files": "\(openFiles)",
                         "ferry.max_connections": "\(serverConfiguration.maxConnections.map(String.init) ?? "unlimited")",
@@ -156,6 +166,27 @@ struct Ferryd: AsyncParsableCommand {
             server.port = value
         }
         server.adminToken = setting(adminToken, "FERRY_ADMIN_TOKEN")
+        switch (setting(jwtSecret, "FERRY_JWT_SECRET"), setting(jwtPublicKey, "FERRY_JWT_PUBLIC_KEY")) {
+        case (.some, .some):
+            throw SettingError(description: "FERRY_JWT_SECRET and FERRY_JWT_PUBLIC_KEY: set one of them, not both")
+        case (.some(let secret), nil):
+            server.jwtKey = .secret(secret)
+        case (nil, .some(let path)):
+            server.jwtKey = .publicKeyPEM(String(decoding: try readSettingFile(path, name: "FERRY_JWT_PUBLIC_KEY"), as: UTF8.self))
+        case (nil, nil):
+            break
+        }
+        if let path = setting(acl, "FERRY_ACL") {
+            server.accessRules = try AccessRules(json: readSettingFile(path, name: "FERRY_ACL"))
+        }
+        switch (setting(tlsCert, "FERRY_TLS_CERT"), setting(tlsKey, "FERRY_TLS_KEY")) {
+        case (.some(let certificate), .some(let key)):
+            server.tls = (certificate, key)
+        case (nil, nil):
+            break
+        default:
+            throw SettingError(description: "FERRY_TLS_CERT and FERRY_TLS_KEY go together: set both or neither")
+        }
         if let text = metricsTopN.map(String.init) ?? setting(nil, "FERRY_METRICS_TOP_N") {
             guard let count = Int(text), count >= 0 else { throw SettingError(description: "FERRY_METRICS_TOP_N: '\(text)' is not a count") }
             server.metricsTopN = count

@@ -9,6 +9,14 @@ struct SettingError: Error, CustomStringConvertible {
     let description: String
 }
 
+/// The contents of the file a setting names.
+func readSettingFile(_ path: String, name: String) throws -> Data {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw SettingError(description: "\(name): cannot read '\(path)'")
+    }
+    return data
+}
+
 /// `500ms`, `30s`, `10m`, `24h`, `7d`, or plain seconds; returns milliseconds.
 func parseDuration(_ text: String, name: String) throws -> UInt64 {
     let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]

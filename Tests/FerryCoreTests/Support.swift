@@ -76,9 +76,9 @@ final class TestClient: Sendable {
         let closeCode = Mutex<CloseCode?>(nil)
     }
 
-    init(_ broker: Broker) {
+    init(_ broker: Broker, principal: Principal = .unrestricted) {
         let (work, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let connection = broker.makeConnection { signal.yield() }
+        let connection = broker.makeConnection(principal: principal) { signal.yield() }
         self.connection = connection
         let inbox = self.inbox
         pump = Task {

@@ -183,9 +183,7 @@ package final class Ferryd: Sendable {
         let port = state.port
         while let child = state.child {
             // Nothing to await here but the port: poll it, bounded by the deadline.
-            if let health = try? HTTP.request(port: port, method: "GET", path: "/healthz", timeout: 2),
-                health.status == 200, Self.saysListening(runLog(child), port: port)
-            {
+            if isServing(port: port), Self.saysListening(runLog(child), port: port) {
                 return
             }
             if !child.process.isRunning {
@@ -202,6 +200,12 @@ package final class Ferryd: Sendable {
             }
             Thread.sleep(forTimeInterval: 0.02)
         }
+    }
+
+    /// `/healthz` answers 200; with TLS on, which this plain client cannot speak, the port accepts.
+    private func isServing(port: Int) -> Bool {
+        guard environment["FERRY_TLS_CERT"] == nil else { return (try? TCPConnection(port: port)) != nil }
+        return (try? HTTP.request(port: port, method: "GET", path: "/healthz", timeout: 2))?.status == 200
     }
 
     /// ferryd's and Hummingbird's start lines: "listening on http://127.0.0.1:PORT", "listening on 127.0.0.1:PORT".
