@@ -375,7 +375,7 @@ public final class Connection: Sendable {
             let error = ProtocolError(
                 .rateLimited, "over \(limits.publishRate) publishes per second (burst \(limits.publishBurst)); not stored")
             state.queue(ServerFrame.error(id: id, error))
-            if close { state.closing = (.rateLimited, "publishing over the rate limit") }
+            if close, state.closing == nil { state.closing = (.rateLimited, "publishing over the rate limit") }
             return state.wake()
         }
         guard let wake = answered else { return }
