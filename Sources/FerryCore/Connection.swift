@@ -403,7 +403,8 @@ public final class Connection: Sendable {
                     ServerFrame.error(
                         id: publish.id,
                         ProtocolError(.rateLimited, "over \(limits.publishRate) publishes per second (burst \(limits.publishBurst)); not stored")))
-                if verdict == .exceeded { state.closing = (.rateLimited, "publishing over the rate limit") }
+                // A 4013 the queued error just decided stands.
+                if verdict == .exceeded, state.closing == nil { state.closing = (.rateLimited, "publishing over the rate limit") }
             }
             state.pendingPublishes += admitted.count
             return (admitted, refused, refused > 0 && state.wake())
