@@ -54,6 +54,18 @@ extension BrokerOptions {
     func requireReachable() async throws {
         _ = try await httpClient(token: nil).send("GET", "/healthz")
     }
+
+    /// Fails in one line when the broker refuses `token` (401). The WebSocket upgrade would be
+    /// refused the same way, which the client library, seeing only a failed upgrade, retries.
+    /// A topic read checks the token; its other answers (403 for a publish-only token, 404) are fine.
+    func requireAccepted(token: String?, topic: String) async throws {
+        let client = try httpClient(token: token)
+        let (status, body) = try await client.exchange("GET", "/v1/topics/" + AdminClient.segment(topic))
+        if status == 401 {
+            let message = (try? JSONDecoder().decode(ErrorBody.self, from: body))?.error.message ?? "HTTP 401"
+            throw Failure("unauthorized: \(message) (--token or FERRY_TOKEN)", code: .unauthorized)
+        }
+    }
 }
 
 /// The `--json` flag of the read commands.
@@ -135,8 +147,13 @@ struct AdminClient: Sendable {
 
     /// An admin path with `name` as one percent-encoded segment (a `/` in a topic becomes `%2F`).
     static func path(_ prefix: String, _ name: String, _ suffix: String = "") -> String {
+        "/v1/admin/\(prefix)/" + segment(name) + suffix
+    }
+
+    /// `name` as one percent-encoded path segment.
+    static func segment(_ name: String) -> String {
         var allowed = CharacterSet.urlPathAllowed
         allowed.remove(charactersIn: "/%?#")
-        return "/v1/admin/\(prefix)/" + (name.addingPercentEncoding(withAllowedCharacters: allowed) ?? name) + suffix
+        return name.addingPercentEncoding(withAllowedCharacters: allowed) ?? name
     }
 }

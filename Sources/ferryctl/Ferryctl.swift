@@ -91,6 +91,7 @@ struct Publish: AsyncParsableCommand {
 
     func run() async throws {
         try await broker.requireReachable()
+        try await broker.requireAccepted(token: credentials.clientToken, topic: topic)
         let client = FerryClient(url: try broker.webSocketURL(token: credentials.clientToken))
         if data == "-" {
             while let line = readLine() {
@@ -125,6 +126,7 @@ struct Tail: AsyncParsableCommand {
 
     func run() async throws {
         try await broker.requireReachable()
+        try await broker.requireAccepted(token: credentials.clientToken, topic: topic)
         let ferry = FerryClient(url: try broker.webSocketURL(token: credentials.clientToken), clientID: client)
         let start: StartPosition = from.map { .after($0) } ?? (client == nil ? .latest : .stored)
         for try await message in ferry.subscribe(topic, from: start) {

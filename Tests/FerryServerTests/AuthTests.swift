@@ -315,6 +315,11 @@ struct AuthTests {
 
         let published = try ferryctl(["pub", "orders.us", "2", "--token", token], broker: ferryd)
         #expect(published.status == 0 && published.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1", "\(published)")
+        // A refused token fails at once with exit 4, where the client library would retry the upgrade.
+        for command in [["pub", "orders.us", "3"], ["tail", "orders.us"]] {
+            let refused = try ferryctl(command + ["--token", "not-a-token"], broker: ferryd, timeout: 20)
+            #expect(refused.status == 4 && refused.stderr.contains("unauthorized"), "\(refused)")
+        }
         #expect(try ferryctl(["token", "--sub", "alice"]).status == 2)
     }
 
