@@ -46,8 +46,12 @@ public final class Broker: Sendable {
         /// Ack floors and sessions changed since the last flush, persisted lazily (PROTOCOL.md guarantee 3).
         var dirtySubscriptions: [String: SubscriptionRecord] = [:]
         var dirtySessions: [String: SessionRecord] = [:]
+        /// Deletes whose commit failed, retried with the next flush of deferred writes.
+        var failedDeletes: [StoreOperation] = []
         var lastFlush: Timestamp = 0
         var lastSweep: Timestamp = 0
+        /// The last commit refused publishes for want of space (logged when this changes).
+        var refusingPublishes = false
         var connections = 0
         var published: UInt64 = 0
         var delivered: UInt64 = 0
@@ -89,7 +93,8 @@ public final class Broker: Sendable {
         committer.start(
             hooks: Committer.Hooks(
                 maintenance: { [self] now, busy in maintenance(now: now, busy: busy) },
-                committed: { [self] operations, result in committed(operations, result) }
+                committed: { [self] operations, result in committed(operations, result) },
+                failed: { [self] operations, error in commitFailed(operations, error) }
             ))
     }
 
@@ -117,13 +122,68 @@ public final class Broker: Sendable {
 
     // MARK: - Topics
 
-    func topic(named name: String) -> Topic {
+    /// The topic `name`, registered now if the broker does not know it. Only the paths that then
+    /// hold it (a subscriber, a creating commit) or that mirror a stored log may call this; others
+    /// use ``existingTopic(_:)``, so a name nothing holds is never kept.
+    private func topic(named name: String, in state: inout State) -> Topic {
+        if let topic = state.topics[name] { return topic }
+        let topic = Topic(name: name, record: nil)
+        state.topics[name] = topic
+        return topic
+    }
+
+    /// The topic `name` if the broker knows it, without registering it (admin input may name anything).
+    func existingTopic(_ name: String) -> Topic? {
+        state.withLock { $0.topics[name] }
+    }
+
+    /// Adds `connection` as a subscriber of each topic in `names` and returns the topics with
+    /// their positions at that instant. Under the broker's lock, so a topic cannot be forgotten
+    /// between being found and being held.
+    func addSubscriber(_ connection: Connection, to names: [String]) -> [(topic: Topic, position: Topic.Position)] {
         state.withLock { state in
-            if let topic = state.topics[name] { return topic }
-            let topic = Topic(name: name, record: nil)
-            state.topics[name] = topic
-            return topic
+            names.map { name in
+                let topic = topic(named: name, in: &state)
+                return (topic, topic.addSubscriber(connection))
+            }
         }
+    }
+
+    /// Removes `connection` from `topics` and forgets those that nothing holds any more.
+    func removeSubscriber(_ connection: Connection, from topics: [Topic]) {
+        guard !topics.isEmpty else { return }
+        state.withLock { state in
+            for topic in topics {
+                topic.removeSubscriber(connection)
+                forgetIfUnheld(topic, in: &state)
+            }
+        }
+    }
+
+    /// The topic `name` for a commit that writes to it; when its log does not exist yet, the
+    /// commit creating it is counted on the topic (``finishCreation(_:)`` when it is done).
+    private func topicForWrite(named name: String) -> (topic: Topic, creating: Bool) {
+        state.withLock { state in
+            let topic = topic(named: name, in: &state)
+            guard topic.record == nil else { return (topic, false) }
+            topic.creation(started: true)
+            return (topic, true)
+        }
+    }
+
+    /// A commit that was to create `topics` is done, stored or not.
+    private func finishCreation(_ topics: [Topic]) {
+        guard !topics.isEmpty else { return }
+        state.withLock { state in
+            for topic in topics {
+                topic.creation(started: false)
+                forgetIfUnheld(topic, in: &state)
+            }
+        }
+    }
+
+    private func forgetIfUnheld(_ topic: Topic, in state: inout State) {
+        if state.topics[topic.name] === topic, topic.isUnheld { state.topics[topic.name] = nil }
     }
 
     /// The outcome of a publish, per message.
@@ -173,6 +233,7 @@ public final class Broker: Sendable {
         var operations: [StoreOperation] = []
         var publishIndexes: [Int] = []
         var topics: [Topic] = []
+        var creating: [Topic] = []
         operations.reserveCapacity(requests.count)
         // A read's publishes usually share a topic: look it up (broker lock, hash) once per run.
         var previous: Topic?
@@ -181,9 +242,11 @@ public final class Broker: Sendable {
             if let previous, previous.name == request.topic {
                 topic = previous
             } else {
-                topic = self.topic(named: request.topic)
-                if topic.record == nil {
+                let write = topicForWrite(named: request.topic)
+                topic = write.topic
+                if write.creating {
                     operations.append(.ensureTopic(request.topic, epoch: topic.position.epoch))
+                    creating.append(topic)
                 }
                 previous = topic
             }
@@ -195,7 +258,8 @@ public final class Broker: Sendable {
                         topic: request.topic, kind: request.payload.isJSON ? .json : .bytes, payload: request.payload.bytes,
                         messageID: request.messageID, headers: request.headers.map { Header($0.0, $0.1) })))
         }
-        committer.submit(operations) { [publishIndexes, topics] result in
+        committer.submit(operations) { [self, publishIndexes, topics, creating] result in
+            finishCreation(creating)
             switch result {
             case .success(let outcomes):
                 var results: [PublishResult] = []
@@ -257,8 +321,11 @@ public final class Broker: Sendable {
         // Runs of one topic are collected before touching the dictionary (one hash per run).
         var run: (topic: String, messages: [(version: UInt64, frame: Frame)])?
         var published: UInt64 = 0
+        var refused = 0
         for (operation, outcome) in zip(operations, result.outcomes) {
-            guard case .publish(let message) = operation, case .published(let version, let timestamp, false) = outcome else { continue }
+            guard case .publish(let message) = operation else { continue }
+            if case .failed = outcome { refused += 1 }
+            guard case .published(let version, let timestamp, false) = outcome else { continue }
             let frame = Self.messageFrame(
                 topic: message.topic, version: version, timestamp: timestamp, kind: message.kind, payload: message.payload,
                 headers: message.headers)
@@ -271,12 +338,19 @@ public final class Broker: Sendable {
         }
         if let run { appended[run.topic, default: []] += run.messages }
         for (name, record) in result.topics {
-            let topic = topic(named: name)
             let subscribers: [Connection]
             if let record {
-                subscribers = topic.committed(record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic)
+                // Under the broker's lock, so the topic is not forgotten before it holds its record.
+                subscribers = state.withLock { state in
+                    topic(named: name, in: &state).committed(
+                        record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic)
+                }
             } else {
-                subscribers = topic.deleted()
+                subscribers = state.withLock { state -> [Connection] in
+                    guard let topic = state.topics[name] else { return [] }
+                    defer { forgetIfUnheld(topic, in: &state) }
+                    return topic.deleted()
+                }
             }
             for connection in subscribers { connection.topicChanged(name) }
         }
@@ -284,7 +358,51 @@ public final class Broker: Sendable {
             state.withLock { $0.published += published }
             metrics.published.increment(by: Int64(published))
         }
+        if refused > 0 { metrics.refusedForSpace(refused) }
+        if refused > 0 || published > 0 { noteSpace(refusing: refused > 0) }
         metrics.commits.increment()
+    }
+
+    /// Logs when publishes start and stop being refused for want of space.
+    private func noteSpace(refusing: Bool) {
+        let changed = state.withLock { state in
+            defer { state.refusingPublishes = refusing }
+            return state.refusingPublishes != refusing
+        }
+        guard changed else { return }
+        if refusing {
+            logger.warning("the store is full: publishes are refused with unavailable until space is freed (delete or trim topics)")
+        } else {
+            logger.notice("the store has room again: publishes are accepted")
+        }
+    }
+
+    /// A whole commit failed: nothing of it is stored. Its jobs were answered `unavailable`; the
+    /// deferred acks and sessions it carried are marked for the next commit again, and deletes of
+    /// sessions and subscriptions are retried with the next flush, so a passing failure loses none
+    /// of them (and a lasting one does not spin the committer).
+    private func commitFailed(_ operations: [StoreOperation], _ error: StoreError) {
+        metrics.storeFailed(.commit, error, ["ferry.operations": "\(operations.count)"])
+        state.withLock { state in
+            for operation in operations {
+                switch operation {
+                case .putSession(let record):
+                    if state.dirtySessions[record.clientID] == nil, let session = state.sessions[record.clientID] {
+                        state.dirtySessions[record.clientID] = session.record
+                    }
+                case .putSubscription(let record):
+                    let key = Self.key(record.clientID, record.topic)
+                    if state.dirtySubscriptions[key] == nil, let current = state.sessions[record.clientID]?.subscriptions[record.topic] {
+                        state.dirtySubscriptions[key] = current
+                    }
+                case .deleteSession, .deleteSubscription:
+                    state.failedDeletes.append(operation)
+                case .publish, .ensureTopic, .deleteTopic, .trimTopic, .sweep:
+                    // Answered to their requester, or redone by the next sweep.
+                    break
+                }
+            }
+        }
     }
 
     /// Deferred writes for the next commit: lazy acks, sweeps, expired sessions.
@@ -295,6 +413,15 @@ public final class Broker: Sendable {
             if busy || flushDue {
                 operations += state.dirtySessions.values.map { .putSession($0) }
                 operations += state.dirtySubscriptions.values.map { .putSubscription($0) }
+                // Only those memory still agrees with: a session or subscription made since stays.
+                operations += state.failedDeletes.filter { operation in
+                    switch operation {
+                    case .deleteSession(let clientID): state.sessions[clientID] == nil
+                    case .deleteSubscription(let clientID, let topic): state.sessions[clientID]?.subscriptions[topic] == nil
+                    default: false
+                    }
+                }
+                state.failedDeletes.removeAll()
                 state.dirtySessions.removeAll()
                 state.dirtySubscriptions.removeAll()
                 state.lastFlush = now
@@ -400,9 +527,12 @@ public final class Broker: Sendable {
         }
         guard known else { return }
         var operations: [StoreOperation] = []
-        if topic(named: record.topic).record == nil { operations.append(.ensureTopic(record.topic, epoch: record.epoch)) }
+        let write = topicForWrite(named: record.topic)
+        if write.creating { operations.append(.ensureTopic(record.topic, epoch: record.epoch)) }
         operations.append(.putSubscription(record))
-        committer.submit(operations, completion: nil)
+        committer.submit(operations) { [self] _ in
+            if write.creating { finishCreation([write.topic]) }
+        }
     }
 
     /// Records a moved ack floor (or a reset) from the connection that owns the session; it is
@@ -439,16 +569,26 @@ public final class Broker: Sendable {
     // MARK: - Reads and administration
 
     /// `GET /v1/topics/{topic}`; nil when the topic does not exist.
+    /// A topic exists while it has a stored log or a connected subscriber: a name only an ephemeral
+    /// subscriber holds shows as empty (head 0) with the epoch its `subscribed` frame gave.
     public func topicInfo(_ name: String) -> TopicInfo? {
         let (topic, durable) = state.withLock { state in
             (state.topics[name], state.sessions.values.filter { $0.subscriptions[name] != nil })
         }
-        guard let topic, let record = topic.record else { return nil }
+        guard let topic, let log = Self.visibleLog(of: topic) else { return nil }
         let connectedDurable = durable.filter { $0.owner != nil }.count
         let ephemeral = max(0, topic.subscriberCount - connectedDurable)
         return TopicInfo(
-            topic: name, epoch: record.epoch, first: record.first, head: record.head, messages: record.messages,
-            bytes: record.bytes, subscribers: durable.count + ephemeral)
+            topic: name, epoch: log.epoch, first: log.first, head: log.head, messages: log.messages,
+            bytes: log.bytes, subscribers: durable.count + ephemeral)
+    }
+
+    /// The stored record of `topic`, or an empty one for a topic held only by subscribers; nil for
+    /// a topic registered only while a commit creates it.
+    private static func visibleLog(of topic: Topic) -> TopicRecord? {
+        if let record = topic.record { return record }
+        guard topic.subscriberCount > 0 else { return nil }
+        return TopicRecord(name: topic.name, id: 0, epoch: topic.position.epoch)
     }
 
     /// Every existing topic, by name, as the admin API lists them.
@@ -459,10 +599,12 @@ public final class Broker: Sendable {
 
     /// Stored messages of `topic` after version `after`; nil when the topic does not exist.
     public func messages(topic name: String, after: UInt64, limit: Int) throws(ProtocolError) -> (epoch: String, messages: [StoredMessage])? {
-        guard let record = state.withLock({ $0.topics[name] })?.record else { return nil }
+        guard let topic = existingTopic(name) else { return nil }
+        guard let record = topic.record else { return Self.visibleLog(of: topic).map { ($0.epoch, []) } }
         do {
             return (record.epoch, try store.messages(topicID: record.id, after: after, limit: limit))
         } catch {
+            metrics.storeFailed(.read, error, ["ferry.topic": "\(name)", "ferry.after": "\(after)"])
             throw ProtocolError(.unavailable, "\(error)")
         }
     }
@@ -511,12 +653,17 @@ public final class Broker: Sendable {
     /// Where a durable subscription stands in its topic's current log: the head (0 when its epoch
     /// is gone), the lag, and the age of the oldest stored message it has not acked.
     private func standing(of record: SubscriptionRecord, now: Timestamp) -> (head: UInt64, lag: UInt64, oldestUnackedAge: UInt64?) {
-        let position = topic(named: record.topic).position
-        guard position.epoch == record.epoch else { return (0, 0, nil) }
+        guard let position = existingTopic(record.topic)?.position, position.epoch == record.epoch else { return (0, 0, nil) }
         guard position.head > record.ackFloor else { return (position.head, 0, nil) }
         let oldest = max(record.ackFloor + 1, position.first)
-        let stamp = position.storeID.flatMap { id in
-            oldest <= position.head ? (try? store.messages(topicID: id, after: oldest - 1, limit: 1))?.first?.timestamp : nil
+        var stamp: Timestamp?
+        if let id = position.storeID, oldest <= position.head {
+            do {
+                stamp = try store.messages(topicID: id, after: oldest - 1, limit: 1).first?.timestamp
+            } catch {
+                // Only an age for operators depends on it: shown as unknown, logged and counted.
+                metrics.storeFailed(.read, error, ["ferry.topic": "\(record.topic)", "ferry.version": "\(oldest)"])
+            }
         }
         return (position.head, position.head - record.ackFloor, stamp.map { now > $0 ? now - $0 : 0 })
     }
@@ -539,15 +686,10 @@ public final class Broker: Sendable {
                 clientID: entry.record.clientID, connected: entry.connected, ackFloor: entry.record.ackFloor, lag: standing.lag,
                 oldestUnackedAgeMs: standing.oldestUnackedAge)
         }
-        info.connected = topic(named: name).subscriberCount
+        info.connected = existingTopic(name)?.subscriberCount ?? 0
         info.lag = subscriptions.map(\.lag).max() ?? 0
         if listingSubscriptions { info.durableSubscriptions = subscriptions }
         return info
-    }
-
-    /// The topic `name` if the broker knows it, without creating it (admin input may name anything).
-    private func existingTopic(_ name: String) -> Topic? {
-        state.withLock { $0.topics[name] }
     }
 
     /// What a trim did, or the durable subscribers it would cut when not forced.

@@ -50,6 +50,39 @@ struct BrokerMetrics: Sendable {
             (limit, Counter(label: "ferry_limit_rejections_total", dimensions: [("limit", limit.rawValue)]))
         })
 
+    /// One counter per store activity and kind of failure, so the table never changes at run time.
+    private let storeFailures: [StoreActivity: [StoreFailureKind: Counter]] = Dictionary(
+        uniqueKeysWithValues: StoreActivity.allCases.map { activity in
+            (
+                activity,
+                Dictionary(
+                    uniqueKeysWithValues: StoreFailureKind.allCases.map { kind in
+                        (
+                            kind,
+                            Counter(
+                                label: "ferry_store_errors_total", dimensions: [("operation", activity.rawValue), ("error", kind.rawValue)])
+                        )
+                    })
+            )
+        })
+
+    /// Logs a failure of the store with what it was doing, and counts it in
+    /// `ferry_store_errors_total{operation,error}`; `count` is the number of requests it failed.
+    func storeFailed(_ activity: StoreActivity, _ error: StoreError, count: Int = 1, _ metadata: Logger.Metadata = [:]) {
+        let kind = StoreFailureKind(error)
+        storeFailures[activity]?[kind]?.increment(by: Int64(count))
+        var metadata = metadata
+        metadata["ferry.error"] = "\(error)"
+        metadata["ferry.operation"] = "\(activity.rawValue)"
+        logger.log(level: kind == .full ? .warning : .error, "store failure", metadata: metadata)
+    }
+
+    /// Counts publishes a commit refused because the store is full; the broker logs when that
+    /// starts and ends rather than per commit.
+    func refusedForSpace(_ count: Int) {
+        storeFailures[.publish]?[.full]?.increment(by: Int64(count))
+    }
+
     /// Counts a request refused by `limit`.
     func rejected(by limit: LimitKind) {
         limitRejections[limit]?.increment()
@@ -112,6 +145,31 @@ public enum LimitKind: String, Sendable, CaseIterable {
     case connectionsPerIP = "max_connections_per_ip"
 }
 
+/// What the store was doing when it failed (the `operation` label of `ferry_store_errors_total`).
+enum StoreActivity: String, Sendable, CaseIterable {
+    /// A group commit as a whole (its publishes, acks and sessions are not stored).
+    case commit
+    /// Publishes refused inside a commit that stored the rest (the store is full).
+    case publish
+    /// A range read for delivery or the admin API.
+    case read
+}
+
+/// The `error` label of `ferry_store_errors_total`.
+enum StoreFailureKind: String, Sendable, CaseIterable {
+    case full
+    case corrupted
+    case engine
+
+    init(_ error: StoreError) {
+        switch error {
+        case .full: self = .full
+        case .corrupted: self = .corrupted
+        case .engine: self = .engine
+        }
+    }
+}
+
 /// The highest version a connection had sent on one subscription when it closed.
 struct SentPosition: Sendable {
     var epoch: String
@@ -144,6 +202,7 @@ extension CloseCode {
         case .sessionDeleted: "session_deleted"
         case .rateLimited: "rate_limited"
         case .slowConsumer: "slow_consumer"
+        case .internalError: "internal_error"
         }
     }
 }
@@ -152,6 +211,8 @@ extension CloseCode {
 public struct MetricsSnapshot: Sendable {
     /// Durable sessions, connected or not.
     public var sessions: Int
+    /// Topics in the broker's registry: stored ones, and names only connected subscribers hold.
+    public var topicsInMemory: Int
     /// Every stored topic and its head version.
     public var topicHeads: [(topic: String, head: UInt64)]
     /// Every durable session and its lag: head − ack floor summed over its subscriptions in the
@@ -165,6 +226,7 @@ public struct MetricsSnapshot: Sendable {
     init(topics: [Topic], sessions: [(clientID: String, subscriptions: [SubscriptionRecord])], usage: StoreUsage) {
         let positions = Dictionary(topics.map { ($0.name, $0.position) }) { $1 }
         self.sessions = sessions.count
+        topicsInMemory = topics.count
         topicHeads = topics.compactMap { topic in topic.record.map { (topic.name, $0.head) } }
         clientLags = sessions.map { session in
             let lag = session.subscriptions.reduce(UInt64(0)) { total, record in

@@ -23,6 +23,8 @@ final class Committer: Sendable {
         var maintenance: @Sendable (_ now: Timestamp, _ busy: Bool) -> [StoreOperation]
         /// Called after each commit, before any job's completion.
         var committed: @Sendable (_ operations: [StoreOperation], _ result: CommitResult) -> Void
+        /// Called when a commit fails as a whole, before its jobs' completions.
+        var failed: @Sendable (_ operations: [StoreOperation], _ error: StoreError) -> Void
     }
 
     private struct Queue {
@@ -142,6 +144,7 @@ final class Committer: Sendable {
                 start = end
             }
         } catch {
+            hooks.failed(operations, error)
             for job in jobs { job.completion?(.failure(error)) }
         }
     }

@@ -1,5 +1,6 @@
 import FerryProtocol
 import FerryStore
+import Logging
 import Synchronization
 
 /// One client connection: the protocol rules for its frames, and its delivery.
@@ -256,13 +257,12 @@ public final class Connection: Sendable {
                 RestoredSubscription(topic: $0.topic, epoch: $0.epoch, ackFloor: $0.ackFloor)
             },
             heartbeatSeconds: broker.configuration.heartbeatSeconds, limits: broker.configuration.limits)
-        let topics = session.subscriptions.map { broker.topic(named: $0.topic) }
+        let topics = broker.addSubscriber(self, to: session.subscriptions.map(\.topic))
         let wake = state.withLock { state in
             state.phase = .ready
             state.clientID = session.clientID
             state.queue(welcome)
-            for (record, topic) in zip(session.subscriptions, topics) {
-                _ = topic.addSubscriber(self)
+            for (record, (topic, _)) in zip(session.subscriptions, topics) {
                 state.generations += 1
                 state.subscriptions[record.topic] = Subscription(
                     topic: topic, epoch: record.epoch, ackFloor: record.ackFloor, window: record.window,
@@ -282,13 +282,18 @@ public final class Connection: Sendable {
         }
         let clientID = state.withLock { $0.clientID }
         let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
-        let topic = broker.topic(named: name)
         let maxSubscriptions = broker.configuration.limits.maxSubscriptions
-        let outcome: Result<SubscriptionRecord, ProtocolError> = state.withLock { state in
-            guard state.subscriptions[name] != nil || state.subscriptions.count < maxSubscriptions else {
-                return .failure(ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
-            }
-            let position = topic.addSubscriber(self)
+        let full = state.withLock { $0.subscriptions[name] == nil && $0.subscriptions.count >= maxSubscriptions }
+        guard !full else {
+            reply(id: id, ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
+            return
+        }
+        // Every commit after this notifies the connection; the delivery pass queued below reads
+        // the topic's position afresh, so none is missed before the subscription is in place.
+        guard let (topic, position) = broker.addSubscriber(self, to: [name]).first else { return }
+        let subscribed: SubscriptionRecord? = state.withLock { state in
+            // Closed meanwhile: `closed()` has released its topics already.
+            guard state.phase != .closed else { return nil }
             var start: UInt64
             var staleEpoch: String?
             switch from {
@@ -327,16 +332,14 @@ public final class Connection: Sendable {
                 broker.metrics.sentGap()
             }
             state.ready.insert(name)
-            return .success(
-                SubscriptionRecord(clientID: clientID ?? "", topic: name, epoch: position.epoch, ackFloor: start - 1, window: window))
+            return SubscriptionRecord(clientID: clientID ?? "", topic: name, epoch: position.epoch, ackFloor: start - 1, window: window)
         }
-        switch outcome {
-        case .success(let record):
-            if clientID != nil { broker.putDurableSubscription(record) }
-            notify(state.withLock { $0.wake() })
-        case .failure(let error):
-            reply(id: id, error)
+        guard let subscribed else {
+            broker.removeSubscriber(self, from: [topic])
+            return
         }
+        if clientID != nil { broker.putDurableSubscription(subscribed) }
+        notify(state.withLock { $0.wake() })
     }
 
     private func ack(topic name: String, version: UInt64) {
@@ -374,7 +377,7 @@ public final class Connection: Sendable {
             reply(id: id, ProtocolError(.notSubscribed, "not subscribed to \(name)"))
             return
         }
-        subscription.topic.removeSubscriber(self)
+        broker.removeSubscriber(self, from: [subscription.topic])
         if subscription.durable, let clientID { broker.removeDurableSubscription(clientID: clientID, topic: name) }
         send(ServerFrame.unsubscribed(id: id, topic: name))
     }
@@ -549,7 +552,17 @@ public final class Connection: Sendable {
     /// Reads a page of older messages and queues the contiguous run that starts where the
     /// subscription stands; anything else (replaced subscription, retention) is re-evaluated.
     private func perform(_ read: Read) {
-        let stored = (try? broker.store.messages(topicID: read.storeID, after: read.from - 1, limit: Int(read.through - read.from + 1))) ?? []
+        let stored: [StoredMessage]
+        do {
+            stored = try broker.store.messages(topicID: read.storeID, after: read.from - 1, limit: Int(read.through - read.from + 1))
+        } catch {
+            // Retrying here would spin on the event loop. The client is told and closed; it
+            // reconnects with backoff and resumes from its ack floor, which nothing moved.
+            broker.metrics.storeFailed(
+                .read, error, ["ferry.topic": "\(read.topic)", "ferry.from": "\(read.from)", "ferry.through": "\(read.through)"])
+            fail(ProtocolError(.unavailable, "messages \(read.from)...\(read.through) of \(read.topic) cannot be read: \(error)"), close: .internalError)
+            return
+        }
         state.withLock { state in
             guard var subscription = state.subscriptions[read.topic], subscription.generation == read.generation else { return }
             subscription.reading = false
@@ -575,7 +588,7 @@ public final class Connection: Sendable {
             defer { state.subscriptions.removeAll() }
             return (Array(state.subscriptions.values), state.clientID)
         }
-        for subscription in subscriptions { subscription.topic.removeSubscriber(self) }
+        broker.removeSubscriber(self, from: subscriptions.map(\.topic))
         let sent = subscriptions.map { ($0.topic.name, SentPosition(epoch: $0.epoch, version: $0.next - 1)) }
         broker.detach(self, clientID: clientID, sentThrough: Dictionary(sent) { $1 })
     }

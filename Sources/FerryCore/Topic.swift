@@ -32,6 +32,9 @@ final class Topic: Sendable {
         var epoch: String
         var cache: Deque<(version: UInt64, frame: Frame)> = []
         var subscribers: [ObjectIdentifier: Connection] = [:]
+        /// Commits in flight that create the log with `epoch`; the topic must stay registered
+        /// until they finish, so a subscriber arriving meanwhile is told that epoch.
+        var pendingCreations = 0
 
         var position: Position {
             if let record {
@@ -54,6 +57,17 @@ final class Topic: Sendable {
 
     /// Connected subscriptions (durable and ephemeral).
     var subscriberCount: Int { state.withLock { $0.subscribers.count } }
+
+    /// True when nothing holds the topic: no stored log, no connected subscriber, no creation in
+    /// flight. The broker forgets such a topic, so memory does not grow with every name ever named.
+    var isUnheld: Bool {
+        state.withLock { $0.record == nil && $0.subscribers.isEmpty && $0.pendingCreations == 0 }
+    }
+
+    /// Marks a commit that will create the log with ``position``'s epoch as queued (`true`) or done.
+    func creation(started: Bool) {
+        state.withLock { $0.pendingCreations += started ? 1 : -1 }
+    }
 
     /// Adds `connection` and returns the position at that instant: every commit after it notifies
     /// the connection, so a subscriber starting at `head + 1` misses nothing.

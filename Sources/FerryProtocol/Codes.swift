@@ -63,6 +63,8 @@ public enum CloseCode: UInt16, Sendable, CaseIterable {
     case sessionTakenOver = 4009
     case sessionDeleted = 4010
     case rateLimited = 4029
+    /// The broker could not do what the connection needs (a stored message cannot be read); reconnecting resumes.
+    case internalError = 1011
 
     /// False for the codes after which retrying cannot succeed (4001, 4009, 4010).
     public var shouldReconnect: Bool {

@@ -17,6 +17,7 @@ final class StateGauges: Sendable {
     private let limit: Int
     private let sessions: Gauge
     private let topics: Gauge
+    private let topicsInMemory: Gauge
     private let usedBytes: Gauge
     private let mapSize: Gauge
     private let lagSum: Gauge
@@ -42,6 +43,9 @@ final class StateGauges: Sendable {
         self.limit = limit
         sessions = registry.makeGauge(descriptor: Self.descriptor("durable_sessions", "Durable sessions, connected or not."))
         topics = registry.makeGauge(descriptor: Self.descriptor("topics", "Stored topics."))
+        topicsInMemory = registry.makeGauge(
+            descriptor: Self.descriptor(
+                "topics_in_memory", "Topics the broker keeps in memory: the stored ones and those only connected subscribers hold."))
         usedBytes = registry.makeGauge(descriptor: Self.descriptor("store_used_bytes", "LMDB pages in use, in bytes."))
         mapSize = registry.makeGauge(
             descriptor: Self.descriptor("store_map_size_bytes", "LMDB map size: publishes fail with unavailable when use reaches it."))
@@ -60,6 +64,7 @@ final class StateGauges: Sendable {
         series.withLock { series in
             sessions.set(Int64(snapshot.sessions))
             topics.set(Int64(snapshot.topicHeads.count))
+            topicsInMemory.set(Int64(snapshot.topicsInMemory))
             usedBytes.set(Int64(snapshot.usedBytes))
             mapSize.set(Int64(snapshot.mapSize))
             lagSum.set(Int64(clamping: snapshot.clientLags.reduce(UInt64(0)) { $0 + $1.lag }))

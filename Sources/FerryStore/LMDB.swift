@@ -11,7 +11,8 @@ public enum LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
     case transactionFull
     /// Another process grew the map beyond ours.
     case mapResized
-    case corrupted
+    /// LMDB found a damaged page, or a record of Ferry's does not decode (what and where).
+    case corrupted(String)
     case versionMismatch
     /// A key or named database that does not exist, where it must.
     case notFound
@@ -24,7 +25,7 @@ public enum LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
         case MDB_READERS_FULL: self = .readersFull
         case MDB_TXN_FULL: self = .transactionFull
         case MDB_MAP_RESIZED: self = .mapResized
-        case MDB_CORRUPTED, MDB_PAGE_NOTFOUND: self = .corrupted
+        case MDB_CORRUPTED, MDB_PAGE_NOTFOUND: self = .corrupted(String(cString: mdb_strerror(code)))
         case MDB_VERSION_MISMATCH, MDB_INVALID: self = .versionMismatch
         case MDB_NOTFOUND: self = .notFound
         default: self = .other(code: code, message: String(cString: mdb_strerror(code)))
@@ -41,7 +42,7 @@ public enum LMDBError: Error, Equatable, Sendable, CustomStringConvertible {
         case .readersFull: "LMDB reader slots are exhausted"
         case .transactionFull: "LMDB transaction has too many dirty pages"
         case .mapResized: "LMDB map was resized by another process"
-        case .corrupted: "LMDB data is corrupted"
+        case .corrupted(let what): "corrupted data: \(what)"
         case .versionMismatch: "not an LMDB environment of this version"
         case .notFound: "not found"
         case .other(let code, let message): "LMDB error \(code): \(message)"
@@ -176,6 +177,13 @@ public final class LMDBEnvironment: @unchecked Sendable {
         mdb_env_info(env, &info)
         mdb_env_stat(env, &stat)
         return (info.me_mapsize, Int(stat.ms_psize), info.me_last_pgno)
+    }
+
+    /// The data file's descriptor, for the disk reserve (``DiskReserve``).
+    public func fileDescriptor() throws(LMDBError) -> Int32 {
+        var descriptor: Int32 = -1
+        try check(mdb_env_get_fd(env, &descriptor))
+        return descriptor
     }
 
     /// Pages on LMDB's free list, which later writes reuse before growing the file.

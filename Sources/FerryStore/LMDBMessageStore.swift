@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// How the LMDB store is opened and what it enforces.
 public struct LMDBStoreConfiguration: Sendable {
@@ -13,8 +14,9 @@ public struct LMDBStoreConfiguration: Sendable {
     /// Opens an existing data folder without writing to it (for offline checks); commits fail.
     public var readOnly = false
 
-    /// Space kept free for deletes and trims, so an operator can recover a full store without a
-    /// restart: LMDB copies pages on write, so even a delete needs free pages.
+    /// Space kept free for deletes and trims, in the map and on the disk, so an operator can
+    /// recover a full store without a restart: LMDB copies pages on write, so even a delete needs
+    /// free pages. Publishes stop when less than this is left.
     public var reserveBytes: Int { min(mapSize / 8, 64 << 20) }
 
     public init(path: String) {
@@ -41,6 +43,8 @@ public final class LMDBMessageStore: MessageStore {
     private let dedupByTime: LMDBDatabase
     private let sessions: LMDBDatabase
     private let subscriptions: LMDBDatabase
+    /// Nil when read-only. Used by the committing thread only; the lock makes that checkable.
+    private let diskReserve: Mutex<DiskReserve?>
 
     public init(configuration: LMDBStoreConfiguration) throws(StoreError) {
         self.configuration = configuration
@@ -68,6 +72,8 @@ public final class LMDBMessageStore: MessageStore {
             dedupByTime = try env.openDatabase("dedup_by_time")
             sessions = try env.openDatabase("sessions")
             subscriptions = try env.openDatabase("subscriptions")
+            diskReserve = Mutex(
+                configuration.readOnly ? nil : DiskReserve(descriptor: try env.fileDescriptor(), reserve: configuration.reserveBytes))
         } catch .notFound where configuration.readOnly {
             throw StoreError.engine("\(configuration.path) is not a Ferry data folder: a database of the schema is missing")
         } catch {
@@ -87,14 +93,24 @@ public final class LMDBMessageStore: MessageStore {
             }
             return try env.read { txn throws(LMDBError) in
                 StoreSnapshot(
-                    topics: try txn.entries(topics, prefix: []).map { try? Self.decodeTopic($0.key, $0.value) }.compactMap { $0 },
-                    sessions: try txn.entries(sessions, prefix: []).compactMap { try? Self.decodeSession($0.key, $0.value) },
-                    subscriptions: try txn.entries(subscriptions, prefix: []).compactMap {
-                        try? Self.decodeSubscription($0.key, $0.value)
+                    topics: try txn.entries(topics, prefix: []).map { entry throws(LMDBError) in
+                        try Self.decoded("topic record", entry.key) { () throws(StoreError) in try Self.decodeTopic(entry.key, entry.value) }
+                    },
+                    sessions: try txn.entries(sessions, prefix: []).map { entry throws(LMDBError) in
+                        try Self.decoded("session record", entry.key) { () throws(StoreError) in try Self.decodeSession(entry.key, entry.value) }
+                    },
+                    subscriptions: try txn.entries(subscriptions, prefix: []).map { entry throws(LMDBError) in
+                        try Self.decoded("subscription record", entry.key) { () throws(StoreError) in
+                            try Self.decodeSubscription(entry.key, entry.value)
+                        }
                     },
                     secret: secret
                 )
             }
+        } catch .corrupted(let what) {
+            // Refuse to start rather than skip or rewrite what does not decode.
+            let path = configuration.path
+            throw StoreError.corrupted("\(what) in \(path); `ferryctl verify --data \(path)` lists every fault")
         } catch {
             throw StoreError(error)
         }
@@ -105,7 +121,7 @@ public final class LMDBMessageStore: MessageStore {
     public func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
         let hasPublishes = operations.contains { if case .publish = $0 { true } else { false } }
         do {
-            let acceptPublishes = hasPublishes ? !isInReserve() : true
+            let acceptPublishes = hasPublishes ? try hasRoomForPublishes() : true
             return try env.write { txn throws(LMDBError) in
                 try apply(operations, in: txn, now: now, acceptPublishes: acceptPublishes)
             }
@@ -123,14 +139,20 @@ public final class LMDBMessageStore: MessageStore {
         }
     }
 
-    /// True when the space left is within the reserve kept for deletes.
-    private func isInReserve() -> Bool {
+    /// True while more than the reserve is left both in the map and on the disk, counting the
+    /// pages on LMDB's free list (later writes reuse them before growing the file).
+    private func hasRoomForPublishes() throws(LMDBError) -> Bool {
         let info = env.info()
-        let limit = info.mapSize - configuration.reserveBytes
-        guard (info.lastPage + 1) * info.pageSize > limit else { return false }
-        // The file's high-water mark is in the reserve; free pages may still make room.
-        let free = (try? env.freePages()) ?? 0
-        return (info.lastPage + 1 - free) * info.pageSize > limit
+        let usedEnd = (info.lastPage + 1) * info.pageSize
+        let reserve = configuration.reserveBytes
+        var headroom = info.mapSize - usedEnd
+        let diskHeadroom = diskReserve.withLock { reserve -> Int? in
+            guard reserve?.hold(past: usedEnd) == .diskFull, let reserve else { return nil }
+            return max(0, reserve.allocatedEnd - usedEnd)
+        }
+        if let diskHeadroom { headroom = min(headroom, diskHeadroom) }
+        if headroom >= reserve { return true }
+        return try headroom + env.freePages() * info.pageSize >= reserve
     }
 
     private func apply(
@@ -199,13 +221,21 @@ public final class LMDBMessageStore: MessageStore {
         /// a publish to an existing topic must not pay for random bytes).
         mutating func topic(_ name: String, createWithEpoch epoch: @autoclosure () -> String?) throws(LMDBError) -> TopicRecord? {
             if let topic = current[name] { return topic }
-            if let value = try txn.get(store.topics, Array(name.utf8)), let topic = try? decodeTopic(Array(name.utf8), value) {
+            let key = Array(name.utf8)
+            if let value = try txn.get(store.topics, key) {
+                let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
                 current[name] = topic
                 return topic
             }
             guard let epoch = epoch() else { return nil }
-            var counter = ByteReader(try txn.get(store.meta, LMDBMessageStore.nextTopicIDKey) ?? [])
-            let id = (try? counter.uint64()) ?? 1
+            // No counter yet means a new store, whose first topic id is 1.
+            var id: UInt64 = 1
+            if let value = try txn.get(store.meta, LMDBMessageStore.nextTopicIDKey) {
+                id = try decoded("topic id counter", LMDBMessageStore.nextTopicIDKey) { () throws(StoreError) -> UInt64 in
+                    var counter = ByteReader(value)
+                    return try counter.uint64()
+                }
+            }
             var next = ByteWriter()
             next.append(id + 1)
             try txn.put(store.meta, LMDBMessageStore.nextTopicIDKey, next.bytes)
@@ -261,8 +291,8 @@ public final class LMDBMessageStore: MessageStore {
         /// Age retention on every topic, and expiry of remembered `msg_id`s.
         mutating func sweep() throws(LMDBError) {
             for (key, value) in try txn.entries(store.topics, prefix: []) {
-                guard let topic = try? decodeTopic(key, value), current[topic.name] == nil else { continue }
-                current[topic.name] = topic
+                let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
+                if current[topic.name] == nil { current[topic.name] = topic }
             }
             for name in current.keys {
                 try enforceRetention(name)
@@ -340,11 +370,12 @@ public final class LMDBMessageStore: MessageStore {
             return try env.read { txn throws(LMDBError) in
                 var result: [StoredMessage] = []
                 result.reserveCapacity(min(limit, 1024))
-                try txn.forEach(messageLog, from: Self.messageKey(topicID, after + 1)) { key, value in
-                    guard UInt64.bigEndian(key) == topicID, let version = UInt64.bigEndian(key, at: 8),
-                        let message = try? Self.decodeMessage(version: version, value)
-                    else { return false }
-                    result.append(message)
+                try txn.forEach(messageLog, from: Self.messageKey(topicID, after + 1)) { key, value throws(LMDBError) in
+                    guard UInt64.bigEndian(key) == topicID, let version = UInt64.bigEndian(key, at: 8) else { return false }
+                    result.append(
+                        try Self.decoded("message \(version) of topic id \(topicID)") { () throws(StoreError) in
+                            try Self.decodeMessage(version: version, value)
+                        })
                     return result.count < limit
                 }
                 return result
@@ -633,6 +664,19 @@ public final class LMDBMessageStore: MessageStore {
     }
 }
 
+extension LMDBMessageStore {
+    /// Decodes a record read from LMDB; one that does not decode is corruption, named by `what`
+    /// and its key, never skipped (skipping would lose it or reuse its ids).
+    static func decoded<T>(_ what: String, _ key: [UInt8]? = nil, _ decode: () throws(StoreError) -> T) throws(LMDBError) -> T {
+        do {
+            return try decode()
+        } catch {
+            let name = key.map { " '" + String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "\u{0}", with: "/") + "'" } ?? ""
+            throw LMDBError.corrupted("\(what)\(name) does not decode (\(error))")
+        }
+    }
+}
+
 extension TopicRecord {
     fileprivate func withEpoch(_ epoch: String) -> TopicRecord {
         var copy = self
@@ -645,7 +689,7 @@ extension StoreError {
     init(_ error: LMDBError) {
         switch error {
         case .mapFull, .diskFull: self = .full
-        case .corrupted: self = .corrupted(error.description)
+        case .corrupted(let what): self = .corrupted(what)
         default: self = .engine(error.description)
         }
     }

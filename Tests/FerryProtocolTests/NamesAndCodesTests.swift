@@ -87,9 +87,9 @@ struct CodesTests {
         #expect(Set(ErrorCode.allCases.map(\.httpStatus)) == [400, 401, 403, 404, 409, 413, 429, 503])
     }
 
-    @Test("close codes: reconnect after 1001, 4000, 4002, 4013, 4029; stop after 4001, 4009, 4010")
+    @Test("close codes: reconnect after 1001, 1011, 4000, 4002, 4013, 4029; stop after 4001, 4009, 4010")
     func closeCodes() {
-        let reconnect: [UInt16: Bool] = [1001: true, 4000: true, 4002: true, 4013: true, 4029: true, 4001: false, 4009: false, 4010: false]
+        let reconnect: [UInt16: Bool] = [1001: true, 1011: true, 4000: true, 4002: true, 4013: true, 4029: true, 4001: false, 4009: false, 4010: false]
         for (raw, expected) in reconnect {
             let code = CloseCode(rawValue: raw)
             #expect(code != nil, "\(raw)")
@@ -97,7 +97,7 @@ struct CodesTests {
         }
         #expect(CloseCode(rawValue: 4008) == .frameTooLarge)
         #expect(CloseCode(rawValue: 4013) == .slowConsumer)
-        #expect(Set(CloseCode.allCases.map(\.rawValue)) == [1000, 1001, 4000, 4001, 4002, 4008, 4009, 4010, 4013, 4029])
+        #expect(Set(CloseCode.allCases.map(\.rawValue)) == [1000, 1001, 1011, 4000, 4001, 4002, 4008, 4009, 4010, 4013, 4029])
     }
 
     @Test("a protocol error describes itself by code and message")

@@ -123,6 +123,9 @@ import Testing
         #expect(deleted.status == 0, "\(deleted)")
         #expect(deleted.stdout == "deleted topic a\n")
         #expect(try ws.expectOp("reset").string("topic") == "a")
+        // Shown (empty) while its subscriber holds it, unknown once nothing does.
+        try ws.sendJSON(["op": "unsubscribe", "topic": "a"])
+        _ = try ws.expectOp("unsubscribed")
         #expect(try ferryctl(["topics", "show", "a"], broker: ferryd).status == 3)
     }
 

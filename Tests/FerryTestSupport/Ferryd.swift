@@ -51,10 +51,13 @@ package final class Ferryd: Sendable {
     ///   - seed: a data folder (a backup, say) to copy in as this broker's data before it starts.
     ///   - wrapper: a command that execs the one after it (`prlimit --nofile=256:4096 --`, say),
     ///     so the broker runs in the conditions it sets, under the same process id.
-    package init(environment: [String: String] = [:], copyingDataFrom seed: URL? = nil, wrapper: [String] = []) throws {
+    ///   - data: where the data folder goes (on a small filesystem, say); `data/` in the temp folder by default.
+    package init(
+        environment: [String: String] = [:], copyingDataFrom seed: URL? = nil, wrapper: [String] = [], data: URL? = nil
+    ) throws {
         binary = try locateExecutable(named: "ferryd", override: "FERRYD_PATH")
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-test-\(UUID().uuidString)")
-        dataDirectory = directory.appendingPathComponent("data")
+        dataDirectory = data ?? directory.appendingPathComponent("data")
         logURL = directory.appendingPathComponent("ferryd.log")
         self.environment = environment
         self.wrapper = wrapper
