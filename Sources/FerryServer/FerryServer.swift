@@ -71,6 +71,14 @@ public enum FerryServer {
     }
 }
 
+extension FerryServer {
+    /// Checks that TLS can be served with these PEM files, as the broker will at start.
+    /// - Throws: ``ConfigurationError`` saying why it cannot.
+    public static func validateTLS(certificate: String, privateKey: String) throws(ConfigurationError) {
+        _ = try tlsContext((certificate, privateKey))
+    }
+}
+
 /// The server side of TLS from a certificate chain and a private key, both PEM files.
 private func tlsContext(_ files: (certificate: String, privateKey: String)) throws(ConfigurationError) -> NIOSSLContext {
     do {
