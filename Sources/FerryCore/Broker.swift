@@ -115,9 +115,10 @@ public final class Broker: Sendable {
         return Connection(broker: self, principal: principal, onWork: onWork)
     }
 
-    /// Counts a request the transport refused for `limit` (`ferry_limit_rejections_total`).
-    public func rejected(by limit: LimitKind) {
-        metrics.rejected(by: limit)
+    /// Counts `count` requests (or publishes) the transport refused for `limit`
+    /// (`ferry_limit_rejections_total`).
+    public func rejected(by limit: LimitKind, count: Int = 1) {
+        metrics.rejected(by: limit, count: count)
     }
 
     // MARK: - Topics

@@ -84,8 +84,8 @@ struct BrokerMetrics: Sendable {
     }
 
     /// Counts a request refused by `limit`.
-    func rejected(by limit: LimitKind) {
-        limitRejections[limit]?.increment()
+    func rejected(by limit: LimitKind, count: Int = 1) {
+        limitRejections[limit]?.increment(by: count)
     }
 
     /// Counts an accepted ack frame (a cumulative ack counts once, however many versions it covers).

@@ -401,18 +401,14 @@ public final class Connection: Sendable {
                 // decided, later ones are dropped unanswered.
                 guard state.closing == nil else { continue }
                 refused += 1
-                let limits = broker.configuration.limits
-                state.queue(
-                    ServerFrame.error(
-                        id: publish.id,
-                        ProtocolError(.rateLimited, "over \(limits.publishRate) publishes per second (burst \(limits.publishBurst)); not stored")))
+                state.queue(ServerFrame.error(id: publish.id, .overPublishRate(broker.configuration.limits)))
                 // A 4013 the queued error just decided stands.
                 if verdict == .exceeded, state.closing == nil { state.closing = (.rateLimited, "publishing over the rate limit") }
             }
             state.pendingPublishes += admitted.count
             return (admitted, refused, refused > 0 && state.wake())
         }
-        for _ in 0..<refused { broker.metrics.rejected(by: .publishRate) }
+        if refused > 0 { broker.metrics.rejected(by: .publishRate, count: refused) }
         notify(wake)
         guard !admitted.isEmpty else { return }
         broker.publishEach(admitted.map(\.request)) { [self] results in

@@ -1,9 +1,7 @@
-/// A connection's publish rate limit: a token bucket of `burst` tokens refilled at `rate` per
-/// second, and the rule that turns repeated refusals into a close.
-///
-/// The bucket is kept as the instant it will be full again (GCRA, the "virtual scheduling" form
-/// of a token bucket), so a check is a few integer operations on one word: no timer, no
-/// allocation. Times are monotonic nanoseconds supplied by the caller.
+import FerryProtocol
+
+/// A connection's publish rate limit: a ``TokenBucket``, and the rule that turns repeated
+/// refusals into a close.
 ///
 ///     var limiter = PublishRateLimiter(rate: 100, burst: 10, rejectionsBeforeClose: 50)
 ///     switch limiter.admit(at: now) { case .allowed: …; case .rejected: …; case .exceeded: … }
@@ -21,13 +19,8 @@ public struct PublishRateLimiter: Sendable {
     /// Refusals are counted in windows of this length (nanoseconds).
     public static let rejectionWindow: UInt64 = 10_000_000_000
 
-    /// Nanoseconds one token takes to come back.
-    private let interval: UInt64
-    /// How far ahead of now the full-again instant may run: `burst` tokens' worth.
-    private let tolerance: UInt64
+    private var bucket: TokenBucket
     private let rejectionsBeforeClose: Int
-    /// When the bucket will hold `burst` tokens again; at or before now, it is full.
-    private var fullAt: UInt64 = 0
     private var rejections = 0
     private var windowStart: UInt64 = 0
     private var tripped = false
@@ -38,20 +31,15 @@ public struct PublishRateLimiter: Sendable {
     ///   - burst: publishes accepted at once from a full bucket (at least 1).
     ///   - rejectionsBeforeClose: refusals within ``rejectionWindow`` that close the connection.
     public init?(rate: Int, burst: Int, rejectionsBeforeClose: Int) {
-        guard rate > 0 else { return nil }
-        interval = max(1, 1_000_000_000 / UInt64(rate))
-        tolerance = interval * UInt64(max(1, burst))
+        guard let bucket = TokenBucket(rate: rate, burst: burst) else { return nil }
+        self.bucket = bucket
         self.rejectionsBeforeClose = max(1, rejectionsBeforeClose)
     }
 
     /// Takes a token for a publish at `now` (monotonic nanoseconds), or says why not.
     public mutating func admit(at now: UInt64) -> Verdict {
         if tripped { return .exceeded }
-        let next = max(fullAt, now) + interval
-        if next - now <= tolerance {
-            fullAt = next
-            return .allowed
-        }
+        if bucket.take(at: now) == nil { return .allowed }
         if rejections == 0 || now - windowStart >= Self.rejectionWindow {
             windowStart = now
             rejections = 0
@@ -62,5 +50,13 @@ public struct PublishRateLimiter: Sendable {
             return .exceeded
         }
         return .rejected
+    }
+}
+
+extension ProtocolError {
+    /// The answer to a publish refused for the rate limit, over WebSocket or HTTP.
+    public static func overPublishRate(_ limits: Limits, retryAfter seconds: Int? = nil) -> ProtocolError {
+        let retry = seconds.map { ", retry after \($0) s" } ?? ""
+        return ProtocolError(.rateLimited, "over \(limits.publishRate) publishes per second (burst \(limits.publishBurst)); not stored\(retry)")
     }
 }

@@ -11,6 +11,15 @@ public enum JWTKey: Sendable {
     case secret(String)
     /// RS256 or ES256 with this public key (PEM, `-----BEGIN PUBLIC KEY-----`).
     case publicKeyPEM(String)
+
+    /// The shortest HS256 secret accepted: RFC 7518 asks for at least the hash's 256 bits.
+    public static let minimumSecretBytes = 32
+
+    /// Checks that the key can verify tokens, as the broker will at start.
+    /// - Throws: ``ConfigurationError`` saying why it cannot.
+    public func validate() async throws(ConfigurationError) {
+        _ = try await Authenticator.algorithm(for: self)
+    }
 }
 
 /// Turns the credential a request or WebSocket upgrade presents into a ``Principal``.
@@ -111,11 +120,13 @@ struct Authenticator: Sendable {
         return value <= 0 ? 0 : value >= Double(Timestamp.max) ? .max : Timestamp(value)
     }
 
-    private static func algorithm(for key: JWTKey) async throws(ConfigurationError) -> any JWTAlgorithm {
+    fileprivate static func algorithm(for key: JWTKey) async throws(ConfigurationError) -> any JWTAlgorithm {
         let keys = JWTKeyCollection()
         switch key {
         case .secret(let secret):
-            guard secret.utf8.count >= 32 else { throw ConfigurationError("the JWT secret must be at least 32 bytes") }
+            guard secret.utf8.count >= JWTKey.minimumSecretBytes else {
+                throw ConfigurationError("the JWT secret must be at least \(JWTKey.minimumSecretBytes) bytes")
+            }
             await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
         case .publicKeyPEM(let pem):
             if let rsa = try? Insecure.RSA.PublicKey(pem: pem) {

@@ -48,12 +48,12 @@ public enum FerryServer {
         let authenticator = try await Authenticator(
             key: configuration.jwtKey, adminToken: configuration.adminToken, rules: configuration.accessRules, now: broker.configuration.now)
         let tls = try configuration.tls.map { files throws(ConfigurationError) in try tlsContext(files) }
-        let router = Router()
+        let router = Router(context: FerryRequestContext.self)
         let readiness = HTTPAPI.Readiness()
         let gauges = StateGauges(broker: broker, registry: metrics, limit: configuration.metricsTopN)
         HTTPAPI(
             broker: broker, adminToken: configuration.adminToken.map(BearerSecret.init), authenticator: authenticator, metrics: metrics,
-            gauges: gauges, readiness: readiness
+            gauges: gauges, readiness: readiness, publishRate: PublishRateBuckets(limits: broker.configuration.limits)
         ).register(on: router)
         let limiter = ConnectionLimiter(maxConnections: configuration.maxConnections, maxPerAddress: configuration.maxConnectionsPerIP)
         let session = WebSocketSession(broker: broker, limiter: limiter, logger: logger)
@@ -68,6 +68,14 @@ public enum FerryServer {
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger
         )
+    }
+}
+
+extension FerryServer {
+    /// Checks that TLS can be served with these PEM files, as the broker will at start.
+    /// - Throws: ``ConfigurationError`` saying why it cannot.
+    public static func validateTLS(certificate: String, privateKey: String) throws(ConfigurationError) {
+        _ = try tlsContext((certificate, privateKey))
     }
 }
 

@@ -11,9 +11,12 @@ import Synchronization
 /// A protocol error as an HTTP response: `{"error":{"code","message"}}` with the code's status.
 struct APIError: HTTPResponseError {
     let error: ProtocolError
+    /// Whole seconds for `Retry-After`, when waiting that long lets the request pass.
+    var retryAfter: Int?
 
-    init(_ error: ProtocolError) {
+    init(_ error: ProtocolError, retryAfter: Int? = nil) {
         self.error = error
+        self.retryAfter = retryAfter
     }
 
     init(_ code: ErrorCode, _ message: String) {
@@ -26,6 +29,7 @@ struct APIError: HTTPResponseError {
         var response = jsonResponse(status: status, body: ErrorBody(error))
         // RFC 6750: a 401 names the scheme the request should have used.
         if error.code == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+        if let retryAfter { response.headers[.retryAfter] = String(retryAfter) }
         return response
     }
 }
@@ -48,6 +52,8 @@ struct HTTPAPI: Sendable {
     let metrics: PrometheusCollectorRegistry
     let gauges: StateGauges
     let readiness: Readiness
+    /// The publish rate limit per client; nil when publishes are not rate limited.
+    let publishRate: PublishRateBuckets?
 
     /// Whether the broker takes traffic: false once shutdown starts.
     final class Readiness: Sendable {
@@ -56,10 +62,10 @@ struct HTTPAPI: Sendable {
         func shuttingDown() { ready.store(false, ordering: .relaxed) }
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<FerryRequestContext>) {
         router.add(middleware: ErrorBodyMiddleware())
         router.post("/v1/topics/:topic/messages") { request, context in try await publishOne(request, context) }
-        router.post("/v1/publish") { request, _ in try await publishBatch(request) }
+        router.post("/v1/publish") { request, context in try await publishBatch(request, context) }
         router.get("/v1/topics/:topic/messages") { request, context in try readMessages(request, context) }
         router.get("/v1/topics/:topic") { request, context in
             let name = try topicName(context)
@@ -100,7 +106,7 @@ struct HTTPAPI: Sendable {
         return Response(status: .ok, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    private func registerAdmin(on admin: RouterGroup<BasicRequestContext>) {
+    private func registerAdmin(on admin: RouterGroup<FerryRequestContext>) {
         admin.get("/topics") { request, _ in
             try authorize(request)
             return jsonResponse(body: TopicList(topics: broker.topicInfos()))
@@ -218,7 +224,7 @@ struct HTTPAPI: Sendable {
         }
     }
 
-    private func topicName(_ context: BasicRequestContext) throws -> String {
+    private func topicName(_ context: FerryRequestContext) throws -> String {
         let raw = context.parameters.get("topic") ?? ""
         let name = raw.removingPercentEncoding ?? raw
         guard Names.isValidTopic(name) else {
@@ -227,16 +233,17 @@ struct HTTPAPI: Sendable {
         return name
     }
 
-    private func clientID(_ context: BasicRequestContext) throws -> String {
+    private func clientID(_ context: FerryRequestContext) throws -> String {
         let raw = context.parameters.get("client") ?? ""
         return raw.removingPercentEncoding ?? raw
     }
 
     private var maxMessageBytes: Int { broker.configuration.limits.maxMessageBytes }
 
-    private func publishOne(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func publishOne(_ request: Request, _ context: FerryRequestContext) async throws -> Response {
         let topic = try topicName(context)
-        try requirePublish(principal(request).permissions, to: [topic])
+        let sender = try principal(request)
+        try requirePublish(sender.permissions, to: [topic])
         let body = try await collect(request, upTo: maxMessageBytes)
         let payload: Payload
         if isJSON(request.headers[.contentType]) {
@@ -253,13 +260,14 @@ struct HTTPAPI: Sendable {
         if let messageID, !Names.isValidMessageID(messageID) {
             throw APIError(.badFrame, "Idempotency-Key must be 1-128 bytes")
         }
+        try admitPublishes(1, from: sender, context)
         let results = try await broker.publish([PublishRequest(topic: topic, payload: payload, messageID: messageID)]).get()
         return jsonResponse(status: .created, body: results[0])
     }
 
-    private func publishBatch(_ request: Request) async throws -> Response {
+    private func publishBatch(_ request: Request, _ context: FerryRequestContext) async throws -> Response {
         // Who may publish is known from the head: an unauthenticated body is not read.
-        let permissions = try principal(request).permissions
+        let sender = try principal(request)
         // Room for every message's payload as base64 plus its fields.
         let body = try await collect(request, upTo: 4 * maxMessageBytes + 64 * 1024)
         let requests: [PublishRequest]
@@ -268,12 +276,13 @@ struct HTTPAPI: Sendable {
         } catch {
             throw APIError(error)
         }
-        try requirePublish(permissions, to: requests.lazy.map(\.topic))
+        try requirePublish(sender.permissions, to: requests.lazy.map(\.topic))
+        try admitPublishes(requests.count, from: sender, context)
         let results = try await broker.publish(requests).get()
         return jsonResponse(status: .created, body: BatchPublishResult(results: results))
     }
 
-    private func readMessages(_ request: Request, _ context: BasicRequestContext) throws -> Response {
+    private func readMessages(_ request: Request, _ context: FerryRequestContext) throws -> Response {
         let name = try topicName(context)
         try authorize(request, toSubscribe: name)
         let query = request.uri.queryParameters
@@ -316,7 +325,7 @@ struct HTTPAPI: Sendable {
 /// Gives the framework's own errors (unknown route, wrong method, body over its limit) and the
 /// broker's the protocol's JSON error body, so every HTTP error a client sees has one shape.
 struct ErrorBodyMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = FerryRequestContext
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {

@@ -1,83 +1,152 @@
+import FerryCore
+import FerryProtocol
+import FerryServer
+import FerryStore
 import Foundation
+import Logging
 
-/// Reads a setting: the flag if given, else the `FERRY_*` environment variable, else nil.
-func setting(_ flag: String?, _ variable: String) -> String? {
-    flag ?? ProcessInfo.processInfo.environment[variable].flatMap { $0.isEmpty ? nil : $0 }
+/// Reads every setting one way: the flag if given, else its `FERRY_*` variable (an empty value
+/// counts as unset, from either), through the setting's ``SettingParser``. Refusals are
+/// collected, so one failed start names every bad setting.
+struct SettingsReader {
+    private let flags: [Setting: String]
+    private let environment: [String: String]
+    private var problems: [String] = []
+
+    init(flags: [Setting: String], environment: [String: String]) {
+        self.flags = flags
+        self.environment = environment
+    }
+
+    /// The text given for `setting`; nil when it is unset.
+    func text(_ setting: Setting) -> String? {
+        let given = { (text: String?) in text?.isEmpty == false ? text : nil }
+        return given(flags[setting]) ?? given(environment[setting.variable])
+    }
+
+    /// The value given for `setting`; nil when it is unset or refused (then recorded).
+    mutating func read<Value>(_ setting: Setting, _ parser: SettingParser<Value>) -> Value? {
+        guard let text = text(setting) else { return nil }
+        do {
+            return try parser.parse(text)
+        } catch {
+            refuse(setting, text, accepts: parser.accepts, isSecret: parser.isSecret, because: error)
+            return nil
+        }
+    }
+
+    /// Records that `text` of `setting` cannot be used: `error` says why, unless it is a bare
+    /// ``SettingRefused``.
+    mutating func refuse(_ setting: Setting, _ text: String, accepts: String, isSecret: Bool = false, because error: (any Error)? = nil) {
+        let value = isSecret ? "the value given (\(text.utf8.count) bytes, not shown)" : "'\(text)'"
+        let reason = error.flatMap { $0 is SettingRefused ? nil : " (\($0))" } ?? ""
+        problems.append("\(setting.label): \(value) is not accepted\(reason); expected \(accepts)")
+    }
+
+    /// Records a problem of settings together (two that exclude each other, say).
+    mutating func refuse(_ problem: String) {
+        problems.append(problem)
+    }
+
+    /// Throws every problem recorded, one a line.
+    func finish() throws {
+        guard problems.isEmpty else { throw SettingError(description: problems.joined(separator: "\n")) }
+    }
 }
 
 struct SettingError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// The contents of the file a setting names.
-func readSettingFile(_ path: String, name: String) throws -> Data {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw SettingError(description: "\(name): cannot read '\(path)'")
-    }
-    return data
-}
+/// Everything `ferryd` runs with, read from its flags and `FERRY_*` variables.
+struct FerrydSettings {
+    var logLevel = Logger.Level.info
+    var store: LMDBStoreConfiguration
+    var broker = BrokerConfiguration()
+    var server = ServerConfiguration()
 
-/// `500ms`, `30s`, `10m`, `24h`, `7d`, or plain seconds; returns milliseconds.
-func parseDuration(_ text: String, name: String) throws -> UInt64 {
-    let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
-    let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
-    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
-        if let value = Double(trimmed.dropLast(suffix.count)), value >= 0 { return UInt64(value * factor) }
+    /// Reads and checks every setting, or throws naming each one that cannot be used.
+    /// - Parameter openFiles: the open-file limit in force, which bounds the default connection cap.
+    init(reading reader: inout SettingsReader, openFiles: UInt64) async throws {
+        logLevel = reader.read(.logLevel, .oneOf(Logger.Level.allCases.map { ($0.rawValue, $0) })) ?? .info
+        store = LMDBStoreConfiguration(path: reader.read(.data, .folder) ?? "./ferry-data")
+        readStore(&reader)
+        readBroker(&reader)
+        await readServer(&reader, openFiles: openFiles)
+        try reader.finish()
     }
-    if let seconds = Double(trimmed), seconds >= 0 { return UInt64(seconds * 1000) }
-    throw SettingError(description: "\(name): '\(text)' is not a duration (e.g. 500ms, 30s, 10m, 24h, 7d)")
-}
 
-/// Bytes, with an optional `K`/`M`/`G`/`T` suffix (powers of 1024; `KiB`, `KB` also read).
-func parseSize(_ text: String, name: String) throws -> UInt64 {
-    var trimmed = text.trimmingCharacters(in: .whitespaces).uppercased()
-    for suffix in ["IB", "B"] where trimmed.hasSuffix(suffix) && trimmed.count > suffix.count {
-        trimmed = String(trimmed.dropLast(suffix.count))
-        break
+    private mutating func readStore(_ reader: inout SettingsReader) {
+        if let sync = reader.read(.sync, .oneOf([("full", true), ("none", false)])) { store.syncOnCommit = sync }
+        if let size = reader.read(.mapSize, .size(in: 1 << 20...UInt64(Int.max))) { store.mapSize = Int(size) }
+        if let limit = reader.read(.retentionMaxMessages, .unlimitedOr(.count(in: 1...UInt64.max))) { store.retention.maxMessages = limit }
+        if let limit = reader.read(.retentionMaxBytes, .unlimitedOr(.size(in: 1...UInt64.max))) { store.retention.maxBytes = limit }
+        if let limit = reader.read(.retentionMaxAge, .unlimitedOr(.duration(in: 1...UInt64.max))) { store.retention.maxAge = limit }
+        if let window = reader.read(.dedupWindow, .duration()) { store.dedupWindow = window }
     }
-    let factors: [Character: Double] = ["K": 1024, "M": 1_048_576, "G": 1_073_741_824, "T": 1_099_511_627_776]
-    if let last = trimmed.last, let factor = factors[last], let value = Double(trimmed.dropLast().trimmingCharacters(in: .whitespaces)), value >= 0 {
-        return UInt64(value * factor)
-    }
-    if let value = UInt64(trimmed) { return value }
-    throw SettingError(description: "\(name): '\(text)' is not a size (e.g. 1048576, 512M, 8G)")
-}
 
-/// A non-negative whole number.
-func parseCount(_ text: String, name: String) throws -> UInt64 {
-    guard let value = UInt64(text.trimmingCharacters(in: .whitespaces)) else {
-        throw SettingError(description: "\(name): '\(text)' is not a count")
+    private mutating func readBroker(_ reader: inout SettingsReader) {
+        // Below 100 ms, pings would be most of the traffic.
+        if let milliseconds = reader.read(.heartbeat, .duration(in: 100...UInt64.max)) {
+            broker.heartbeatSeconds = Double(milliseconds) / 1000
+        }
+        if let bytes = reader.read(.maxMessageBytes, .size(in: 1...256 << 20)) { broker.limits.maxMessageBytes = Int(bytes) }
+        if let count = reader.read(.maxSubscriptions, .count(in: 1...UInt64(Int.max))) { broker.limits.maxSubscriptions = Int(count) }
+        if let rate = reader.read(.publishRate, .count(in: 0...UInt64(Int.max))) { broker.limits.publishRate = Int(rate) }
+        if let burst = reader.read(.publishBurst, .count(in: 1...UInt64(TokenBucket.maxBurst))) { broker.limits.publishBurst = Int(burst) }
+        if let count = reader.read(.publishRejectionsBeforeClose, .count(in: 1...UInt64(Int.max))) {
+            broker.publishRejectionsBeforeClose = Int(count)
+        }
+        // Below this, replies to an ordinary burst of requests could trip it.
+        if let bytes = reader.read(.maxPendingBytes, .size(in: 64 << 10...UInt64(Int.max))) { broker.limits.maxPendingBytes = Int(bytes) }
+        if let ttl = reader.read(.sessionTTL, .duration()) { broker.sessionTTL = ttl }
     }
-    return value
-}
 
-/// A limit that may be `unlimited` (or `0`, `none`).
-func parseLimit(_ text: String, name: String, parse: (String, String) throws -> UInt64) throws -> UInt64? {
-    switch text.lowercased() {
-    case "unlimited", "none", "0", "": return nil
-    default: return try parse(text, name)
+    private mutating func readServer(_ reader: inout SettingsReader, openFiles: UInt64) async {
+        if let host = reader.read(.host, .host) { server.host = host }
+        if let port = reader.read(.port, .count(in: 0...65535)) { server.port = Int(port) }
+        server.adminToken = reader.read(.adminToken, .bearerToken)
+        if reader.text(.jwtSecret) != nil && reader.text(.jwtPublicKey) != nil {
+            reader.refuse("\(Setting.jwtSecret.label) and \(Setting.jwtPublicKey.label): set one of them, not both")
+        } else if let secret = reader.read(.jwtSecret, .secret(atLeast: JWTKey.minimumSecretBytes)) {
+            server.jwtKey = .secret(secret)
+        } else if let path = reader.read(.jwtPublicKey, .readableFile) {
+            do {
+                let key = JWTKey.publicKeyPEM(try String(contentsOfFile: path, encoding: .utf8))
+                try await key.validate()
+                server.jwtKey = key
+            } catch {
+                reader.refuse(.jwtPublicKey, path, accepts: "a PEM file of an RSA or a P-256 public key", because: error)
+            }
+        }
+        if let path = reader.read(.acl, .readableFile) {
+            do {
+                server.accessRules = try AccessRules(json: Data(contentsOf: URL(fileURLWithPath: path)))
+            } catch {
+                reader.refuse(.acl, path, accepts: "a JSON file of ACL rules", because: error)
+            }
+        }
+        let certificate = reader.read(.tlsCert, .readableFile)
+        let key = reader.read(.tlsKey, .readableFile)
+        if (reader.text(.tlsCert) == nil) != (reader.text(.tlsKey) == nil) {
+            reader.refuse("\(Setting.tlsCert.label) and \(Setting.tlsKey.label) go together: set both or neither")
+        } else if let certificate, let key {
+            do {
+                try FerryServer.validateTLS(certificate: certificate, privateKey: key)
+                server.tls = (certificate, key)
+            } catch {
+                reader.refuse("\(Setting.tlsCert.label) and \(Setting.tlsKey.label): \(error)")
+            }
+        }
+        if let count = reader.read(.metricsTopN, .count(in: 0...UInt64(Int.max))) { server.metricsTopN = Int(count) }
+        let maxConnections = SettingParser<UInt64?>.unlimitedOr(.count(in: 1...UInt64(Int.max)))
+        if let limit = reader.read(.maxConnections, maxConnections) {
+            server.maxConnections = limit.map { Int($0) }
+        } else if reader.text(.maxConnections) == nil, openFiles > 0 {
+            // A WebSocket holds a descriptor: refuse with 503 before accept() fails for want of one,
+            // keeping a tenth for the store, plain HTTP and the listener.
+            server.maxConnections = Int(clamping: openFiles / 10 * 9)
+        }
+        if let limit = reader.read(.maxConnectionsPerIP, maxConnections) { server.maxConnectionsPerIP = limit.map { Int($0) } }
     }
 }
-
-/// Raises the soft limit on open files to the hard limit and returns the limit in force.
-///
-/// A broker holds a descriptor per connection, and many service managers and container runtimes
-/// start processes with a soft limit of 1,024 under a hard limit in the hundreds of thousands,
-/// expecting a server that needs more to take it (as Go's runtime does).
-func raiseOpenFileLimit() -> UInt64 {
-    var limit = rlimit()
-    guard getrlimit(resource(RLIMIT_NOFILE), &limit) == 0 else { return 0 }
-    if limit.rlim_cur < limit.rlim_max {
-        var raised = limit
-        raised.rlim_cur = limit.rlim_max
-        // An unlimited hard limit is refused for descriptors (above fs.nr_open): keep the soft one.
-        if setrlimit(resource(RLIMIT_NOFILE), &raised) == 0 { limit = raised }
-    }
-    return UInt64(limit.rlim_cur)
-}
-
-#if canImport(Glibc)
-private func resource(_ value: __rlimit_resource) -> __rlimit_resource_t { __rlimit_resource_t(value.rawValue) }
-#else
-private func resource(_ value: Int32) -> Int32 { value }
-#endif

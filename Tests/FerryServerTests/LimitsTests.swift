@@ -93,6 +93,56 @@ struct LimitsTests {
         try canary.check()
     }
 
+    /// HTTP publishes take tokens from a bucket per token subject: over the rate a publish (a
+    /// batch counts its messages, all or none) is 429 `rate_limited` with `Retry-After` and
+    /// stores nothing, another subject goes on publishing, and after `Retry-After` it passes.
+    @Test func httpPublishesOverTheRateAre429PerTokenSubject() throws {
+        // One token a second: none comes back between two requests.
+        let ferryd = try Ferryd(environment: [
+            "FERRY_PUBLISH_RATE": "1", "FERRY_PUBLISH_BURST": "3", "FERRY_JWT_SECRET": Token.secret, "FERRY_ADMIN_TOKEN": testAdminToken,
+        ])
+        let alice = AuthTests.bearer(Token.client("alice"))
+        let bob = AuthTests.bearer(Token.client("bob"))
+        #expect(try publishBatch(ferryd, topic: "alice", count: 3, headers: alice).status == 201)
+        let refused = try publishBatch(ferryd, topic: "alice", count: 2, headers: alice)
+        #expect(refused.status == 429 && refused.errorCode == "rate_limited", "\(refused)")
+        let retryAfter = try #require(refused.headers["retry-after"].flatMap { Int($0) }, "\(refused.headers)")
+        #expect(retryAfter >= 1)
+        let single = try ferryd.publishHTTP("alice", body: Data("1".utf8), headers: alice)
+        #expect(single.status == 429 && single.errorCode == "rate_limited" && single.headers["retry-after"] != nil, "\(single)")
+        let head = { try ferryd.request("GET", Ferryd.topicPath("alice"), headers: AuthTests.bearer(testAdminToken)).json?.int("head") }
+        #expect(try head() == 3, "a rate-limited publish was stored")
+        // Another subject from the same address has a bucket of its own.
+        #expect(try ferryd.publishJSON("bob", "1", headers: bob).int("version") == 1)
+        #expect(try Scrape(ferryd).count(#"ferry_limit_rejections_total{limit="publish_rate"}"#) == 3)
+
+        // Retry-After is the time the refused batch needs: honour it and the batch passes.
+        Thread.sleep(forTimeInterval: TimeInterval(retryAfter))
+        #expect(try publishBatch(ferryd, topic: "alice", count: 2, headers: alice).status == 201)
+        #expect(try head() == 5)
+    }
+
+    /// Without authentication the bucket is the client address's; a batch larger than the burst
+    /// could never pass and is 413 `too_large`.
+    @Test func httpPublishesOverTheRateAre429PerAddressWithoutAuth() throws {
+        let ferryd = try Ferryd(environment: ["FERRY_PUBLISH_RATE": "1", "FERRY_PUBLISH_BURST": "2"])
+        let tooLarge = try publishBatch(ferryd, topic: "t", count: 3)
+        #expect(tooLarge.status == 413 && tooLarge.errorCode == "too_large", "\(tooLarge)")
+        #expect(try publishBatch(ferryd, topic: "t", count: 2).status == 201)
+        let refused = try ferryd.publishHTTP("t", body: Data("1".utf8))
+        #expect(refused.status == 429 && refused.errorCode == "rate_limited", "\(refused)")
+        #expect(refused.headers["retry-after"].flatMap { Int($0) }.map { $0 >= 1 } == true, "\(refused.headers)")
+        #expect(try ferryd.topicInfo("t").int("head") == 2, "a rate-limited publish was stored")
+    }
+
+    /// `POST /v1/publish` of `count` small JSON messages to `topic`.
+    private func publishBatch(_ ferryd: Ferryd, topic: String, count: Int, headers: [String: String] = [:]) throws -> HTTPResponse {
+        let messages = (1...count).map { #"{"topic":"\#(topic)","data":\#($0)}"# }.joined(separator: ",")
+        return try ferryd.request(
+            "POST", "/v1/publish", headers: headers.merging(["Content-Type": "application/json"]) { $1 },
+            body: Data(#"{"messages":[\#(messages)]}"#.utf8))
+    }
+
     @Test func connectionsOverTheCapAreRefusedWith503UntilOneCloses() throws {
         let ferryd = try Ferryd(environment: ["FERRY_MAX_CONNECTIONS": "2"])
         let (first, _) = try ferryd.session()

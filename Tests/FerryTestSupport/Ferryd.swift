@@ -148,19 +148,11 @@ package final class Ferryd: Sendable {
         let logOffset = log.seekToEndOfFile()
         defer { try? log.close() }  // the child has its own descriptor
 
-        let process = Process()
-        process.executableURL = wrapper.first.map { URL(fileURLWithPath: $0) } ?? binary
-        process.arguments = wrapper.dropFirst() + (wrapper.isEmpty ? [] : [binary.path])
-            + ["--host", "127.0.0.1", "--port", String(port), "--data", dataDirectory.path]
-        process.environment = ProcessInfo.processInfo.environment
-            .filter { !$0.key.hasPrefix("FERRY_") }
-            .merging(environment) { $1 }
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        let exited = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in exited.signal() }
-        try runWithNoSignalsBlocked(process)
+        let (process, exited) = try spawnFerryd(
+            wrapper.first.map { URL(fileURLWithPath: $0) } ?? binary,
+            arguments: wrapper.dropFirst() + (wrapper.isEmpty ? [] : [binary.path])
+                + ["--host", "127.0.0.1", "--port", String(port), "--data", dataDirectory.path],
+            environment: environment, output: log)
         return Child(process: process, exited: exited, logOffset: logOffset)
     }
 
@@ -223,6 +215,24 @@ package final class Ferryd: Sendable {
         try? handle.seek(toOffset: child.logOffset)
         return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
     }
+}
+
+/// Starts `executable` with the test process's environment less its `FERRY_*` variables, plus
+/// `environment`, writing stdout and stderr to `output`; the semaphore is signalled when it exits.
+package func spawnFerryd(_ executable: URL, arguments: [String], environment: [String: String], output: FileHandle) throws
+    -> (Process, DispatchSemaphore)
+{
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }.merging(environment) { $1 }
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = output
+    process.standardError = output
+    let exited = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in exited.signal() }
+    try runWithNoSignalsBlocked(process)
+    return (process, exited)
 }
 
 /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads
