@@ -23,5 +23,6 @@ run resume --missed 10000
 run resume --missed 1000000
 run restart --stored 1000000
 run idle --connections 10000
+run topic-churn --names 1000000
 run storm --clients 1000 --workers 2
 echo "results: $out"
