@@ -485,7 +485,7 @@ public final class Broker: Sendable {
                     subscriptions: session.subscriptions.values.sorted { $0.topic < $1.topic })
                 return (attachment, previous, SessionRecord?.none)
             }
-            let record = SessionRecord(clientID: id, incarnation: LMDBMessageStore.newEpoch(), createdAt: now, lastSeen: now)
+            let record = SessionRecord(clientID: id, incarnation: Epoch.random(), createdAt: now, lastSeen: now)
             state.sessions[id] = DurableSession(
                 record: record, subscriptions: [:], owner: connection, lastResume: ResumeInfo(at: now, resumed: false, subscriptions: 0))
             let attachment = Attachment(

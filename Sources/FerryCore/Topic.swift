@@ -47,7 +47,7 @@ final class Topic: Sendable {
 
     init(name: String, record: TopicRecord?) {
         self.name = name
-        self.state = Mutex(State(record: record, epoch: record?.epoch ?? LMDBMessageStore.newEpoch()))
+        self.state = Mutex(State(record: record, epoch: record?.epoch ?? Epoch.random()))
     }
 
     var position: Position { state.withLock { $0.position } }
@@ -117,7 +117,7 @@ final class Topic: Sendable {
     func deleted() -> [Connection] {
         state.withLock { state in
             state.record = nil
-            state.epoch = LMDBMessageStore.newEpoch()
+            state.epoch = Epoch.random()
             state.cache.removeAll()
             return Array(state.subscribers.values)
         }

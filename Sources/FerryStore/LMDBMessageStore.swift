@@ -246,7 +246,7 @@ public final class LMDBMessageStore: MessageStore {
         }
 
         mutating func publish(_ message: NewMessage) throws(LMDBError) -> CommitResult.Outcome {
-            guard var topic = try topic(message.topic, createWithEpoch: LMDBMessageStore.newEpoch()) else { return .failed(.engine("topic not created")) }
+            guard var topic = try topic(message.topic, createWithEpoch: Epoch.random()) else { return .failed(.engine("topic not created")) }
             var dedupKey: [UInt8]?
             if let messageID = message.messageID {
                 let key = LMDBMessageStore.dedupKey(topic.id, messageID)
@@ -534,12 +534,6 @@ public final class LMDBMessageStore: MessageStore {
 
     static let secretKey = Array("secret".utf8)
     static let nextTopicIDKey = Array("next_topic_id".utf8)
-
-    /// A fresh epoch: 48 random bits in hex.
-    public static func newEpoch() -> String {
-        let hex = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
-        return String(repeating: "0", count: 12 - hex.count) + hex
-    }
 
     static func messageKey(_ topicID: UInt64, _ version: UInt64) -> [UInt8] {
         var writer = ByteWriter(capacity: 16)

@@ -65,6 +65,16 @@ public struct StoreFault: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Epochs name one incarnation of a topic's log (and of a session): every engine makes them the
+/// same way, so the core never depends on which engine it runs on.
+public enum Epoch {
+    /// A fresh epoch: 48 random bits in 12 hex digits.
+    public static func random() -> String {
+        let hex = String(UInt64.random(in: 0..<(1 << 48)), radix: 16)
+        return String(repeating: "0", count: 12 - hex.count) + hex
+    }
+}
+
 /// Milliseconds since 1970, the unit of every time the store records.
 public typealias Timestamp = UInt64
 
