@@ -22,7 +22,9 @@ public final class Broker: Sendable {
     public static let version = "0.1.0"
 
     public let configuration: BrokerConfiguration
-    let store: any MessageStore
+    private let store: any MessageStore
+    /// Runs the store's reads where they may wait.
+    let reader: StoreReader
     private let committer: Committer
     private let tokens: ResumeTokens
     private let state: Mutex<State>
@@ -69,6 +71,7 @@ public final class Broker: Sendable {
     public init(store: any MessageStore, configuration: BrokerConfiguration) throws(StoreError) {
         self.store = store
         self.configuration = configuration
+        reader = StoreReader(store: store)
         let snapshot = try store.load()
         tokens = ResumeTokens(secret: snapshot.secret)
         var state = State()
@@ -101,6 +104,7 @@ public final class Broker: Sendable {
     /// Commits everything queued and pending acks, then stops the writer.
     public func shutdown() async {
         await committer.stop()
+        reader.stop()
     }
 
     /// A new connection, to be fed by a transport.
@@ -593,18 +597,25 @@ public final class Broker: Sendable {
     }
 
     /// Every existing topic, by name, as the admin API lists them.
-    public func topicInfos() -> [TopicInfo] {
+    public func topicInfos() async -> [TopicInfo] {
         let names = state.withLock { Array($0.topics.keys) }
-        return names.sorted().compactMap { adminTopicInfo($0, listingSubscriptions: false) }
+        var infos: [TopicInfo] = []
+        for name in names.sorted() {
+            if let info = await adminTopicInfo(name, listingSubscriptions: false) { infos.append(info) }
+        }
+        return infos
     }
 
     /// Stored messages of `topic` after version `after`; nil when the topic does not exist.
-    public func messages(topic name: String, after: UInt64, limit: Int) throws(ProtocolError) -> (epoch: String, messages: [StoredMessage])? {
+    public func messages(topic name: String, after: UInt64, limit: Int) async throws(ProtocolError)
+        -> (epoch: String, messages: [StoredMessage])?
+    {
         guard let topic = existingTopic(name) else { return nil }
         guard let record = topic.record else { return Self.visibleLog(of: topic).map { ($0.epoch, []) } }
-        do {
-            return (record.epoch, try store.messages(topicID: record.id, after: after, limit: limit))
-        } catch {
+        switch await reader.read({ store throws(StoreError) in try store.messages(topicID: record.id, after: after, limit: limit) }) {
+        case .success(let messages):
+            return (record.epoch, messages)
+        case .failure(let error):
             metrics.storeFailed(.read, error, ["ferry.topic": "\(name)", "ferry.after": "\(after)"])
             throw ProtocolError(.unavailable, "\(error)")
         }
@@ -635,33 +646,40 @@ public final class Broker: Sendable {
         }.sorted { $0.clientID < $1.clientID }
     }
 
-    public func clientDetail(_ clientID: String) -> ClientDetail? {
+    public func clientDetail(_ clientID: String) async -> ClientDetail? {
         guard let session = state.withLock({ $0.sessions[clientID] }) else { return nil }
         let now = configuration.now()
-        let subscriptions = session.subscriptions.values.sorted { $0.topic < $1.topic }.map { subscriptionInfo($0, now: now) }
+        var subscriptions: [SubscriptionInfo] = []
+        for record in session.subscriptions.values.sorted(by: { $0.topic < $1.topic }) {
+            subscriptions.append(await subscriptionInfo(record, now: now))
+        }
         return ClientDetail(
             clientID: clientID, connected: session.owner != nil, createdAt: session.record.createdAt, lastSeen: session.record.lastSeen,
             subscriptions: subscriptions, lastResume: session.lastResume)
     }
 
-    private func subscriptionInfo(_ record: SubscriptionRecord, now: Timestamp) -> SubscriptionInfo {
-        let standing = standing(of: record, now: now)
+    private func subscriptionInfo(_ record: SubscriptionRecord, now: Timestamp) async -> SubscriptionInfo {
+        let standing = await standing(of: record, now: now, withAge: true)
         return SubscriptionInfo(
             topic: record.topic, epoch: record.epoch, ackFloor: record.ackFloor, head: standing.head, lag: standing.lag,
             window: record.window, oldestUnackedAgeMs: standing.oldestUnackedAge)
     }
 
     /// Where a durable subscription stands in its topic's current log: the head (0 when its epoch
-    /// is gone), the lag, and the age of the oldest stored message it has not acked.
-    private func standing(of record: SubscriptionRecord, now: Timestamp) -> (head: UInt64, lag: UInt64, oldestUnackedAge: UInt64?) {
+    /// is gone), the lag, and `withAge`, the age of the oldest stored message it has not acked
+    /// (a store read).
+    private func standing(of record: SubscriptionRecord, now: Timestamp, withAge: Bool) async
+        -> (head: UInt64, lag: UInt64, oldestUnackedAge: UInt64?)
+    {
         guard let position = existingTopic(record.topic)?.position, position.epoch == record.epoch else { return (0, 0, nil) }
         guard position.head > record.ackFloor else { return (position.head, 0, nil) }
         let oldest = max(record.ackFloor + 1, position.first)
         var stamp: Timestamp?
-        if let id = position.storeID, oldest <= position.head {
-            do {
-                stamp = try store.messages(topicID: id, after: oldest - 1, limit: 1).first?.timestamp
-            } catch {
+        if withAge, let id = position.storeID, oldest <= position.head {
+            switch await reader.read({ store throws(StoreError) in try store.messages(topicID: id, after: oldest - 1, limit: 1) }) {
+            case .success(let messages):
+                stamp = messages.first?.timestamp
+            case .failure(let error):
                 // Only an age for operators depends on it: shown as unknown, logged and counted.
                 metrics.storeFailed(.read, error, ["ferry.topic": "\(record.topic)", "ferry.version": "\(oldest)"])
             }
@@ -678,14 +696,16 @@ public final class Broker: Sendable {
 
     /// A topic as the admin API shows it: with connected subscriptions and the largest lag, and
     /// with `listingSubscriptions`, each durable subscription. Nil when the topic does not exist.
-    public func adminTopicInfo(_ name: String, listingSubscriptions: Bool) -> TopicInfo? {
+    public func adminTopicInfo(_ name: String, listingSubscriptions: Bool) async -> TopicInfo? {
         guard var info = topicInfo(name) else { return nil }
         let now = configuration.now()
-        let subscriptions = durableSubscriptions(of: name).map { entry in
-            let standing = standing(of: entry.record, now: now)
-            return TopicSubscription(
-                clientID: entry.record.clientID, connected: entry.connected, ackFloor: entry.record.ackFloor, lag: standing.lag,
-                oldestUnackedAgeMs: standing.oldestUnackedAge)
+        var subscriptions: [TopicSubscription] = []
+        for entry in durableSubscriptions(of: name) {
+            let standing = await standing(of: entry.record, now: now, withAge: listingSubscriptions)
+            subscriptions.append(
+                TopicSubscription(
+                    clientID: entry.record.clientID, connected: entry.connected, ackFloor: entry.record.ackFloor, lag: standing.lag,
+                    oldestUnackedAgeMs: standing.oldestUnackedAge))
         }
         info.connected = existingTopic(name)?.subscriberCount ?? 0
         info.lag = subscriptions.map(\.lag).max() ?? 0
@@ -756,7 +776,7 @@ public final class Broker: Sendable {
         }
         logger.notice(
             "subscription rewound", metadata: ["ferry.client_id": "\(clientID)", "ferry.topic": "\(name)", "ferry.to": "\(version)"])
-        return subscriptionInfo(record, now: configuration.now())
+        return await subscriptionInfo(record, now: configuration.now())
     }
 
     /// Deletes a durable session; its connection is closed with 4010. False when unknown.

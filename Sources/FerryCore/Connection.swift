@@ -547,20 +547,38 @@ public final class Connection: Sendable {
 
     /// Reads a page of older messages and queues the contiguous run that starts where the
     /// subscription stands; anything else (replaced subscription, retention) is re-evaluated.
+    /// Inline when the store's reads never wait (then the caller's loop takes the result), else
+    /// on a read thread that wakes the transport when the page is in.
     private func perform(_ read: Read) {
+        let reader = broker.reader
+        reader.read({ store throws(StoreError) in
+            try store.messages(topicID: read.storeID, after: read.from - 1, limit: Int(read.through - read.from + 1))
+        }) { [self] result in
+            // Inline, the caller's loop goes on to take what the read queued.
+            notify(completeRead(read, result, wake: !reader.isInline))
+        }
+    }
+
+    /// Queues what a read found; true when the transport must be woken (only if `wake`).
+    private func completeRead(_ read: Read, _ result: Result<[StoredMessage], StoreError>, wake: Bool) -> Bool {
         let stored: [StoredMessage]
-        do {
-            stored = try broker.store.messages(topicID: read.storeID, after: read.from - 1, limit: Int(read.through - read.from + 1))
-        } catch {
-            // Retrying here would spin on the event loop. The client is told and closed; it
-            // reconnects with backoff and resumes from its ack floor, which nothing moved.
+        switch result {
+        case .success(let messages):
+            stored = messages
+        case .failure(let error):
+            // Retrying here would spin. The client is told and closed; it reconnects with
+            // backoff and resumes from its ack floor, which nothing moved.
             broker.metrics.storeFailed(
                 .read, error, ["ferry.topic": "\(read.topic)", "ferry.from": "\(read.from)", "ferry.through": "\(read.through)"])
-            fail(ProtocolError(.unavailable, "messages \(read.from)...\(read.through) of \(read.topic) cannot be read: \(error)"), close: .internalError)
-            return
+            let failure = ProtocolError(.unavailable, "messages \(read.from)...\(read.through) of \(read.topic) cannot be read: \(error)")
+            return state.withLock { state in
+                state.queue(ServerFrame.error(id: nil, failure))
+                if state.closing == nil { state.closing = (.internalError, failure.message) }
+                return wake && state.wake()
+            }
         }
-        state.withLock { state in
-            guard var subscription = state.subscriptions[read.topic], subscription.generation == read.generation else { return }
+        return state.withLock { state in
+            guard var subscription = state.subscriptions[read.topic], subscription.generation == read.generation else { return false }
             subscription.reading = false
             state.ready.insert(read.topic)
             if subscription.epoch == read.epoch {
@@ -571,6 +589,7 @@ public final class Connection: Sendable {
                 }
             }
             state.subscriptions[read.topic] = subscription
+            return wake && state.wake()
         }
     }
 

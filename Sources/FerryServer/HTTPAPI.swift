@@ -66,7 +66,7 @@ struct HTTPAPI: Sendable {
         router.add(middleware: ErrorBodyMiddleware())
         router.post("/v1/topics/:topic/messages") { request, context in try await publishOne(request, context) }
         router.post("/v1/publish") { request, context in try await publishBatch(request, context) }
-        router.get("/v1/topics/:topic/messages") { request, context in try readMessages(request, context) }
+        router.get("/v1/topics/:topic/messages") { request, context in try await readMessages(request, context) }
         router.get("/v1/topics/:topic") { request, context in
             let name = try topicName(context)
             try authorize(request, toSubscribe: name)
@@ -109,12 +109,12 @@ struct HTTPAPI: Sendable {
     private func registerAdmin(on admin: RouterGroup<FerryRequestContext>) {
         admin.get("/topics") { request, _ in
             try authorize(request)
-            return jsonResponse(body: TopicList(topics: broker.topicInfos()))
+            return jsonResponse(body: TopicList(topics: await broker.topicInfos()))
         }
         admin.get("/topics/:topic") { request, context in
             try authorize(request)
             let name = try topicName(context)
-            guard let info = broker.adminTopicInfo(name, listingSubscriptions: true) else { throw APIError(.notFound, "no topic \(name)") }
+            guard let info = await broker.adminTopicInfo(name, listingSubscriptions: true) else { throw APIError(.notFound, "no topic \(name)") }
             return jsonResponse(body: info)
         }
         admin.post("/topics/:topic/trim") { request, context in
@@ -143,7 +143,7 @@ struct HTTPAPI: Sendable {
         admin.get("/clients/:client") { request, context in
             try authorize(request)
             let id = try clientID(context)
-            guard let detail = broker.clientDetail(id) else { throw APIError(.notFound, "no client \(id)") }
+            guard let detail = await broker.clientDetail(id) else { throw APIError(.notFound, "no client \(id)") }
             return jsonResponse(body: detail)
         }
         admin.post("/clients/:client/rewind") { request, context in
@@ -282,7 +282,7 @@ struct HTTPAPI: Sendable {
         return jsonResponse(status: .created, body: BatchPublishResult(results: results))
     }
 
-    private func readMessages(_ request: Request, _ context: FerryRequestContext) throws -> Response {
+    private func readMessages(_ request: Request, _ context: FerryRequestContext) async throws -> Response {
         let name = try topicName(context)
         try authorize(request, toSubscribe: name)
         let query = request.uri.queryParameters
@@ -293,7 +293,7 @@ struct HTTPAPI: Sendable {
         }
         let after = try number("from", default: 0)
         let limit = min(try number("limit", default: 100), 1000)
-        guard let (epoch, messages) = try broker.messages(topic: name, after: after, limit: Int(limit)) else {
+        guard let (epoch, messages) = try await broker.messages(topic: name, after: after, limit: Int(limit)) else {
             throw APIError(.notFound, "no topic \(name)")
         }
         var writer = JSONWriter(capacity: 64 + messages.reduce(0) { $0 + $1.payload.count + 64 })

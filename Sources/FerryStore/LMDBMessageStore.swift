@@ -81,6 +81,9 @@ public final class LMDBMessageStore: MessageStore {
         }
     }
 
+    /// Reads are of the memory map, and never wait for the writer.
+    public var readsMayBlock: Bool { false }
+
     // MARK: - Loading
 
     public func load() throws(StoreError) -> StoreSnapshot {

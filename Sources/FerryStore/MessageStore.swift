@@ -4,7 +4,16 @@
 /// An implementation applies a batch of operations atomically (one transaction, the group
 /// commit), assigns versions, enforces retention and deduplicates `msg_id`s inside that
 /// transaction, and serves range reads that never block the writer.
+///
+/// The methods are synchronous and may block: the core calls ``commit(_:now:)`` only from its
+/// one committer thread and the reads from threads of its own (or inline, when
+/// ``readsMayBlock`` is false), never from an event loop or the cooperative pool.
+/// ``usage()`` answers from memory and must not block.
 public protocol MessageStore: AnyObject, Sendable {
+    /// False when a read never waits for anything but memory (LMDB's mapped file): the core then
+    /// reads inline on the thread that needs the messages, instead of on a read thread.
+    var readsMayBlock: Bool { get }
+
     /// Everything the core keeps in memory, read once at start-up.
     func load() throws(StoreError) -> StoreSnapshot
 

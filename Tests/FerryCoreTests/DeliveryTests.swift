@@ -6,9 +6,11 @@ import Testing
 
 @Suite("Delivery and catch-up")
 struct DeliveryTests {
-    @Test("a resuming subscriber catches up from the store, then goes live, with no gap and no duplicate")
-    func catchUpThenLive() async throws {
-        let fixture = try BrokerFixture(configureBroker: { $0.cachedMessagesPerTopic = 256 })
+    @Test(
+        "a resuming subscriber catches up from the store, then goes live, with no gap and no duplicate (store read inline, on read threads)",
+        arguments: [false, true])
+    func catchUpThenLive(readsOnThreads: Bool) async throws {
+        let fixture = try BrokerFixture(readsOnThreads: readsOnThreads, configureBroker: { $0.cachedMessagesPerTopic = 256 })
         let first = TestClient(fixture.broker)
         _ = try await first.hello("reader")
         first.send(#"{"op":"subscribe","topic":"t","from":"latest","window":500}"#)
@@ -69,7 +71,7 @@ struct DeliveryTests {
         #expect(try await client.next(op: "error")["code"] == "bad_ack")
         client.send(#"{"op":"ack","topic":"b","version":1}"#)
         #expect(try await client.next(op: "error")["code"] == "not_subscribed")
-        #expect(fixture.broker.clientDetail("acker")?.subscriptions.first?.ackFloor == 0)
+        #expect(await fixture.broker.clientDetail("acker")?.subscriptions.first?.ackFloor == 0)
         client.disconnect()
         await fixture.remove()
     }
@@ -182,13 +184,13 @@ struct SessionTests {
         let client = TestClient(fixture.broker)
         _ = try await client.hello("ttl")
         client.disconnect()
-        #expect(fixture.broker.clientDetail("ttl") != nil)
+        #expect(await fixture.broker.clientDetail("ttl") != nil)
         fixture.clock.advance(by: 61_000)
         let deadline = ContinuousClock.now + .seconds(10)
-        while fixture.broker.clientDetail("ttl") != nil, ContinuousClock.now < deadline {
+        while await fixture.broker.clientDetail("ttl") != nil, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
-        #expect(fixture.broker.clientDetail("ttl") == nil)
+        #expect(await fixture.broker.clientDetail("ttl") == nil)
         await fixture.remove()
     }
 
@@ -206,7 +208,7 @@ struct SessionTests {
         client.disconnect()
 
         let restarted = try await fixture.reopened()
-        #expect(restarted.broker.clientDetail("durable")?.subscriptions.first?.ackFloor == 3)
+        #expect(await restarted.broker.clientDetail("durable")?.subscriptions.first?.ackFloor == 3)
         let again = try await restarted.broker.publish([PublishRequest(topic: "s", payload: .bytes([1]), messageID: "m-1")]).get()
         #expect(again[0].duplicate && again[0].version == first[0].version)
         let resumed = TestClient(restarted.broker)

@@ -75,7 +75,7 @@ struct ConnectionPermissionTests {
         #expect(error["code"] == "forbidden" && error["id"] == "7")
         client.send(#"{"op":"subscribe","id":8,"topic":"chat.room"}"#)
         #expect(try await client.next(op: "subscribed")["topic"] == "chat.room")
-        #expect(fixture.broker.clientDetail("alice")?.subscriptions.map(\.topic) == ["chat.room"])
+        #expect(await fixture.broker.clientDetail("alice")?.subscriptions.map(\.topic) == ["chat.room"])
         #expect(fixture.broker.topicInfo("orders.eu") == nil)
         client.disconnect()
         await fixture.remove()
@@ -109,7 +109,7 @@ struct ConnectionPermissionTests {
         #expect(try await alice.next(op: "error")["code"] == "forbidden")
         alice.send(#"{"op":"hello","resume_token":"\#(bobToken)"}"#)
         #expect(try await alice.next(op: "error")["code"] == "forbidden")
-        #expect(fixture.broker.clientDetail("bob")?.connected == false)
+        #expect(await fixture.broker.clientDetail("bob")?.connected == false)
         #expect(try await alice.hello("alice")["client_id"] == "alice")
         alice.disconnect()
 

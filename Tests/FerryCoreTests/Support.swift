@@ -24,8 +24,10 @@ final class BrokerFixture: Sendable {
     let brokerConfiguration: BrokerConfiguration
     let broker: Broker
 
+    /// - Parameter readsOnThreads: read the store on the core's read threads, as for an engine
+    ///   whose reads wait for a database (LMDB's are done inline otherwise).
     init(
-        path: String? = nil, configureStore: (inout LMDBStoreConfiguration) -> Void = { _ in },
+        path: String? = nil, readsOnThreads: Bool = false, configureStore: (inout LMDBStoreConfiguration) -> Void = { _ in },
         configureBroker: (inout BrokerConfiguration) -> Void = { _ in }
     ) throws {
         let folder = path ?? FileManager.default.temporaryDirectory.appendingPathComponent("ferry-core-\(UUID().uuidString)").path
@@ -40,7 +42,8 @@ final class BrokerFixture: Sendable {
         configureBroker(&configuration)
         storeConfiguration = store
         brokerConfiguration = configuration
-        broker = try Broker(store: try LMDBMessageStore(configuration: store), configuration: configuration)
+        let lmdb = try LMDBMessageStore(configuration: store)
+        broker = try Broker(store: readsOnThreads ? ReadsThatMayBlock(lmdb) : lmdb, configuration: configuration)
         broker.start()
     }
 
@@ -63,6 +66,28 @@ final class BrokerFixture: Sendable {
         let requests = (start..<(start + count)).map { PublishRequest(topic: topic, payload: .json(Array("{\"n\":\($0)}".utf8))) }
         return try await broker.publish(requests).get().map(\.version)
     }
+}
+
+/// The real LMDB store, declared as an engine whose reads may block, so the broker reads it on
+/// its read threads and completes deliveries asynchronously (the path a database engine takes).
+final class ReadsThatMayBlock: MessageStore {
+    private let store: LMDBMessageStore
+
+    init(_ store: LMDBMessageStore) {
+        self.store = store
+    }
+
+    var readsMayBlock: Bool { true }
+    func load() throws(StoreError) -> StoreSnapshot { try store.load() }
+    func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
+        try store.commit(operations, now: now)
+    }
+    func messages(topicID: UInt64, after: UInt64, limit: Int) throws(StoreError) -> [StoredMessage] {
+        try store.messages(topicID: topicID, after: after, limit: limit)
+    }
+    func backup(to path: String) throws(StoreError) -> Int { try store.backup(to: path) }
+    func usage() -> StoreUsage { store.usage() }
+    func verify() throws(StoreError) -> [StoreFault] { try store.verify() }
 }
 
 /// Drives a core `Connection` as a client would, reading what it would write to the socket.
