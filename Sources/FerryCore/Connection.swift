@@ -294,45 +294,22 @@ public final class Connection: Sendable {
         let subscribed: SubscriptionRecord? = state.withLock { state in
             // Closed meanwhile: `closed()` has released its topics already.
             guard state.phase != .closed else { return nil }
-            var start: UInt64
-            var staleEpoch: String?
-            switch from {
-            case .latest:
-                start = position.head + 1
-            case .earliest:
-                start = position.first
-            case .stored:
-                if let stored {
-                    start = stored.ackFloor + 1
-                    if stored.epoch != position.epoch || stored.ackFloor > position.head { staleEpoch = stored.epoch }
-                } else {
-                    start = position.head + 1
-                }
-            case .after(let version):
-                start = version + 1
-                if let epoch, epoch != position.epoch {
-                    staleEpoch = epoch
-                } else if version > position.head {
-                    staleEpoch = epoch ?? position.epoch
-                }
-            }
-            if staleEpoch != nil { start = position.first }
-            let gap = start < position.first ? (start, position.first - 1) : nil
-            start = max(start, position.first)
+            let start = SubscriptionStart(from: from, epoch: epoch, stored: stored, position: position)
             state.generations += 1
             state.subscriptions[name] = Subscription(
-                topic: topic, epoch: position.epoch, ackFloor: start - 1, window: window, next: start,
+                topic: topic, epoch: position.epoch, ackFloor: start.next - 1, window: window, next: start.next,
                 durable: clientID != nil, generation: state.generations)
-            state.queue(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start))
-            if let staleEpoch {
-                state.queue(ServerFrame.reset(topic: name, oldEpoch: staleEpoch, epoch: position.epoch))
+            state.queue(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start.next))
+            if let stale = start.resetFrom {
+                state.queue(ServerFrame.reset(topic: name, oldEpoch: stale, epoch: position.epoch))
             }
-            if let gap {
-                state.queue(ServerFrame.gap(topic: name, from: gap.0, to: gap.1))
+            if let gap = start.gap {
+                state.queue(ServerFrame.gap(topic: name, from: gap.lowerBound, to: gap.upperBound))
                 broker.metrics.sentGap()
             }
             state.ready.insert(name)
-            return SubscriptionRecord(clientID: clientID ?? "", topic: name, epoch: position.epoch, ackFloor: start - 1, window: window)
+            return SubscriptionRecord(
+                clientID: clientID ?? "", topic: name, epoch: position.epoch, ackFloor: start.next - 1, window: window)
         }
         guard let subscribed else {
             broker.removeSubscriber(self, from: [topic])
