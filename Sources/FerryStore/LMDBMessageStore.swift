@@ -37,12 +37,12 @@ public final class LMDBMessageStore: MessageStore {
     public let configuration: LMDBStoreConfiguration
     private let env: LMDBEnvironment
     private let meta: LMDBDatabase
-    private let topics: LMDBDatabase
+    private let topicTable: LMDBDatabase
     private let messageLog: LMDBDatabase
     private let dedup: LMDBDatabase
     private let dedupByTime: LMDBDatabase
-    private let sessions: LMDBDatabase
-    private let subscriptions: LMDBDatabase
+    private let sessionTable: LMDBDatabase
+    private let subscriptionTable: LMDBDatabase
     /// Nil when read-only. Used by the committing thread only; the lock makes that checkable.
     private let diskReserve: Mutex<DiskReserve?>
 
@@ -66,12 +66,12 @@ public final class LMDBMessageStore: MessageStore {
         do {
             env = try LMDBEnvironment(path: configuration.path, options: options)
             meta = try env.openDatabase("meta")
-            topics = try env.openDatabase("topics")
+            topicTable = try env.openDatabase("topics")
             messageLog = try env.openDatabase("messages")
             dedup = try env.openDatabase("dedup")
             dedupByTime = try env.openDatabase("dedup_by_time")
-            sessions = try env.openDatabase("sessions")
-            subscriptions = try env.openDatabase("subscriptions")
+            sessionTable = try env.openDatabase("sessions")
+            subscriptionTable = try env.openDatabase("subscriptions")
             diskReserve = Mutex(
                 configuration.readOnly ? nil : DiskReserve(descriptor: try env.fileDescriptor(), reserve: configuration.reserveBytes))
         } catch .notFound where configuration.readOnly {
@@ -86,32 +86,81 @@ public final class LMDBMessageStore: MessageStore {
 
     // MARK: - Loading
 
-    public func load() throws(StoreError) -> StoreSnapshot {
-        do {
-            let secret = try env.write { txn throws(LMDBError) in
+    /// Makes the secret if the store is new, and reads every topic, session and subscription
+    /// record once: a store with one that does not decode refuses to start.
+    public func open() throws(StoreError) -> [UInt8] {
+        let secret = try withCorruptionNamed { () throws(LMDBError) in
+            try env.write { txn throws(LMDBError) in
                 if let secret = try txn.get(meta, Self.secretKey) { return secret }
                 let secret = (0..<32).map { _ in UInt8.random(in: .min ... .max) }
                 try txn.put(meta, Self.secretKey, secret)
                 return secret
             }
-            return try env.read { txn throws(LMDBError) in
-                StoreSnapshot(
-                    topics: try txn.entries(topics, prefix: []).map { entry throws(LMDBError) in
-                        try Self.decoded("topic record", entry.key) { () throws(StoreError) in try Self.decodeTopic(entry.key, entry.value) }
-                    },
-                    sessions: try txn.entries(sessions, prefix: []).map { entry throws(LMDBError) in
-                        try Self.decoded("session record", entry.key) { () throws(StoreError) in try Self.decodeSession(entry.key, entry.value) }
-                    },
-                    subscriptions: try txn.entries(subscriptions, prefix: []).map { entry throws(LMDBError) in
-                        try Self.decoded("subscription record", entry.key) { () throws(StoreError) in
-                            try Self.decodeSubscription(entry.key, entry.value)
-                        }
-                    },
-                    secret: secret
-                )
+        }
+        _ = try topics()
+        _ = try sessions()
+        return secret
+    }
+
+    public func topic(named name: String) throws(StoreError) -> TopicRecord? {
+        let key = Array(name.utf8)
+        return try withCorruptionNamed { () throws(LMDBError) in
+            try env.read { txn throws(LMDBError) in
+                try txn.get(topicTable, key).map { value throws(LMDBError) in
+                    try Self.decoded("topic record", key) { () throws(StoreError) in try Self.decodeTopic(key, value) }
+                }
             }
+        }
+    }
+
+    public func topics() throws(StoreError) -> [TopicRecord] {
+        try withCorruptionNamed { () throws(LMDBError) in
+            try env.read { txn throws(LMDBError) in
+                try txn.entries(topicTable, prefix: []).map { entry throws(LMDBError) in
+                    try Self.decoded("topic record", entry.key) { () throws(StoreError) in try Self.decodeTopic(entry.key, entry.value) }
+                }
+            }
+        }
+    }
+
+    public func session(clientID: String) throws(StoreError) -> StoredSession? {
+        let key = Array(clientID.utf8)
+        return try withCorruptionNamed { () throws(LMDBError) in
+            try env.read { txn throws(LMDBError) in
+                guard let value = try txn.get(sessionTable, key) else { return nil }
+                let record = try Self.decoded("session record", key) { () throws(StoreError) in try Self.decodeSession(key, value) }
+                return StoredSession(record: record, subscriptions: try subscriptions(in: txn, prefix: Self.subscriptionPrefix(clientID)))
+            }
+        }
+    }
+
+    public func sessions() throws(StoreError) -> [StoredSession] {
+        try withCorruptionNamed { () throws(LMDBError) in
+            try env.read { txn throws(LMDBError) in
+                var byClient: [String: [SubscriptionRecord]] = [:]
+                for subscription in try subscriptions(in: txn, prefix: []) { byClient[subscription.clientID, default: []].append(subscription) }
+                return try txn.entries(sessionTable, prefix: []).map { entry throws(LMDBError) in
+                    let record = try Self.decoded("session record", entry.key) { () throws(StoreError) in
+                        try Self.decodeSession(entry.key, entry.value)
+                    }
+                    return StoredSession(record: record, subscriptions: byClient[record.clientID] ?? [])
+                }
+            }
+        }
+    }
+
+    private func subscriptions(in txn: some LMDBReading, prefix: [UInt8]) throws(LMDBError) -> [SubscriptionRecord] {
+        try txn.entries(subscriptionTable, prefix: prefix).map { entry throws(LMDBError) in
+            try Self.decoded("subscription record", entry.key) { () throws(StoreError) in try Self.decodeSubscription(entry.key, entry.value) }
+        }
+    }
+
+    /// Runs `body`, naming the data folder and `ferryctl verify` in a corruption it meets, so
+    /// the broker's refusal to start (or a failed read) says what to run.
+    private func withCorruptionNamed<T>(_ body: () throws(LMDBError) -> T) throws(StoreError) -> T {
+        do {
+            return try body()
         } catch .corrupted(let what) {
-            // Refuse to start rather than skip or rewrite what does not decode.
             let path = configuration.path
             throw StoreError.corrupted("\(what) in \(path); `ferryctl verify --data \(path)` lists every fault")
         } catch {
@@ -182,20 +231,20 @@ public final class LMDBMessageStore: MessageStore {
                 try state.dropOldest(name) { _, version, _ in version <= through }
                 outcomes.append(.done)
             case .putSession(let session):
-                try txn.put(sessions, Array(session.clientID.utf8), Self.encodeSession(session))
+                try txn.put(sessionTable, Array(session.clientID.utf8), Self.encodeSession(session))
                 outcomes.append(.done)
             case .deleteSession(let clientID):
-                try txn.delete(sessions, Array(clientID.utf8))
+                try txn.delete(sessionTable, Array(clientID.utf8))
                 let prefix = Self.subscriptionPrefix(clientID)
-                try txn.deleteWhile(subscriptions, from: prefix) { key, _ in key.starts(with: prefix) }
+                try txn.deleteWhile(subscriptionTable, from: prefix) { key, _ in key.starts(with: prefix) }
                 outcomes.append(.done)
             case .putSubscription(let subscription):
                 try txn.put(
-                    subscriptions, Self.subscriptionKey(subscription.clientID, subscription.topic),
+                    subscriptionTable, Self.subscriptionKey(subscription.clientID, subscription.topic),
                     Self.encodeSubscription(subscription))
                 outcomes.append(.done)
             case .deleteSubscription(let clientID, let topic):
-                try txn.delete(subscriptions, Self.subscriptionKey(clientID, topic))
+                try txn.delete(subscriptionTable, Self.subscriptionKey(clientID, topic))
                 outcomes.append(.done)
             case .sweep:
                 try state.sweep()
@@ -225,7 +274,7 @@ public final class LMDBMessageStore: MessageStore {
         mutating func topic(_ name: String, createWithEpoch epoch: @autoclosure () -> String?) throws(LMDBError) -> TopicRecord? {
             if let topic = current[name] { return topic }
             let key = Array(name.utf8)
-            if let value = try txn.get(store.topics, key) {
+            if let value = try txn.get(store.topicTable, key) {
                 let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
                 current[name] = topic
                 return topic
@@ -286,14 +335,14 @@ public final class LMDBMessageStore: MessageStore {
             let prefix = prefixWriter.bytes
             try txn.deleteWhile(store.messageLog, from: prefix) { key, _ in key.starts(with: prefix) }
             try txn.deleteWhile(store.dedup, from: prefix) { key, _ in key.starts(with: prefix) }
-            try txn.delete(store.topics, Array(name.utf8))
+            try txn.delete(store.topicTable, Array(name.utf8))
             current[name] = nil
             changed[name] = .some(nil)
         }
 
         /// Age retention on every topic, and expiry of remembered `msg_id`s.
         mutating func sweep() throws(LMDBError) {
-            for (key, value) in try txn.entries(store.topics, prefix: []) {
+            for (key, value) in try txn.entries(store.topicTable, prefix: []) {
                 let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
                 if current[topic.name] == nil { current[topic.name] = topic }
             }
@@ -360,7 +409,7 @@ public final class LMDBMessageStore: MessageStore {
             }
             for (name, record) in changed {
                 guard let record else { continue }
-                try txn.put(store.topics, Array(name.utf8), encodeTopic(record))
+                try txn.put(store.topicTable, Array(name.utf8), encodeTopic(record))
             }
         }
     }
@@ -421,7 +470,7 @@ public final class LMDBMessageStore: MessageStore {
                 var faults: [StoreFault] = []
                 var byID: [UInt64: TopicRecord] = [:]
                 var byName: [String: TopicRecord] = [:]
-                for (key, value) in try txn.entries(topics, prefix: []) {
+                for (key, value) in try txn.entries(topicTable, prefix: []) {
                     guard let topic = try? Self.decodeTopic(key, value) else {
                         faults.append(StoreFault(.unreadableRecord, subject: String(decoding: key, as: UTF8.self), "topic record"))
                         continue
@@ -431,14 +480,14 @@ public final class LMDBMessageStore: MessageStore {
                 }
                 faults += try verifyMessages(txn, topics: byID)
                 var sessionIDs: Set<String> = []
-                for (key, value) in try txn.entries(sessions, prefix: []) {
+                for (key, value) in try txn.entries(sessionTable, prefix: []) {
                     let clientID = String(decoding: key, as: UTF8.self)
                     if (try? Self.decodeSession(key, value)) == nil {
                         faults.append(StoreFault(.unreadableRecord, subject: clientID, "session record"))
                     }
                     sessionIDs.insert(clientID)
                 }
-                for (key, value) in try txn.entries(subscriptions, prefix: []) {
+                for (key, value) in try txn.entries(subscriptionTable, prefix: []) {
                     guard let subscription = try? Self.decodeSubscription(key, value) else {
                         faults.append(StoreFault(.unreadableRecord, subject: String(decoding: key, as: UTF8.self), "subscription record"))
                         continue

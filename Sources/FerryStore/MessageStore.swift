@@ -14,8 +14,23 @@ public protocol MessageStore: AnyObject, Sendable {
     /// reads inline on the thread that needs the messages, instead of on a read thread.
     var readsMayBlock: Bool { get }
 
-    /// Everything the core keeps in memory, read once at start-up.
-    func load() throws(StoreError) -> StoreSnapshot
+    /// Makes the store ready to serve (creates or migrates what it needs, checks what must be
+    /// whole before serving) and returns the key that signs resume tokens: made once with the
+    /// store, the same for every broker on it. A store that is not fit to serve throws.
+    func open() throws(StoreError) -> [UInt8]
+
+    /// One topic's log, or nil when it does not exist. The core reads a topic when it is first
+    /// named, not all of them at start.
+    func topic(named name: String) throws(StoreError) -> TopicRecord?
+
+    /// Every topic, by name (admin listings and metrics).
+    func topics() throws(StoreError) -> [TopicRecord]
+
+    /// A durable session with its subscriptions, or nil: read when its `hello` arrives.
+    func session(clientID: String) throws(StoreError) -> StoredSession?
+
+    /// Every durable session with its subscriptions, by client id (admin listings, metrics, expiry).
+    func sessions() throws(StoreError) -> [StoredSession]
 
     /// Applies `operations` in order in one durable commit. An operation that cannot be applied
     /// (a publish when space is exhausted) fails alone; the rest still commit.
@@ -264,7 +279,28 @@ public struct CommitResult: Sendable {
     }
 }
 
-/// Everything loaded at start-up.
+/// A durable session as stored: its record and its subscriptions, by topic.
+public struct StoredSession: Sendable, Equatable {
+    public var record: SessionRecord
+    public var subscriptions: [SubscriptionRecord]
+
+    public init(record: SessionRecord, subscriptions: [SubscriptionRecord]) {
+        self.record = record
+        self.subscriptions = subscriptions
+    }
+}
+
+extension MessageStore {
+    /// The whole store at once, for tests and offline tools; the broker reads lazily.
+    public func load() throws(StoreError) -> StoreSnapshot {
+        let secret = try open()
+        let sessions = try sessions()
+        return StoreSnapshot(
+            topics: try topics(), sessions: sessions.map(\.record), subscriptions: sessions.flatMap(\.subscriptions), secret: secret)
+    }
+}
+
+/// The whole store at once (``MessageStore/load()``).
 public struct StoreSnapshot: Sendable {
     public var topics: [TopicRecord]
     public var sessions: [SessionRecord]

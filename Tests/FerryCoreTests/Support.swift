@@ -78,7 +78,11 @@ final class ReadsThatMayBlock: MessageStore {
     }
 
     var readsMayBlock: Bool { true }
-    func load() throws(StoreError) -> StoreSnapshot { try store.load() }
+    func open() throws(StoreError) -> [UInt8] { try store.open() }
+    func topic(named name: String) throws(StoreError) -> TopicRecord? { try store.topic(named: name) }
+    func topics() throws(StoreError) -> [TopicRecord] { try store.topics() }
+    func session(clientID: String) throws(StoreError) -> StoredSession? { try store.session(clientID: clientID) }
+    func sessions() throws(StoreError) -> [StoredSession] { try store.sessions() }
     func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
         try store.commit(operations, now: now)
     }

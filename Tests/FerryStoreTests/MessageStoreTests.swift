@@ -143,15 +143,15 @@ struct MessageStoreTests {
         try withStore { store in
             let result = try store.commit(
                 [
-                    .putSession(session("a")), .putSession(session("ab")),
+                    .putSession(session("a")), .putSession(session("ab")), .putSession(session("a.b")),
                     .putSubscription(subscription("a", "t1")), .putSubscription(subscription("a", "t2")),
                     .putSubscription(subscription("ab", "t1")), .putSubscription(subscription("a.b", "t1")),
                 ], now: t0)
-            #expect(result.outcomes == Array(repeating: .done, count: 6))
+            #expect(result.outcomes == Array(repeating: .done, count: 7))
             // Putting again replaces.
             _ = try store.commit([.putSession(session("a", at: t0 + 99)), .putSubscription(subscription("a", "t1", floor: 5, window: 3))], now: t0)
             var snapshot = try store.load()
-            #expect(snapshot.sessions == [session("a", at: t0 + 99), session("ab")])
+            #expect(snapshot.sessions == [session("a", at: t0 + 99), session("a.b"), session("ab")])
             #expect(snapshot.subscriptions.contains(subscription("a", "t1", floor: 5, window: 3)))
             #expect(snapshot.subscriptions.count == 4)
 
@@ -161,7 +161,7 @@ struct MessageStoreTests {
 
             _ = try store.commit([.putSubscription(subscription("a", "t3")), .deleteSession("a")], now: t0)
             snapshot = try store.load()
-            #expect(snapshot.sessions == [session("ab")])
+            #expect(snapshot.sessions == [session("a.b"), session("ab")])
             #expect(snapshot.subscriptions.map { "\($0.clientID)/\($0.topic)" } == ["a.b/t1", "ab/t1"])
         }
     }
