@@ -1,3 +1,4 @@
+import DequeModule
 import FerryProtocol
 import FerryStore
 import Logging
@@ -91,6 +92,14 @@ public final class Connection: Sendable {
         var workPending = false
         var generations: UInt64 = 0
         var pendingPublishes = 0
+        /// Frames received and not yet handled, with when they arrived: handled in order, by one
+        /// thread at a time, and held while a frame waits for the store (a hello's session, a
+        /// subscribe's topic).
+        var input: Deque<(text: [UInt8], at: UInt64)> = []
+        /// A thread is handling `input`.
+        var handlingInput = false
+        /// A frame waits for the store: nothing after it is handled until it is done.
+        var waitingForStore = false
         /// `msg` frames queued since the last report to the broker's delivery counter.
         var deliveredUnreported = 0
 
@@ -131,7 +140,7 @@ public final class Connection: Sendable {
     /// should stop reading until `onWork` comes and this is true again (back-pressure on a
     /// flooding publisher).
     public var acceptsInput: Bool {
-        state.withLock { $0.pendingPublishes < broker.configuration.maxPendingPublishesPerConnection }
+        state.withLock { !$0.waitingForStore && $0.pendingPublishes < broker.configuration.maxPendingPublishesPerConnection }
     }
 
     /// Handles one inbound text frame. A publish is handed to the committer and confirmed later,
@@ -145,14 +154,63 @@ public final class Connection: Sendable {
     /// committer as one job, so a flooding publisher costs one queue entry and one confirmation
     /// pass per read rather than per message; any other frame first sends the publishes before it.
     public func receive(contentsOf texts: some Sequence<[UInt8]>, at now: UInt64 = monotonicNanoseconds()) {
+        let handleNow = state.withLock { state in
+            state.input.append(contentsOf: texts.lazy.map { ($0, now) })
+            guard !state.handlingInput, !state.waitingForStore else { return false }
+            state.handlingInput = true
+            return true
+        }
+        if handleNow { handleInput() }
+    }
+
+    /// Handles queued input until it is empty or a frame waits for the store.
+    private func handleInput() {
+        while true {
+            let batch = state.withLock { state -> [(text: [UInt8], at: UInt64)]? in
+                guard !state.waitingForStore, !state.input.isEmpty else {
+                    state.handlingInput = false
+                    return nil
+                }
+                defer { state.input.removeAll(keepingCapacity: true) }
+                return Array(state.input)
+            }
+            guard let batch else { return }
+            let unhandled = handle(batch)
+            if !unhandled.isEmpty { state.withLock { $0.input.insert(contentsOf: unhandled, at: 0) } }
+        }
+    }
+
+    /// Marks that the frame being handled waits for the store; ``storeWaitEnded()`` ends it.
+    private func waitForStore() {
+        state.withLock { $0.waitingForStore = true }
+    }
+
+    /// The store answered: handle what arrived meanwhile (here if no thread is at it: the wait
+    /// may end inline, inside ``handle(_:)``, or later on a store thread), and tell the transport
+    /// it may read again.
+    private func storeWaitEnded() {
+        let (handleHere, wake) = state.withLock { state in
+            state.waitingForStore = false
+            let handleHere = !state.handlingInput && !state.input.isEmpty
+            if handleHere { state.handlingInput = true }
+            return (handleHere, state.wake())
+        }
+        notify(wake)
+        if handleHere { handleInput() }
+    }
+
+    /// Handles frames in order; returns those left when one of them waits for the store.
+    private func handle(_ batch: [(text: [UInt8], at: UInt64)]) -> ArraySlice<(text: [UInt8], at: UInt64)> {
         // The transport also closes at expiry; this makes the rule exact: no frame after it.
         if let expiresAt = principal.expiresAt, broker.configuration.now() >= expiresAt {
             expired()
-            return
+            return []
         }
         var awaitingHello = isAwaitingHello
         var publishes: [(id: Int64?, request: PublishRequest)] = []
-        for text in texts {
+        var now = batch.first?.at ?? 0
+        for (index, (text, arrival)) in batch.enumerated() {
+            now = arrival
             let frame: ClientFrame
             do {
                 frame = try ClientFrame.decode(text)
@@ -178,6 +236,7 @@ public final class Connection: Sendable {
             }
             if case .hello(let clientID, let token) = frame {
                 hello(clientID: clientID, resumeToken: token)
+                if isWaitingForStore { return batch[(index + 1)...] }
                 awaitingHello = isAwaitingHello
                 continue
             }
@@ -190,6 +249,7 @@ public final class Connection: Sendable {
                 break
             case .subscribe(let id, let topic, let from, let epoch, let window):
                 subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window ?? ClientFrame.defaultWindow)
+                if isWaitingForStore { return batch[(index + 1)...] }
             case .ack(let topic, let version):
                 ack(topic: topic, version: version)
             case .unsubscribe(let id, let topic):
@@ -199,6 +259,11 @@ public final class Connection: Sendable {
             }
         }
         if !publishes.isEmpty { publish(publishes, at: now) }
+        return []
+    }
+
+    private var isWaitingForStore: Bool {
+        state.withLock { $0.waitingForStore }
     }
 
     /// Reports a frame the transport refused (binary, oversize) and closes if `close` is given.
