@@ -11,10 +11,40 @@ extension Broker {
     /// Resolves a `hello`: a new or resumed durable session owned by `connection`, or an
     /// ephemeral one. A previous owner of the session is closed with 4009. A durable session,
     /// named by client id or by resume token, is `forbidden` unless `principal` may use its id:
-    /// a resume token proves a session exists, not who may take it.
-    func attach(_ connection: Connection, principal: Principal, clientID: String?, resumeToken: String?) throws(ProtocolError)
-        -> Attachment
-    {
+    /// a resume token proves a session exists, not who may take it. A session this broker has
+    /// not seen since it started is read from the store first; `completion` may run inline.
+    func attach(
+        _ connection: Connection, principal: Principal, clientID: String?, resumeToken: String?,
+        completion: @escaping @Sendable (Result<Attachment, ProtocolError>) -> Void
+    ) {
+        let id: String
+        do {
+            guard let named = try sessionID(principal: principal, clientID: clientID, resumeToken: resumeToken) else {
+                completion(.success(Attachment(clientID: nil, resumeToken: nil, resumed: false, subscriptions: [])))
+                return
+            }
+            id = named
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        if state.withLock({ $0.sessions[id] != nil }) {
+            completion(.success(claim(id, for: connection, stored: nil)))
+            return
+        }
+        reader.read({ store throws(StoreError) in try store.session(clientID: id) }) { [self] result in
+            switch result {
+            case .success(let stored):
+                completion(.success(claim(id, for: connection, stored: stored)))
+            case .failure(let error):
+                metrics.storeFailed(.read, error, ["ferry.client_id": "\(id)"])
+                completion(.failure(ProtocolError(.unavailable, "the session of \(id) cannot be read: \(error)")))
+            }
+        }
+    }
+
+    /// The durable session a `hello` names, or nil for an ephemeral one.
+    private func sessionID(principal: Principal, clientID: String?, resumeToken: String?) throws(ProtocolError) -> String? {
         if let clientID, !Names.isValidClientID(clientID) {
             throw ProtocolError(.invalidClientID, "client ids are 1-128 bytes of A-Z a-z 0-9 _ - . : @")
         }
@@ -28,14 +58,24 @@ extension Broker {
         if let clientID, let fromToken, fromToken.clientID != clientID {
             throw ProtocolError(.sessionConflict, "client_id and resume_token name different sessions")
         }
-        guard let id = clientID ?? fromToken?.clientID else {
-            return Attachment(clientID: nil, resumeToken: nil, resumed: false, subscriptions: [])
-        }
+        guard let id = clientID ?? fromToken?.clientID else { return nil }
         guard principal.mayUse(clientID: id) else {
             throw ProtocolError(.forbidden, "this token may not use client id \(id)")
         }
+        return id
+    }
+
+    /// Makes `connection` the owner of session `id`: the one in memory, else `stored` (as read
+    /// from the store), else a new one; closes a previous owner with 4009.
+    private func claim(_ id: String, for connection: Connection, stored: StoredSession?) -> Attachment {
         let now = configuration.now()
         let (attachment, previousOwner, created) = state.withLock { state in
+            // Another hello may have brought the session in while this one read it.
+            if state.sessions[id] == nil, let stored {
+                state.sessions[id] = DurableSession(
+                    record: stored.record, subscriptions: Dictionary(stored.subscriptions.map { ($0.topic, $0) }) { $1 }, owner: nil,
+                    lastResume: nil)
+            }
             if var session = state.sessions[id] {
                 let previous = session.owner
                 session.owner = connection
@@ -62,6 +102,15 @@ extension Broker {
             previousOwner.close(.sessionTakenOver, reason: "session taken over by a newer connection")
         }
         return attachment
+    }
+
+    /// `connection` gives up session `clientID` without closing (its hello could not finish).
+    func release(_ clientID: String, from connection: Connection) {
+        state.withLock { state in
+            guard var session = state.sessions[clientID], session.owner === connection else { return }
+            session.owner = nil
+            state.sessions[clientID] = session
+        }
     }
 
     /// The transport of `connection` is gone.

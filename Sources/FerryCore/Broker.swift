@@ -52,6 +52,7 @@ public final class Broker: Sendable {
         var failedDeletes: [StoreOperation] = []
         var lastFlush: Timestamp = 0
         var lastSweep: Timestamp = 0
+        var lastSessionSweep: Timestamp = 0
         /// The last commit refused publishes for want of space (logged when this changes).
         var refusingPublishes = false
         var connections = 0
@@ -67,25 +68,17 @@ public final class Broker: Sendable {
         var subscriptions: [SubscriptionRecord]
     }
 
-    /// Loads the store's state. Call ``start()`` before use.
+    /// Opens the store. Call ``start()`` before use.
     public init(store: any MessageStore, configuration: BrokerConfiguration) throws(StoreError) {
         self.store = store
         self.configuration = configuration
         reader = StoreReader(store: store)
-        let snapshot = try store.load()
-        tokens = ResumeTokens(secret: snapshot.secret)
+        // Topics and sessions are read when first named, so a start costs the same whatever is stored.
+        tokens = ResumeTokens(secret: try store.open())
         var state = State()
-        for record in snapshot.topics {
-            state.topics[record.name] = Topic(name: record.name, record: record)
-        }
-        for session in snapshot.sessions {
-            state.sessions[session.clientID] = DurableSession(record: session, subscriptions: [:], owner: nil, lastResume: nil)
-        }
-        for subscription in snapshot.subscriptions {
-            state.sessions[subscription.clientID]?.subscriptions[subscription.topic] = subscription
-        }
         startedAt = configuration.now()
         state.lastSweep = startedAt
+        state.lastSessionSweep = startedAt
         self.state = Mutex(state)
         committer = Committer(
             store: store, now: configuration.now, idleWakeupMilliseconds: Int(max(1, configuration.ackFlushInterval)))
@@ -142,14 +135,40 @@ public final class Broker: Sendable {
         state.withLock { $0.topics[name] }
     }
 
-    /// Adds `connection` as a subscriber of each topic in `names` and returns the topics with
-    /// their positions at that instant. Under the broker's lock, so a topic cannot be forgotten
-    /// between being found and being held.
-    func addSubscriber(_ connection: Connection, to names: [String]) -> [(topic: Topic, position: Topic.Position)] {
-        state.withLock { state in
-            names.map { name in
-                let topic = topic(named: name, in: &state)
-                return (topic, topic.addSubscriber(connection))
+    /// Adds `connection` as a subscriber of each topic in `names` and hands `completion` the
+    /// topics with their positions at that instant. A topic the broker holds no log of is read
+    /// from the store first (another broker, or an earlier run, may have made it); `completion`
+    /// may run inline. The topics are found and held under the broker's lock, so none can be
+    /// forgotten in between.
+    func addSubscriber(
+        _ connection: Connection, to names: [String],
+        completion: @escaping @Sendable (Result<[(topic: Topic, position: Topic.Position)], ProtocolError>) -> Void
+    ) {
+        let unknown = state.withLock { state in names.filter { state.topics[$0]?.record == nil } }
+        let hold: @Sendable ([String: TopicRecord]) -> [(topic: Topic, position: Topic.Position)] = { [self] stored in
+            state.withLock { state in
+                names.map { name in
+                    let topic = topic(named: name, in: &state)
+                    if let record = stored[name] { topic.adopt(record) }
+                    return (topic, topic.addSubscriber(connection))
+                }
+            }
+        }
+        guard !unknown.isEmpty else {
+            completion(.success(hold([:])))
+            return
+        }
+        reader.read({ store throws(StoreError) in
+            var stored: [String: TopicRecord] = [:]
+            for name in unknown { stored[name] = try store.topic(named: name) }
+            return stored
+        }) { [self] result in
+            switch result {
+            case .success(let stored):
+                completion(.success(hold(stored)))
+            case .failure(let error):
+                metrics.storeFailed(.read, error, ["ferry.topics": "\(unknown.prefix(10).joined(separator: ","))"])
+                completion(.failure(ProtocolError(.unavailable, "topics cannot be read: \(error)")))
             }
         }
     }
@@ -363,6 +382,10 @@ public final class Broker: Sendable {
             state.withLock { $0.published += published }
             metrics.published.increment(by: Int64(published))
         }
+        for outcome in result.outcomes {
+            guard case .expired(let clientIDs) = outcome else { continue }
+            for clientID in clientIDs { logger.info("durable session expired", metadata: ["ferry.client_id": "\(clientID)"]) }
+        }
         if refused > 0 { metrics.refusedForSpace(refused) }
         if refused > 0 || published > 0 { noteSpace(refusing: refused > 0) }
         metrics.commits.increment()
@@ -402,7 +425,7 @@ public final class Broker: Sendable {
                     }
                 case .deleteSession, .deleteSubscription:
                     state.failedDeletes.append(operation)
-                case .publish, .ensureTopic, .deleteTopic, .trimTopic, .sweep:
+                case .publish, .ensureTopic, .deleteTopic, .trimTopic, .sweep, .expireSessions:
                     // Answered to their requester, or redone by the next sweep.
                     break
                 }
@@ -414,8 +437,22 @@ public final class Broker: Sendable {
     func maintenance(now: Timestamp, busy: Bool) -> [StoreOperation] {
         state.withLock { state in
             var operations: [StoreOperation] = []
-            let flushDue = now >= state.lastFlush + configuration.ackFlushInterval
-            if busy || flushDue {
+            var sweeping: [StoreOperation] = []
+            if now >= state.lastSweep + configuration.sweepInterval {
+                state.lastSweep = now
+                sweeping.append(.sweep)
+            }
+            if now >= state.lastSessionSweep + configuration.sessionSweepInterval {
+                state.lastSessionSweep = now
+                // A connected session is seen now: stored so in the same commit, before the expiry.
+                for (clientID, session) in state.sessions where session.owner != nil {
+                    state.sessions[clientID]?.record.lastSeen = now
+                    state.dirtySessions[clientID] = state.sessions[clientID]?.record
+                }
+                state.sessions = state.sessions.filter { $0.value.owner != nil || $0.value.record.lastSeen + configuration.sessionTTL >= now }
+                if now > configuration.sessionTTL { sweeping.append(.expireSessions(lastSeenBefore: now - configuration.sessionTTL)) }
+            }
+            if busy || !sweeping.isEmpty || now >= state.lastFlush + configuration.ackFlushInterval {
                 operations += state.dirtySessions.values.map { .putSession($0) }
                 operations += state.dirtySubscriptions.values.map { .putSubscription($0) }
                 // Only those memory still agrees with: a session or subscription made since stays.
@@ -431,17 +468,7 @@ public final class Broker: Sendable {
                 state.dirtySubscriptions.removeAll()
                 state.lastFlush = now
             }
-            if now >= state.lastSweep + configuration.sweepInterval {
-                state.lastSweep = now
-                operations.append(.sweep)
-                let expired = state.sessions.filter { $0.value.owner == nil && $0.value.record.lastSeen + configuration.sessionTTL < now }
-                for clientID in expired.keys {
-                    state.sessions[clientID] = nil
-                    operations.append(.deleteSession(clientID))
-                    logger.info("durable session expired", metadata: ["ferry.client_id": "\(clientID)"])
-                }
-            }
-            return operations
+            return operations + sweeping
         }
     }
 }

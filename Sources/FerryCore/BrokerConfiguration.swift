@@ -12,6 +12,8 @@ public struct BrokerConfiguration: Sendable {
     public var ackFlushInterval: UInt64 = 50
     /// How often age retention and `msg_id` expiry run (milliseconds).
     public var sweepInterval: UInt64 = 1000
+    /// How often sessions past `sessionTTL` are looked for (a pass over every stored session), in milliseconds.
+    public var sessionSweepInterval: UInt64 = 60_000
     /// Publishes refused for the rate limit within 10 s that close the connection with 4029.
     public var publishRejectionsBeforeClose = 100
     /// Publishes a connection may have waiting for their commit before it stops reading.

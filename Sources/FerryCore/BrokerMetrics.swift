@@ -223,11 +223,13 @@ public struct MetricsSnapshot: Sendable {
     /// The LMDB map size, in bytes: publishes fail once ``usedBytes`` reaches it.
     public var mapSize: Int
 
-    init(topics: [Topic], sessions: [(clientID: String, subscriptions: [SubscriptionRecord])], usage: StoreUsage) {
-        let positions = Dictionary(topics.map { ($0.name, $0.position) }) { $1 }
+    init(
+        topics: [TopicRecord], topicsInMemory: Int, sessions: [(clientID: String, subscriptions: [SubscriptionRecord])], usage: StoreUsage
+    ) {
+        let positions = Dictionary(topics.map { ($0.name, $0) }) { $1 }
         self.sessions = sessions.count
-        topicsInMemory = topics.count
-        topicHeads = topics.compactMap { topic in topic.record.map { (topic.name, $0.head) } }
+        self.topicsInMemory = topicsInMemory
+        topicHeads = topics.map { ($0.name, $0.head) }
         clientLags = sessions.map { session in
             let lag = session.subscriptions.reduce(UInt64(0)) { total, record in
                 guard let position = positions[record.topic], position.epoch == record.epoch, position.head > record.ackFloor else {

@@ -302,32 +302,52 @@ public final class Connection: Sendable {
         send(ServerFrame.error(id: id, error))
     }
 
+    /// Attaches the session the hello names (read from the store when the broker has not seen
+    /// it since it started) and restores its subscriptions; later frames wait until it is done.
     private func hello(clientID: String?, resumeToken: String?) {
         guard isAwaitingHello else {
             reply(id: nil, ProtocolError(.badFrame, "hello was already accepted"))
             return
         }
-        let session: Broker.Attachment
-        do {
-            session = try broker.attach(self, principal: principal, clientID: clientID, resumeToken: resumeToken)
-        } catch {
-            broker.metrics.helloRejected(error, clientID: clientID)
-            reply(id: nil, error)
-            return
+        waitForStore()
+        broker.attach(self, principal: principal, clientID: clientID, resumeToken: resumeToken) { [self] result in
+            switch result {
+            case .failure(let error):
+                broker.metrics.helloRejected(error, clientID: clientID)
+                reply(id: nil, error)
+                storeWaitEnded()
+            case .success(let session):
+                broker.metrics.hello(session)
+                broker.addSubscriber(self, to: session.subscriptions.map(\.topic)) { [self] topics in
+                    switch topics {
+                    case .success(let topics):
+                        welcome(session, topics: topics.map(\.topic))
+                    case .failure(let error):
+                        // The session is this connection's; closing releases it for a later hello.
+                        if let id = session.clientID { broker.release(id, from: self) }
+                        fail(error, close: .internalError)
+                    }
+                    storeWaitEnded()
+                }
+            }
         }
-        broker.metrics.hello(session)
+    }
+
+    /// Sends `welcome` and starts delivery on the restored subscriptions.
+    private func welcome(_ session: Broker.Attachment, topics: [Topic]) {
         let welcome = ServerFrame.welcome(
             clientID: session.clientID, resumeToken: session.resumeToken, resumed: session.resumed,
             subscriptions: session.subscriptions.map {
                 RestoredSubscription(topic: $0.topic, epoch: $0.epoch, ackFloor: $0.ackFloor)
             },
             heartbeatSeconds: broker.configuration.heartbeatSeconds, limits: broker.configuration.limits)
-        let topics = broker.addSubscriber(self, to: session.subscriptions.map(\.topic))
-        let wake = state.withLock { state in
+        let wake = state.withLock { state -> Bool? in
+            // Closed while the store was read: `closed()` could not release what it did not have yet.
+            guard state.phase != .closed else { return nil }
             state.phase = .ready
             state.clientID = session.clientID
             state.queue(welcome)
-            for (record, (topic, _)) in zip(session.subscriptions, topics) {
+            for (record, topic) in zip(session.subscriptions, topics) {
                 state.generations += 1
                 state.subscriptions[record.topic] = Subscription(
                     topic: topic, epoch: record.epoch, ackFloor: record.ackFloor, window: record.window,
@@ -335,6 +355,11 @@ public final class Connection: Sendable {
                 state.ready.insert(record.topic)
             }
             return state.wake()
+        }
+        guard let wake else {
+            broker.removeSubscriber(self, from: topics)
+            if let id = session.clientID { broker.release(id, from: self) }
+            return
         }
         notify(wake)
     }
@@ -353,9 +378,29 @@ public final class Connection: Sendable {
             reply(id: id, ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
             return
         }
-        // Every commit after this notifies the connection; the delivery pass queued below reads
-        // the topic's position afresh, so none is missed before the subscription is in place.
-        guard let (topic, position) = broker.addSubscriber(self, to: [name]).first else { return }
+        waitForStore()
+        broker.addSubscriber(self, to: [name]) { [self] result in
+            switch result {
+            case .success(let topics):
+                if let (topic, position) = topics.first {
+                    start(id: id, topic: topic, at: position, from: from, epoch: epoch, window: window, stored: stored, clientID: clientID)
+                }
+            case .failure(let error):
+                reply(id: id, error)
+            }
+            storeWaitEnded()
+        }
+    }
+
+    /// Puts a subscription in place once its topic is held: `subscribed`, then `reset` or `gap`
+    /// if its start calls for one, then delivery. Every commit after the topic was held notifies
+    /// the connection, and the delivery pass queued here reads the position afresh, so nothing
+    /// is missed before the subscription is in place.
+    private func start(
+        id: Int64?, topic: Topic, at position: Topic.Position, from: StartPosition, epoch: String?, window: Int,
+        stored: SubscriptionRecord?, clientID: String?
+    ) {
+        let name = topic.name
         let subscribed: SubscriptionRecord? = state.withLock { state in
             // Closed meanwhile: `closed()` has released its topics already.
             guard state.phase != .closed else { return nil }

@@ -64,6 +64,16 @@ final class Topic: Sendable {
         state.withLock { $0.record == nil && $0.subscribers.isEmpty && $0.pendingCreations == 0 }
     }
 
+    /// Takes the stored log read for a topic this broker knew no log of (registered by a
+    /// subscriber or a publish in flight): the store is the truth, so its epoch wins.
+    func adopt(_ record: TopicRecord) {
+        state.withLock { state in
+            guard state.record == nil else { return }
+            state.record = record
+            state.epoch = record.epoch
+        }
+    }
+
     /// Marks a commit that will create the log with ``position``'s epoch as queued (`true`) or done.
     func creation(started: Bool) {
         state.withLock { $0.pendingCreations += started ? 1 : -1 }

@@ -70,7 +70,7 @@ struct HTTPAPI: Sendable {
         router.get("/v1/topics/:topic") { request, context in
             let name = try topicName(context)
             try authorize(request, toSubscribe: name)
-            guard let info = broker.topicInfo(name) else { throw APIError(.notFound, "no topic \(name)") }
+            guard let info = try await broker.topicInfo(name) else { throw APIError(.notFound, "no topic \(name)") }
             return jsonResponse(body: info)
         }
         router.get("/healthz") { _, _ in jsonResponse(bytes: Array(#"{"status":"ok"}"#.utf8)) }
@@ -80,7 +80,7 @@ struct HTTPAPI: Sendable {
                 : jsonResponse(status: .serviceUnavailable, bytes: Array(#"{"status":"shutting_down"}"#.utf8))
         }
         router.get("/metrics") { _, _ in
-            gauges.update()
+            try await gauges.update()
             var text: [UInt8] = []
             metrics.emit(into: &text)
             return Response(
@@ -109,12 +109,12 @@ struct HTTPAPI: Sendable {
     private func registerAdmin(on admin: RouterGroup<FerryRequestContext>) {
         admin.get("/topics") { request, _ in
             try authorize(request)
-            return jsonResponse(body: TopicList(topics: await broker.topicInfos()))
+            return jsonResponse(body: TopicList(topics: try await broker.topicInfos()))
         }
         admin.get("/topics/:topic") { request, context in
             try authorize(request)
             let name = try topicName(context)
-            guard let info = await broker.adminTopicInfo(name, listingSubscriptions: true) else { throw APIError(.notFound, "no topic \(name)") }
+            guard let info = try await broker.adminTopicInfo(name, listingSubscriptions: true) else { throw APIError(.notFound, "no topic \(name)") }
             return jsonResponse(body: info)
         }
         admin.post("/topics/:topic/trim") { request, context in
@@ -138,12 +138,12 @@ struct HTTPAPI: Sendable {
         }
         admin.get("/clients") { request, _ in
             try authorize(request)
-            return jsonResponse(body: ClientList(clients: broker.clientSummaries()))
+            return jsonResponse(body: ClientList(clients: try await broker.clientSummaries()))
         }
         admin.get("/clients/:client") { request, context in
             try authorize(request)
             let id = try clientID(context)
-            guard let detail = await broker.clientDetail(id) else { throw APIError(.notFound, "no client \(id)") }
+            guard let detail = try await broker.clientDetail(id) else { throw APIError(.notFound, "no client \(id)") }
             return jsonResponse(body: detail)
         }
         admin.post("/clients/:client/rewind") { request, context in
@@ -160,7 +160,7 @@ struct HTTPAPI: Sendable {
         }
         admin.get("/stats") { request, _ in
             try authorize(request)
-            return jsonResponse(body: broker.stats())
+            return jsonResponse(body: try await broker.stats())
         }
         admin.post("/backup") { request, _ in
             try authorize(request)

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryProtocol
 import Prometheus
 import Synchronization
 
@@ -59,8 +60,8 @@ final class StateGauges: Sendable {
 
     /// Reads the broker's state and sets every gauge; serialised, so two scrapes never race on
     /// the labelled series.
-    func update() {
-        let snapshot = broker.metricsSnapshot()
+    func update() async throws(ProtocolError) {
+        let snapshot = try await broker.metricsSnapshot()
         series.withLock { series in
             sessions.set(Int64(snapshot.sessions))
             topics.set(Int64(snapshot.topicHeads.count))

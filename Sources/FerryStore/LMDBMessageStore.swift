@@ -249,10 +249,26 @@ public final class LMDBMessageStore: MessageStore {
             case .sweep:
                 try state.sweep()
                 outcomes.append(.done)
+            case .expireSessions(let cutoff):
+                outcomes.append(.expired(try expireSessions(lastSeenBefore: cutoff, in: txn)))
             }
         }
         try state.finish()
         return CommitResult(outcomes: outcomes, topics: state.changed)
+    }
+
+    /// Deletes the sessions last seen before `cutoff` and their subscriptions; returns their ids.
+    private func expireSessions(lastSeenBefore cutoff: Timestamp, in txn: WriteTransaction) throws(LMDBError) -> [String] {
+        var expired: [String] = []
+        for (key, value) in try txn.entries(sessionTable, prefix: []) {
+            let session = try Self.decoded("session record", key) { () throws(StoreError) in try Self.decodeSession(key, value) }
+            guard session.lastSeen < cutoff else { continue }
+            try txn.delete(sessionTable, key)
+            let prefix = Self.subscriptionPrefix(session.clientID)
+            try txn.deleteWhile(subscriptionTable, from: prefix) { key, _ in key.starts(with: prefix) }
+            expired.append(session.clientID)
+        }
+        return expired
     }
 
     /// The topics one commit touches, kept in memory until they are written once at the end.

@@ -258,6 +258,9 @@ public enum StoreOperation: Sendable, Equatable {
     case deleteSubscription(clientID: String, topic: String)
     /// Applies age retention to every topic and forgets expired `msg_id`s.
     case sweep
+    /// Deletes every session last seen before this time, with its subscriptions; the outcome is
+    /// ``CommitResult/Outcome/expired(_:)`` with their client ids.
+    case expireSessions(lastSeenBefore: Timestamp)
 }
 
 /// What a commit did.
@@ -270,6 +273,8 @@ public struct CommitResult: Sendable {
     public enum Outcome: Sendable, Equatable {
         case done
         case published(version: UInt64, timestamp: Timestamp, duplicate: Bool)
+        /// The sessions ``StoreOperation/expireSessions(lastSeenBefore:)`` deleted.
+        case expired([String])
         case failed(StoreError)
     }
 

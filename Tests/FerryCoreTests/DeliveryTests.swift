@@ -71,7 +71,7 @@ struct DeliveryTests {
         #expect(try await client.next(op: "error")["code"] == "bad_ack")
         client.send(#"{"op":"ack","topic":"b","version":1}"#)
         #expect(try await client.next(op: "error")["code"] == "not_subscribed")
-        #expect(await fixture.broker.clientDetail("acker")?.subscriptions.first?.ackFloor == 0)
+        #expect(try await fixture.broker.clientDetail("acker")?.subscriptions.first?.ackFloor == 0)
         client.disconnect()
         await fixture.remove()
     }
@@ -112,7 +112,7 @@ struct DeliveryTests {
         let versions = try await fixture.publish("d", count: 1)
         #expect(versions == [1])
         try await client.waitFor { _ in client.versions("d").count == 4 }
-        #expect(fixture.broker.topicInfo("d")?.epoch == reset["epoch"])
+        #expect(try await fixture.broker.topicInfo("d")?.epoch == reset["epoch"])
         client.disconnect()
         await fixture.remove()
     }
@@ -184,13 +184,13 @@ struct SessionTests {
         let client = TestClient(fixture.broker)
         _ = try await client.hello("ttl")
         client.disconnect()
-        #expect(await fixture.broker.clientDetail("ttl") != nil)
+        #expect(try await fixture.broker.clientDetail("ttl") != nil)
         fixture.clock.advance(by: 61_000)
         let deadline = ContinuousClock.now + .seconds(10)
-        while await fixture.broker.clientDetail("ttl") != nil, ContinuousClock.now < deadline {
+        while try await fixture.broker.clientDetail("ttl") != nil, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
-        #expect(await fixture.broker.clientDetail("ttl") == nil)
+        #expect(try await fixture.broker.clientDetail("ttl") == nil)
         await fixture.remove()
     }
 
@@ -208,7 +208,7 @@ struct SessionTests {
         client.disconnect()
 
         let restarted = try await fixture.reopened()
-        #expect(await restarted.broker.clientDetail("durable")?.subscriptions.first?.ackFloor == 3)
+        #expect(try await restarted.broker.clientDetail("durable")?.subscriptions.first?.ackFloor == 3)
         let again = try await restarted.broker.publish([PublishRequest(topic: "s", payload: .bytes([1]), messageID: "m-1")]).get()
         #expect(again[0].duplicate && again[0].version == first[0].version)
         let resumed = TestClient(restarted.broker)
@@ -227,10 +227,10 @@ struct SessionTests {
         try await fixture.publish("old", count: 3)
         fixture.clock.advance(by: 61_000)
         let deadline = ContinuousClock.now + .seconds(10)
-        while fixture.broker.topicInfo("old")?.messages != 0, ContinuousClock.now < deadline {
+        while try await fixture.broker.topicInfo("old")?.messages != 0, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
-        let info = try #require(fixture.broker.topicInfo("old"))
+        let info = try #require(try await fixture.broker.topicInfo("old"))
         #expect(info.messages == 0 && info.first == 4 && info.head == 3)
         await fixture.remove()
     }

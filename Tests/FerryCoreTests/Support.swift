@@ -19,29 +19,32 @@ final class TestClock: Sendable {
 /// A broker on a real LMDB store in a fresh temp folder.
 final class BrokerFixture: Sendable {
     let path: String
-    let clock = TestClock()
+    let clock: TestClock
     let storeConfiguration: LMDBStoreConfiguration
     let brokerConfiguration: BrokerConfiguration
+    let readsOnThreads: Bool
     let broker: Broker
 
     /// - Parameter readsOnThreads: read the store on the core's read threads, as for an engine
     ///   whose reads wait for a database (LMDB's are done inline otherwise).
+    /// - Parameter clock: the clock of the broker this one restarts, so time goes on.
     init(
-        path: String? = nil, readsOnThreads: Bool = false, configureStore: (inout LMDBStoreConfiguration) -> Void = { _ in },
+        path: String? = nil, clock: TestClock = TestClock(), readsOnThreads: Bool = false, configureStore: (inout LMDBStoreConfiguration) -> Void = { _ in },
         configureBroker: (inout BrokerConfiguration) -> Void = { _ in }
     ) throws {
         let folder = path ?? FileManager.default.temporaryDirectory.appendingPathComponent("ferry-core-\(UUID().uuidString)").path
         self.path = folder
+        self.clock = clock
         var store = LMDBStoreConfiguration(path: folder)
         store.mapSize = 256 << 20
         configureStore(&store)
         var configuration = BrokerConfiguration()
         configuration.ackFlushInterval = 5
-        let clock = self.clock
-        configuration.now = { clock.now }
         configureBroker(&configuration)
+        configuration.now = { clock.now }
         storeConfiguration = store
         brokerConfiguration = configuration
+        self.readsOnThreads = readsOnThreads
         let lmdb = try LMDBMessageStore(configuration: store)
         broker = try Broker(store: readsOnThreads ? ReadsThatMayBlock(lmdb) : lmdb, configuration: configuration)
         broker.start()
@@ -52,7 +55,8 @@ final class BrokerFixture: Sendable {
         await broker.shutdown()
         let store = storeConfiguration
         let configuration = brokerConfiguration
-        return try BrokerFixture(path: path, configureStore: { $0 = store }, configureBroker: { $0 = configuration })
+        return try BrokerFixture(
+            path: path, clock: clock, readsOnThreads: readsOnThreads, configureStore: { $0 = store }, configureBroker: { $0 = configuration })
     }
 
     func remove() async {

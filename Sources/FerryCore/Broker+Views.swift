@@ -1,0 +1,102 @@
+import FerryProtocol
+import FerryStore
+import Logging
+import Synchronization
+
+/// What the admin API and the read routes see: the store's records, with what this broker holds
+/// in memory in their place (its acks, last-seen times and heads are at least as new as the
+/// store's, which gets them at the next flush). The broker keeps in memory only the sessions and
+/// topics in use, so listings read the store.
+extension Broker {
+    /// A durable session as an operator sees it.
+    struct SessionView: Sendable {
+        var record: SessionRecord
+        var subscriptions: [String: SubscriptionRecord]
+        var connected: Bool
+        /// What its last hello did, if it said one since this broker started.
+        var lastResume: ResumeInfo?
+    }
+
+    /// A topic as an operator sees it.
+    struct TopicView: Sendable {
+        var name: String
+        /// Nil for a name only connected subscribers hold: no log is stored.
+        var record: TopicRecord?
+        /// The log's epoch, or the one a subscriber of a name with no log was given.
+        var epoch: String
+        /// Connected subscriptions on this broker, durable and ephemeral.
+        var connected: Int
+
+        /// The stored log, or an empty one (head 0) for a name only subscribers hold.
+        var log: TopicRecord { record ?? TopicRecord(name: name, id: 0, epoch: epoch) }
+    }
+
+    /// Runs a store read for an operator's request; a failure is logged, counted and `unavailable`.
+    func readForView<T: Sendable>(
+        _ what: String, _ body: @escaping @Sendable (any MessageStore) throws(StoreError) -> T
+    ) async throws(ProtocolError) -> T {
+        switch await reader.read(body) {
+        case .success(let value):
+            return value
+        case .failure(let error):
+            metrics.storeFailed(.read, error, ["ferry.read": "\(what)"])
+            throw ProtocolError(.unavailable, "cannot read \(what): \(error)")
+        }
+    }
+
+    private func view(of session: DurableSession) -> SessionView {
+        SessionView(record: session.record, subscriptions: session.subscriptions, connected: session.owner != nil, lastResume: session.lastResume)
+    }
+
+    private static func view(of stored: StoredSession) -> SessionView {
+        SessionView(
+            record: stored.record, subscriptions: Dictionary(stored.subscriptions.map { ($0.topic, $0) }) { $1 }, connected: false,
+            lastResume: nil)
+    }
+
+    /// Every durable session, by client id.
+    func sessionViews() async throws(ProtocolError) -> [String: SessionView] {
+        let stored = try await readForView("sessions") { store throws(StoreError) in try store.sessions() }
+        var views = Dictionary(stored.map { ($0.record.clientID, Self.view(of: $0)) }) { $1 }
+        state.withLock { state in
+            for (clientID, session) in state.sessions { views[clientID] = view(of: session) }
+        }
+        return views
+    }
+
+    /// One durable session, or nil when there is none.
+    func sessionView(_ clientID: String) async throws(ProtocolError) -> SessionView? {
+        if let session = state.withLock({ $0.sessions[clientID] }) { return view(of: session) }
+        return try await readForView("session \(clientID)") { store throws(StoreError) in try store.session(clientID: clientID) }
+            .map(Self.view(of:))
+    }
+
+    /// The view of a topic this broker holds, if it holds one with a log or a subscriber.
+    private func heldView(_ topic: Topic) -> TopicView? {
+        let position = topic.position
+        let connected = topic.subscriberCount
+        guard let record = topic.record else {
+            return connected > 0 ? TopicView(name: topic.name, record: nil, epoch: position.epoch, connected: connected) : nil
+        }
+        return TopicView(name: topic.name, record: record, epoch: record.epoch, connected: connected)
+    }
+
+    /// One topic: held in memory, else read from the store; nil when it has neither a log nor a
+    /// connected subscriber.
+    func topicView(_ name: String) async throws(ProtocolError) -> TopicView? {
+        if let topic = existingTopic(name), let held = heldView(topic) { return held }
+        let record = try await readForView("topic \(name)") { store throws(StoreError) in try store.topic(named: name) }
+        return record.map { TopicView(name: name, record: $0, epoch: $0.epoch, connected: 0) }
+    }
+
+    /// Every topic with a log or a connected subscriber, by name.
+    func topicViews() async throws(ProtocolError) -> [String: TopicView] {
+        let stored = try await readForView("topics") { store throws(StoreError) in try store.topics() }
+        var views = Dictionary(stored.map { ($0.name, TopicView(name: $0.name, record: $0, epoch: $0.epoch, connected: 0)) }) { $1 }
+        let held = state.withLock { Array($0.topics.values) }
+        for topic in held {
+            if let view = heldView(topic) { views[topic.name] = view }
+        }
+        return views
+    }
+}

@@ -1,0 +1,77 @@
+import FerryCore
+import FerryProtocol
+import FerryStore
+import Foundation
+import Testing
+
+/// The broker reads a session when its hello arrives and a topic when it is first named, not
+/// everything at start; what an operator lists still comes from the store.
+@Suite("Lazy loading")
+struct LazyLoadingTests {
+    /// A broker with durable client `c` on topic `t` (versions 1-3, acked to 1) and topic `u`,
+    /// reopened: nothing of them is in memory yet.
+    private func reopenedWithState(readsOnThreads: Bool) async throws -> BrokerFixture {
+        let fixture = try BrokerFixture(readsOnThreads: readsOnThreads, configureBroker: { $0.sessionTTL = 60_000 })
+        let client = TestClient(fixture.broker)
+        _ = try await client.hello("c")
+        client.send(#"{"op":"subscribe","topic":"t","from":"latest"}"#)
+        _ = try await client.next(op: "subscribed")
+        try await fixture.publish("t", count: 3)
+        try await fixture.publish("u", count: 1)
+        try await client.waitFor { _ in client.versions("t").count == 3 }
+        client.send(#"{"op":"ack","topic":"t","version":1}"#)
+        client.disconnect()
+        return try await fixture.reopened()
+    }
+
+    @Test("after a restart, listings come from the store while nothing is in memory", arguments: [false, true])
+    func listingsAfterRestart(readsOnThreads: Bool) async throws {
+        let fixture = try await reopenedWithState(readsOnThreads: readsOnThreads)
+        #expect(try await fixture.broker.metricsSnapshot().topicsInMemory == 0)
+        #expect(try await fixture.broker.topicInfos().map(\.topic) == ["t", "u"])
+        #expect(try await fixture.broker.topicInfo("t")?.head == 3)
+        #expect(try await fixture.broker.topicInfo("t")?.subscribers == 1)
+        #expect(try await fixture.broker.clientSummaries().map(\.clientID) == ["c"])
+        #expect(try await fixture.broker.clientDetail("c")?.subscriptions.first?.lag == 2)
+        let stats = try await fixture.broker.stats()
+        #expect(stats.topics == 2)
+        #expect(stats.sessions == 1)
+        #expect(try await fixture.broker.messages(topic: "u", after: 0, limit: 10)?.messages.count == 1)
+        // Reading did not keep them.
+        #expect(try await fixture.broker.metricsSnapshot().topicsInMemory == 0)
+        await fixture.remove()
+    }
+
+    @Test("a hello and the frames behind it in one read are handled in order, the session read from the store", arguments: [false, true])
+    func pipelinedHelloAfterRestart(readsOnThreads: Bool) async throws {
+        let fixture = try await reopenedWithState(readsOnThreads: readsOnThreads)
+        let client = TestClient(fixture.broker)
+        client.connection.receive(contentsOf: [
+            #"{"op":"hello","client_id":"c"}"#, #"{"op":"subscribe","topic":"u","from":"earliest","id":1}"#,
+            #"{"op":"publish","topic":"t","data":{"n":4},"id":2}"#, #"{"op":"ping","id":3}"#,
+        ].map { Array($0.utf8) })
+        // A publish is answered after its commit, so `published` may follow the pong.
+        try await client.waitFor { frames in frames.contains { $0["op"] == "pong" } && frames.contains { $0["op"] == "published" } }
+        let replies = client.frames.filter { ["welcome", "subscribed", "pong"].contains($0["op"] ?? "") }.map { $0["op"] ?? "" }
+        #expect(replies == ["welcome", "subscribed", "pong"])
+        #expect(client.frames.first { $0["op"] == "published" }?["version"] == "4")
+        #expect(client.frames.first?["resumed"] == "1")
+        // The restored subscription resumes after its floor; the new one starts at the oldest.
+        try await client.waitFor { _ in client.versions("t") == [2, 3, 4] && client.versions("u") == [1] }
+        client.disconnect()
+        await fixture.remove()
+    }
+
+    @Test("a session nobody named since the restart still expires")
+    func expiryOfASessionNotInMemory() async throws {
+        let fixture = try await reopenedWithState(readsOnThreads: false)
+        #expect(try await fixture.broker.clientDetail("c") != nil)
+        fixture.clock.advance(by: 61_000 + fixture.brokerConfiguration.sessionSweepInterval)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await fixture.broker.clientDetail("c") != nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(try await fixture.broker.clientDetail("c") == nil)
+        await fixture.remove()
+    }
+}
