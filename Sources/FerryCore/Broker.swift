@@ -92,6 +92,7 @@ public final class Broker: Sendable {
                 committed: { [self] operations, result in committed(operations, result) },
                 failed: { [self] operations, error in commitFailed(operations, error) }
             ))
+        store.watch { [self] change in changed(change) }
     }
 
     /// Commits everything queued and pending acks, then stops the writer.

@@ -35,6 +35,9 @@ final class Topic: Sendable {
         /// Commits in flight that create the log with `epoch`; the topic must stay registered
         /// until they finish, so a subscriber arriving meanwhile is told that epoch.
         var pendingCreations = 0
+        /// Counts the changes this broker mirrored (commits, deletes), so a read of another
+        /// broker's change that started before one of ours is not applied over it.
+        var changes: UInt64 = 0
 
         var position: Position {
             if let record {
@@ -108,6 +111,7 @@ final class Topic: Sendable {
     /// Returns the connections to notify.
     func committed(record: TopicRecord, appended: [(version: UInt64, frame: Frame)], cacheLimit: Int) -> [Connection] {
         state.withLock { state in
+            state.changes += 1
             if state.record?.epoch != record.epoch { state.cache.removeAll() }
             state.record = record
             state.epoch = record.epoch
@@ -123,9 +127,25 @@ final class Topic: Sendable {
         }
     }
 
+    /// The count of changes mirrored so far, taken before reading another broker's change.
+    var changeCount: UInt64 { state.withLock { $0.changes } }
+
+    /// Mirrors what another broker did, as read from the store (`record` nil: the log is gone),
+    /// unless this broker mirrored a change of its own since `seen` (then that is newer, and the
+    /// next notice reads again). Returns the connections to notify.
+    func changedElsewhere(
+        record: TopicRecord?, appended: [(version: UInt64, frame: Frame)], seen: UInt64, cacheLimit: Int
+    ) -> [Connection] {
+        let current = state.withLock { state -> (record: TopicRecord?, fresh: Bool) in (state.record, state.changes == seen) }
+        guard current.fresh, current.record != record else { return [] }
+        if let record { return committed(record: record, appended: appended, cacheLimit: cacheLimit) }
+        return current.record == nil ? [] : deleted()
+    }
+
     /// Mirrors a delete: the log is gone and the next one gets a new epoch.
     func deleted() -> [Connection] {
         state.withLock { state in
+            state.changes += 1
             state.record = nil
             state.epoch = Epoch.random()
             state.cache.removeAll()

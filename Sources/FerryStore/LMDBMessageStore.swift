@@ -84,6 +84,9 @@ public final class LMDBMessageStore: MessageStore {
     /// Reads are of the memory map, and never wait for the writer.
     public var readsMayBlock: Bool { false }
 
+    /// An LMDB store serves one broker, on the machine it is on: nobody else changes it.
+    public func watch(_ handler: @escaping @Sendable (StoreChange) -> Void) {}
+
     // MARK: - Loading
 
     /// Makes the secret if the store is new, and reads every topic, session and subscription

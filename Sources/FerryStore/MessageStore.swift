@@ -32,6 +32,13 @@ public protocol MessageStore: AnyObject, Sendable {
     /// Every durable session with its subscriptions, by client id (admin listings, metrics, expiry).
     func sessions() throws(StoreError) -> [StoredSession]
 
+    /// Starts telling `handler` about changes other brokers sharing this store make (on a
+    /// thread of the engine's). An engine only one broker uses (LMDB) never calls it. Delivery
+    /// is at least once and may be late or coalesced; the engine says `.everything` when it may
+    /// have missed some (a lost notification channel), and periodically, so nothing depends on
+    /// one notification arriving.
+    func watch(_ handler: @escaping @Sendable (StoreChange) -> Void)
+
     /// Applies `operations` in order in one durable commit. An operation that cannot be applied
     /// (a publish when space is exhausted) fails alone; the rest still commit.
     func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult
@@ -282,6 +289,14 @@ public struct CommitResult: Sendable {
         self.outcomes = outcomes
         self.topics = topics
     }
+}
+
+/// A change another broker made to a shared store (``MessageStore/watch(_:)``).
+public enum StoreChange: Sendable, Equatable {
+    /// These topics' logs changed (appended, trimmed, deleted): read them again.
+    case topics([String])
+    /// Anything may have changed: read again every topic this broker holds.
+    case everything
 }
 
 /// A durable session as stored: its record and its subscriptions, by topic.

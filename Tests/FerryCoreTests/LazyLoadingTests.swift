@@ -75,3 +75,38 @@ struct LazyLoadingTests {
         await fixture.remove()
     }
 }
+
+/// What another broker on a shared store does reaches this broker's subscribers through the
+/// engine's notices: one read per topic, then delivery as for its own commits.
+@Suite("Changes made elsewhere")
+struct ChangesElsewhereTests {
+    @Test func appendsTrimsAndDeletesMadeElsewhereReachSubscribers() async throws {
+        let fixture = try BrokerFixture(readsOnThreads: true)
+        let shared = try #require(fixture.shared)
+        let client = TestClient(fixture.broker)
+        _ = try await client.hello("c")
+        client.send(#"{"op":"subscribe","topic":"t","from":"latest"}"#)
+        _ = try await client.next(op: "subscribed")
+        try await fixture.publish("t", count: 2)
+        try await client.waitFor { _ in client.versions("t") == [1, 2] }
+
+        // "Another broker": commits straight to the store; this broker learns of it only by the notice.
+        let other = (3...5).map { StoreOperation.publish(NewMessage(topic: "t", kind: .json, payload: Array("{\"n\":\($0)}".utf8))) }
+        _ = try shared.store.commit(other, now: fixture.clock.now)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(client.versions("t") == [1, 2], "delivered without a notice")
+        shared.announce(.topics(["t"]))
+        try await client.waitFor { _ in client.versions("t") == [1, 2, 3, 4, 5] }
+        // Its own commits go on from there, with no gap and no duplicate.
+        try await fixture.publish("t", count: 1, start: 6)
+        try await client.waitFor { _ in client.versions("t") == [1, 2, 3, 4, 5, 6] }
+
+        // A delete elsewhere is a reset here, after any notice (a periodic one too).
+        _ = try shared.store.commit([.deleteTopic("t")], now: fixture.clock.now)
+        shared.announce(.everything)
+        let reset = try await client.next(op: "reset")
+        #expect(reset["topic"] == "t")
+        client.disconnect()
+        await fixture.remove()
+    }
+}

@@ -23,6 +23,8 @@ final class BrokerFixture: Sendable {
     let storeConfiguration: LMDBStoreConfiguration
     let brokerConfiguration: BrokerConfiguration
     let readsOnThreads: Bool
+    /// The store as a shared engine presents it, when `readsOnThreads`.
+    let shared: ReadsThatMayBlock?
     let broker: Broker
 
     /// - Parameter readsOnThreads: read the store on the core's read threads, as for an engine
@@ -46,7 +48,8 @@ final class BrokerFixture: Sendable {
         brokerConfiguration = configuration
         self.readsOnThreads = readsOnThreads
         let lmdb = try LMDBMessageStore(configuration: store)
-        broker = try Broker(store: readsOnThreads ? ReadsThatMayBlock(lmdb) : lmdb, configuration: configuration)
+        shared = readsOnThreads ? ReadsThatMayBlock(lmdb) : nil
+        broker = try Broker(store: shared ?? lmdb, configuration: configuration)
         broker.start()
     }
 
@@ -72,16 +75,25 @@ final class BrokerFixture: Sendable {
     }
 }
 
-/// The real LMDB store, declared as an engine whose reads may block, so the broker reads it on
-/// its read threads and completes deliveries asynchronously (the path a database engine takes).
+/// The real LMDB store, presented as an engine several brokers share presents itself: its reads
+/// may block, so the broker reads it on its read threads and completes deliveries asynchronously,
+/// and it announces changes made around the broker (``announce(_:)``), as such an engine
+/// announces other brokers' commits.
 final class ReadsThatMayBlock: MessageStore {
-    private let store: LMDBMessageStore
+    let store: LMDBMessageStore
+    private let watcher = Mutex<(@Sendable (StoreChange) -> Void)?>(nil)
 
     init(_ store: LMDBMessageStore) {
         self.store = store
     }
 
     var readsMayBlock: Bool { true }
+    func watch(_ handler: @escaping @Sendable (StoreChange) -> Void) { watcher.withLock { $0 = handler } }
+
+    /// Tells the broker watching this store about `change`.
+    func announce(_ change: StoreChange) {
+        watcher.withLock { $0 }?(change)
+    }
     func open() throws(StoreError) -> [UInt8] { try store.open() }
     func topic(named name: String) throws(StoreError) -> TopicRecord? { try store.topic(named: name) }
     func topics() throws(StoreError) -> [TopicRecord] { try store.topics() }

@@ -1,0 +1,64 @@
+import FerryProtocol
+import FerryStore
+import Logging
+import Synchronization
+
+/// Changes other brokers make to a shared store: each topic this broker holds is read once per
+/// notice, record and new messages together, and handed to all its subscribers here through the
+/// topic's cache, as a commit of its own would be.
+extension Broker {
+    /// What one read of a changed topic found.
+    private struct Refresh: Sendable {
+        var topic: Topic
+        /// The topic's change count before the read.
+        var seen: UInt64
+        var record: TopicRecord?
+        var messages: [StoredMessage]
+    }
+
+    func changed(_ change: StoreChange) {
+        let held: [(topic: Topic, seen: UInt64, position: Topic.Position)] = state.withLock { state in
+            let topics: [Topic] =
+                switch change {
+                case .topics(let names): names.compactMap { state.topics[$0] }
+                case .everything: Array(state.topics.values)
+                }
+            return topics.map { ($0, $0.changeCount, $0.position) }
+        }
+        guard !held.isEmpty else { return }
+        let cacheLimit = configuration.cachedMessagesPerTopic
+        reader.read({ store throws(StoreError) in
+            try held.map { entry throws(StoreError) in
+                let record = try store.topic(named: entry.topic.name)
+                var messages: [StoredMessage] = []
+                // Only what a subscriber here waits for, and what the cache keeps of it.
+                if let record, record.epoch == entry.position.epoch, record.head > entry.position.head, entry.topic.subscriberCount > 0 {
+                    let after = max(entry.position.head, record.head - UInt64(min(Int(record.head - entry.position.head), cacheLimit)))
+                    messages = try store.messages(topicID: record.id, after: after, limit: Int(record.head - after))
+                }
+                return Refresh(topic: entry.topic, seen: entry.seen, record: record, messages: messages)
+            }
+        }) { [self] result in
+            switch result {
+            case .success(let refreshes):
+                apply(refreshes)
+            case .failure(let error):
+                // The engine notices again (and polls): nothing waits on this read alone.
+                metrics.storeFailed(.read, error, ["ferry.read": "topics changed elsewhere"])
+            }
+        }
+    }
+
+    private func apply(_ refreshes: [Refresh]) {
+        let cacheLimit = configuration.cachedMessagesPerTopic
+        for refresh in refreshes {
+            let appended = refresh.messages.map { ($0.version, Self.encode($0, topic: refresh.topic.name)) }
+            // Under the broker's lock, as the mirror of a commit of this broker is.
+            let subscribers = state.withLock { state -> [Connection] in
+                guard state.topics[refresh.topic.name] === refresh.topic else { return [] }
+                return refresh.topic.changedElsewhere(record: refresh.record, appended: appended, seen: refresh.seen, cacheLimit: cacheLimit)
+            }
+            for connection in subscribers { connection.topicChanged(refresh.topic.name) }
+        }
+    }
+}
