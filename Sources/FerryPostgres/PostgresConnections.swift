@@ -43,10 +43,25 @@ final class PostgresConnections: Sendable {
     }
 
     /// Runs `body` with a connection of its own: an idle one, or a new one when none is idle.
+    ///
+    /// An idle connection may have been closed by the server since it was last used (a restart, a
+    /// failover, an idle timeout). When it breaks, `body` runs once more on a new connection: every
+    /// caller's `body` is a read, or a transaction the server rolled back when the connection
+    /// dropped, unless its COMMIT was sent (`outcomeUnknown`), which is never run again.
     func withSession<T>(_ body: (PostgresSession) throws(StoreError) -> T) throws(StoreError) -> T {
-        let session = PostgresSession(connection: try checkOut(), logger: logger)
-        defer { checkIn(session) }
-        return try body(session)
+        let (connection, reused) = try checkOut()
+        let session = PostgresSession(connection: connection, logger: logger)
+        do {
+            let value = try body(session)
+            checkIn(session)
+            return value
+        } catch {
+            checkIn(session)
+            guard reused, session.broken, !session.outcomeUnknown else { throw error }
+        }
+        let fresh = PostgresSession(connection: try connect(), logger: logger)
+        defer { checkIn(fresh) }
+        return try body(fresh)
     }
 
     /// Runs `body` in one transaction: BEGIN, `body`, COMMIT; ROLLBACK when `body` throws.
@@ -75,6 +90,7 @@ final class PostgresConnections: Sendable {
                 _ = try session.connection.query("COMMIT", logger: logger).wait()
             } catch {
                 session.broken = true
+                session.outcomeUnknown = true
                 throw StoreError.engine("PostgreSQL COMMIT did not complete, its outcome is unknown: \(PostgresSession.describe(error))")
             }
             return value
@@ -85,10 +101,16 @@ final class PostgresConnections: Sendable {
     /// after this commit looked for it (the retry finds it).
     private static let retryableStates: Set<String> = ["40P01", "40001", "23505"]
 
-    private func checkOut() throws(StoreError) -> PostgresConnection {
+    /// An idle connection (`reused`), or a new one.
+    private func checkOut() throws(StoreError) -> (PostgresConnection, reused: Bool) {
         while let connection = idle.withLock({ $0.popLast() }) {
-            if !connection.isClosed { return connection }
+            if !connection.isClosed { return (connection, true) }
+            Self.close(connection)
         }
+        return (try connect(), false)
+    }
+
+    private func connect() throws(StoreError) -> PostgresConnection {
         let id = nextID.add(1, ordering: .relaxed).oldValue
         do {
             return try PostgresConnection.connect(on: group.next(), configuration: configuration, id: id, logger: logger).wait()
@@ -124,6 +146,8 @@ final class PostgresSession {
     let logger: Logger
     /// Set when the connection is in an unknown state and must not be reused.
     var broken = false
+    /// Set when COMMIT was sent and no answer came: the transaction may have committed.
+    var outcomeUnknown = false
     /// The SQLSTATE of the last server error, e.g. `40P01` for a deadlock.
     var lastSQLState: String?
 

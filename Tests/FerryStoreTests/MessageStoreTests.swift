@@ -240,6 +240,42 @@ struct MessageStoreTests {
             #expect(try store.storedMessages("t").map(\.payload) == [Array("fresh".utf8)])
         }
     }
+
+    @Test("operations of one commit apply in order: trim between publishes, create then delete, delete then create", arguments: StoreEngine.allCases)
+    func operationsApplyInOrder(engine: StoreEngine) throws {
+        try withStore(engine) { store in
+            let trimmed = try store.commit(
+                [publishJSON("t", "1"), publishJSON("t", "22"), publishJSON("t", "333"), .trimTopic("t", through: 2), publishJSON("t", "4444")],
+                now: t0)
+            #expect(trimmed.outcomes.map(\.version) == [1, 2, 3, nil, 4])
+            #expect(try store.storedVersions("t") == [3, 4])
+            let t = try #require(trimmed.topics["t"] ?? nil)
+            #expect([t.first, t.head, t.messages, t.bytes] == [3, 4, 2, 7])
+            #expect(try store.topic("t") == t)
+
+            let shortLived = try store.commit([publishJSON("u", "1", msgID: "m"), .deleteTopic("u"), publishJSON("w", "1", msgID: "m"),
+                .deleteTopic("w"), publishJSON("w", "2", msgID: "m")], now: t0)
+            #expect(shortLived.outcomes[4] == .published(version: 1, timestamp: t0, duplicate: false))
+            #expect(shortLived.topics["u"] == .some(nil))
+            #expect(try store.topic("u") == nil)
+            #expect(try store.storedMessages("w").map(\.payload) == [Array("2".utf8)])
+
+            _ = try store.commit([.ensureTopic("v", epoch: "e1"), .deleteTopic("v"), .ensureTopic("v", epoch: "e2")], now: t0)
+            #expect(try store.topic("v")?.epoch == "e2")
+
+            let all = try store.commit([.trimTopic("t", through: 100)], now: t0)
+            #expect((all.topics["t"] ?? nil).map { [$0.first, $0.head, $0.messages, $0.bytes] } == [5, 4, 0, 0])
+            #expect(try store.verify().isEmpty)
+
+            _ = try store.commit(
+                [.putSession(session("s")), .putSubscription(subscription("s", "a")), .deleteSession("s"), .putSubscription(subscription("s", "b"))],
+                now: t0)
+            let snapshot = try store.load()
+            #expect(snapshot.sessions.isEmpty)
+            #expect(snapshot.subscriptions == [subscription("s", "b")])
+            #expect(try store.verify().map(\.kind) == [.orphanSubscription])
+        }
+    }
 }
 
 @Suite("LMDBMessageStore: what only LMDB does (a trap-proof read, backups)")

@@ -175,3 +175,20 @@ struct PostgresStoreTests {
         #expect(String(describing: unreachable).contains("cannot connect to PostgreSQL at 127.0.0.1:1"))
     }
 }
+
+extension PostgresStoreTests {
+    @Test("connections the server closed while idle (a restart, a failover) are replaced without a failed commit or read")
+    func reconnects() throws {
+        try withFixture(.postgres) { fixture in
+            let store = try fixture.open()
+            try store.publish(publishJSON("t", "1"))
+            let killed = try fixture.sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            #expect(killed != "0")
+            #expect(try store.publish(publishJSON("t", "2")) == 2)
+            _ = try fixture.sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            #expect(try store.storedVersions("t") == [1, 2])
+        }
+    }
+}

@@ -31,9 +31,14 @@ struct PostgresTestServer: Sendable {
         return "PostgreSQL is available"
     }
 
-    /// The server; when there is none, cancels the current test (or test case), saying why.
+    /// The server; when there is none, cancels the current test case, saying why. The console
+    /// does not show a cancelled case of a parameterized test, so the reason is also printed.
     static func running() throws -> PostgresTestServer {
-        guard case .success(let server) = shared else { try Test.cancel(unavailableReason) }
+        guard case .success(let server) = shared else {
+            let test = Test.current?.displayName ?? Test.current?.name ?? "a test"
+            FileHandle.standardError.write(Data("skipped the PostgreSQL case of \(test): \(unavailableReason)\n".utf8))
+            try Test.cancel(unavailableReason)
+        }
         return server
     }
 
