@@ -22,9 +22,12 @@ final class PostgresConnections: Sendable {
     init(_ configuration: PostgresStoreConfiguration) {
         // One thread: the database, not the socket, is the bottleneck.
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        self.configuration = PostgresConnection.Configuration(
+        var connection = PostgresConnection.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.username,
             password: configuration.password, database: configuration.database, tls: .disable)
+        // A commit is confirmed only once durable, whatever the database or role default says.
+        connection.options.additionalStartupParameters = [("synchronous_commit", "on")]
+        self.configuration = connection
         idleLimit = max(1, configuration.idleConnections)
         var logger = Logger(label: "ferry.postgres")
         logger.logLevel = .critical

@@ -10,6 +10,7 @@ import PostgresNIO
 /// they wait for the database: call them from the core's own threads, never from an event loop
 /// or the Swift cooperative pool.
 public final class PostgresMessageStore: MessageStore {
+    /// What the store was opened with.
     public let configuration: PostgresStoreConfiguration
     let connections: PostgresConnections
 

@@ -9,10 +9,13 @@ import Foundation
 /// let store = try PostgresMessageStore(configuration: configuration)
 /// ```
 public struct PostgresStoreConfiguration: Sendable {
+    /// A host name or IP address (no brackets around IPv6).
     public var host: String
     public var port: Int
     public var username: String
+    /// Nil for trust or peer authentication.
     public var password: String?
+    /// Ferry's database; the store creates its tables there.
     public var database: String
     public var retention = RetentionPolicy()
     /// How long a `msg_id` is remembered, in milliseconds.
