@@ -37,11 +37,25 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         // Property-based tests (fuzzing of the decoders); test targets only.
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        // Cluster mode: several ferryd nodes sharing one PostgreSQL.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         // Storage: a safe LMDB layer and Ferry's schema behind the `MessageStore` protocol.
         .target(name: "FerryStore", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
+        // The same `MessageStore` on PostgreSQL, for several ferryd nodes sharing one database.
+        .target(
+            name: "FerryPostgres",
+            dependencies: [
+                "FerryStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Wire types shared by the server, the client library and the CLI. No dependencies.
         .target(name: "FerryProtocol", swiftSettings: swiftSettings),
         // Topics, sessions, delivery. No HTTP or NIO.
@@ -137,7 +151,7 @@ let package = Package(
         ),
         // What the integration suites share: a real ferryd child process, raw sockets, a fault-injecting proxy.
         .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "FerryStoreTests", dependencies: ["FerryStore"], swiftSettings: swiftSettings),
+        .testTarget(name: "FerryStoreTests", dependencies: ["FerryStore", "FerryPostgres"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryProtocolTests",
             dependencies: ["FerryProtocol", .product(name: "PropertyBased", package: "swift-property-based")],

@@ -2,11 +2,11 @@ import FerryStore
 import Foundation
 import Testing
 
-@Suite("LMDBMessageStore: publishing, reading, sessions and reopening")
+@Suite("MessageStore, every engine: publishing, reading, sessions and reopening")
 struct MessageStoreTests {
-    @Test("a published message reads back with its kind, payload, headers and commit time")
-    func publishRoundTrip() throws {
-        try withStore { store in
+    @Test("a published message reads back with its kind, payload, headers and commit time", arguments: StoreEngine.allCases)
+    func publishRoundTrip(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             let headers = [Header("content-type", "text/x"), Header("a", ""), Header("é", "ü\"")]
             let result = try store.commit(
                 [
@@ -36,9 +36,9 @@ struct MessageStoreTests {
         }
     }
 
-    @Test("versions are 1, 2, 3… per topic with no gaps, within and across commits; topics are independent")
-    func versionsPerTopic() throws {
-        try withStore { store in
+    @Test("versions are 1, 2, 3… per topic with no gaps, within and across commits; topics are independent", arguments: StoreEngine.allCases)
+    func versionsPerTopic(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             let first = try store.commit((1...5).map { publishJSON("a", "\($0)") }, now: t0)
             #expect(first.outcomes.map(\.version) == [1, 2, 3, 4, 5])
             let mixed = try store.commit(
@@ -60,9 +60,9 @@ struct MessageStoreTests {
         }
     }
 
-    @Test("messages(topicID:after:limit:) returns versions after `after`, oldest first, at most `limit`")
-    func messageRanges() throws {
-        try withStore { store in
+    @Test("messages(topicID:after:limit:) returns versions after `after`, oldest first, at most `limit`", arguments: StoreEngine.allCases)
+    func messageRanges(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             _ = try store.commit((1...10).map { publishJSON("r", "\($0)") } + [publishJSON("s", "1")], now: t0)
             let id = try #require(try store.topic("r")).id
             #expect(try store.messages(topicID: id, after: 0, limit: 100).map(\.version) == Array(1...10))
@@ -77,26 +77,12 @@ struct MessageStoreTests {
         }
     }
 
-    @Test("reading after the highest possible version returns nothing instead of trapping")
-    func readAfterMaxVersion() async throws {
-        // `after + 1` would overflow; a trap would kill the broker (GET ?from=18446744073709551615).
-        // The child process may die before cleaning up, so the folder is made and removed here.
-        let path = temporaryPath()
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        await #expect(processExitsWith: .success) { [path = path as String] in
-            let store = try openStore(at: path)
-            _ = try store.commit([publishJSON("t", "1")], now: t0)
-            let id = try #require(try store.topic("t")).id
-            #expect(try store.messages(topicID: id, after: .max, limit: 10).isEmpty)
-        }
-    }
-
-    @Test("a reopened store has its topics, messages, sessions, subscriptions and the same 32-byte secret")
-    func reopen() throws {
-        try withTemporaryFolder { path in
+    @Test("a reopened store has its topics, messages, sessions, subscriptions and the same 32-byte secret", arguments: StoreEngine.allCases)
+    func reopen(engine: StoreEngine) throws {
+        try withFixture(engine) { fixture in
             let before: StoreSnapshot
             do {
-                let store = try openStore(at: path) { $0.syncOnCommit = true }
+                let store = try fixture.open()
                 before = try store.load()
                 #expect(before.secret.count == 32)
                 #expect(try store.load().secret == before.secret)
@@ -108,7 +94,7 @@ struct MessageStoreTests {
                     ], now: t0)
                 _ = try store.commit([publishJSON("t", "2")], now: t0 + 10)
             }
-            let store = try openStore(at: path)
+            let store = try fixture.open()
             let after = try store.load()
             #expect(after.secret == before.secret)
             #expect(after.topics.map(\.name) == ["t", "u"])
@@ -130,17 +116,17 @@ struct MessageStoreTests {
         }
     }
 
-    @Test("two fresh stores get different secrets")
-    func secretsDiffer() throws {
-        let first = try withStore { try $0.load().secret }
-        let second = try withStore { try $0.load().secret }
+    @Test("two fresh stores get different secrets", arguments: StoreEngine.allCases)
+    func secretsDiffer(engine: StoreEngine) throws {
+        let first = try withStore(engine) { try $0.load().secret }
+        let second = try withStore(engine) { try $0.load().secret }
         #expect(first.count == 32)
         #expect(first != second)
     }
 
-    @Test("sessions and subscriptions are put, replaced and deleted; deleteSession removes only its subscriptions")
-    func sessionsAndSubscriptions() throws {
-        try withStore { store in
+    @Test("sessions and subscriptions are put, replaced and deleted; deleteSession removes only its subscriptions", arguments: StoreEngine.allCases)
+    func sessionsAndSubscriptions(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             let result = try store.commit(
                 [
                     .putSession(session("a")), .putSession(session("ab")), .putSession(session("a.b")),
@@ -166,9 +152,9 @@ struct MessageStoreTests {
         }
     }
 
-    @Test("ensureTopic creates the topic with the given epoch, once")
-    func ensureTopic() throws {
-        try withStore { store in
+    @Test("ensureTopic creates the topic with the given epoch, once", arguments: StoreEngine.allCases)
+    func ensureTopic(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             let created = try store.commit([.ensureTopic("t", epoch: "epoch-1")], now: t0)
             #expect(created.outcomes == [.done])
             let record = try #require(created.topics["t"] ?? nil)
@@ -196,9 +182,9 @@ struct MessageStoreTests {
         }
     }
 
-    @Test("CommitResult.topics reports the state after commit of exactly the changed topics, nil for deleted ones")
-    func commitReportsChangedTopics() throws {
-        try withStore { store in
+    @Test("CommitResult.topics reports the state after commit of exactly the changed topics, nil for deleted ones", arguments: StoreEngine.allCases)
+    func commitReportsChangedTopics(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             _ = try store.commit([publishJSON("a", "1"), publishJSON("gone", "1"), publishJSON("quiet", "1")], now: t0)
             let operations: [StoreOperation] = [
                 publishJSON("a", "2"), publishJSON("a", "3"), publishJSON("b", "1"),
@@ -216,19 +202,20 @@ struct MessageStoreTests {
         }
     }
 
-    @Test("deleteTopic removes messages and msg_ids; a later publish starts a new log at version 1 with a new epoch")
-    func deleteTopic() throws {
-        try withStore { store in
+    @Test("deleteTopic removes messages and msg_ids; a later publish starts a new log at version 1 with a new epoch", arguments: StoreEngine.allCases)
+    func deleteTopic(engine: StoreEngine) throws {
+        try withFixture(engine) { fixture in
+            let store = try fixture.open()
             _ = try store.commit((1...5).map { publishJSON("t", "\($0)", msgID: "m\($0)") } + [publishJSON("keep", "1", msgID: "k")], now: t0)
             let old = try #require(try store.topic("t"))
-            #expect(try entryCount(ofDatabase: "messages", inBackupOf: store) == 6)
-            #expect(try entryCount(ofDatabase: "dedup", inBackupOf: store) == 6)
+            #expect(try fixture.storedMessageCount(store) == 6)
+            #expect(try fixture.rememberedMessageIDs(store) == 6)
 
             #expect(try store.apply(.deleteTopic("t"), now: t0 + 1) == .done)
             #expect(try store.topic("t") == nil)
             #expect(try store.messages(topicID: old.id, after: 0, limit: 100).isEmpty)
-            #expect(try entryCount(ofDatabase: "messages", inBackupOf: store) == 1)
-            #expect(try entryCount(ofDatabase: "dedup", inBackupOf: store) == 1)
+            #expect(try fixture.storedMessageCount(store) == 1)
+            #expect(try fixture.rememberedMessageIDs(store) == 1)
             #expect(try store.storedVersions("keep") == [1])
 
             // Same msg_id again: a new message in the new log, not a duplicate of the old one.
@@ -241,9 +228,9 @@ struct MessageStoreTests {
         }
     }
 
-    @Test("deleting and republishing a topic in one commit gives a fresh log")
-    func deleteAndRepublishInOneCommit() throws {
-        try withStore { store in
+    @Test("deleting and republishing a topic in one commit gives a fresh log", arguments: StoreEngine.allCases)
+    func deleteAndRepublishInOneCommit(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             _ = try store.commit([publishJSON("t", "1"), publishJSON("t", "2")], now: t0)
             let old = try #require(try store.topic("t"))
             let result = try store.commit([.deleteTopic("t"), publishJSON("t", "fresh")], now: t0 + 1)
@@ -251,6 +238,59 @@ struct MessageStoreTests {
             let new = try #require(result.topics["t"] ?? nil)
             #expect(new.epoch != old.epoch)
             #expect(try store.storedMessages("t").map(\.payload) == [Array("fresh".utf8)])
+        }
+    }
+
+    @Test("operations of one commit apply in order: trim between publishes, create then delete, delete then create", arguments: StoreEngine.allCases)
+    func operationsApplyInOrder(engine: StoreEngine) throws {
+        try withStore(engine) { store in
+            let trimmed = try store.commit(
+                [publishJSON("t", "1"), publishJSON("t", "22"), publishJSON("t", "333"), .trimTopic("t", through: 2), publishJSON("t", "4444")],
+                now: t0)
+            #expect(trimmed.outcomes.map(\.version) == [1, 2, 3, nil, 4])
+            #expect(try store.storedVersions("t") == [3, 4])
+            let t = try #require(trimmed.topics["t"] ?? nil)
+            #expect([t.first, t.head, t.messages, t.bytes] == [3, 4, 2, 7])
+            #expect(try store.topic("t") == t)
+
+            let shortLived = try store.commit([publishJSON("u", "1", msgID: "m"), .deleteTopic("u"), publishJSON("w", "1", msgID: "m"),
+                .deleteTopic("w"), publishJSON("w", "2", msgID: "m")], now: t0)
+            #expect(shortLived.outcomes[4] == .published(version: 1, timestamp: t0, duplicate: false))
+            #expect(shortLived.topics["u"] == .some(nil))
+            #expect(try store.topic("u") == nil)
+            #expect(try store.storedMessages("w").map(\.payload) == [Array("2".utf8)])
+
+            _ = try store.commit([.ensureTopic("v", epoch: "e1"), .deleteTopic("v"), .ensureTopic("v", epoch: "e2")], now: t0)
+            #expect(try store.topic("v")?.epoch == "e2")
+
+            let all = try store.commit([.trimTopic("t", through: 100)], now: t0)
+            #expect((all.topics["t"] ?? nil).map { [$0.first, $0.head, $0.messages, $0.bytes] } == [5, 4, 0, 0])
+            #expect(try store.verify().isEmpty)
+
+            _ = try store.commit(
+                [.putSession(session("s")), .putSubscription(subscription("s", "a")), .deleteSession("s"), .putSubscription(subscription("s", "b"))],
+                now: t0)
+            let snapshot = try store.load()
+            #expect(snapshot.sessions.isEmpty)
+            #expect(snapshot.subscriptions == [subscription("s", "b")])
+            #expect(try store.verify().map(\.kind) == [.orphanSubscription])
+        }
+    }
+}
+
+@Suite("LMDBMessageStore: what only LMDB does (a trap-proof read, backups)")
+struct LMDBOnlyStoreTests {
+    @Test("reading after the highest possible version returns nothing instead of trapping")
+    func readAfterMaxVersion() async throws {
+        // `after + 1` would overflow; a trap would kill the broker (GET ?from=18446744073709551615).
+        // The child process may die before cleaning up, so the folder is made and removed here.
+        let path = temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        await #expect(processExitsWith: .success) { [path = path as String] in
+            let store = try openStore(at: path)
+            _ = try store.commit([publishJSON("t", "1")], now: t0)
+            let id = try #require(try store.topic("t")).id
+            #expect(try store.messages(topicID: id, after: .max, limit: 10).isEmpty)
         }
     }
 

@@ -2,11 +2,11 @@ import FerryStore
 import Foundation
 import Testing
 
-@Suite("LMDBMessageStore: msg_id deduplication")
+@Suite("MessageStore, every engine: msg_id deduplication")
 struct DedupTests {
-    @Test("the same msg_id in one batch and in a later batch is a duplicate with the original version and time")
-    func duplicates() throws {
-        try withStore { store in
+    @Test("the same msg_id in one batch and in a later batch is a duplicate with the original version and time", arguments: StoreEngine.allCases)
+    func duplicates(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             let batch = try store.commit(
                 [publishJSON("t", "first", msgID: "m"), publishJSON("t", "other"), publishJSON("t", "second", msgID: "m")], now: t0)
             #expect(
@@ -24,9 +24,9 @@ struct DedupTests {
         }
     }
 
-    @Test("msg_ids are per topic")
-    func perTopic() throws {
-        try withStore { store in
+    @Test("msg_ids are per topic", arguments: StoreEngine.allCases)
+    func perTopic(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             let result = try store.commit([publishJSON("a", "1", msgID: "m"), publishJSON("b", "1", msgID: "m")], now: t0)
             #expect(result.outcomes.map(\.isDuplicate) == [false, false])
             #expect(try store.storedVersions("a") == [1])
@@ -34,27 +34,31 @@ struct DedupTests {
         }
     }
 
-    @Test("after the dedup window and a sweep the msg_id is forgotten: a new version")
-    func windowExpires() throws {
-        try withStore(configure: { $0.dedupWindow = 1000 }) { store throws in
+    @Test("after the dedup window and a sweep the msg_id is forgotten: a new version", arguments: StoreEngine.allCases)
+    func windowExpires(engine: StoreEngine) throws {
+        try withFixture(engine, configure: { $0.dedupWindow = 1000 }) { fixture throws in
+            let store = try fixture.open()
             #expect(try store.publish(publishJSON("t", "1", msgID: "m"), now: t0) == 1)
             #expect(try store.apply(publishJSON("t", "1", msgID: "m"), now: t0 + 999) == .published(version: 1, timestamp: t0, duplicate: true))
-            #expect(try entryCount(ofDatabase: "dedup", inBackupOf: store) == 1)
+            #expect(try fixture.rememberedMessageIDs(store) == 1)
             #expect(try store.apply(.sweep, now: t0 + 999) == .done)
-            #expect(try entryCount(ofDatabase: "dedup", inBackupOf: store) == 1)
+            #expect(try fixture.rememberedMessageIDs(store) == 1)
 
             #expect(try store.apply(.sweep, now: t0 + 2000) == .done)
-            #expect(try entryCount(ofDatabase: "dedup", inBackupOf: store) == 0)
-            #expect(try entryCount(ofDatabase: "dedup_by_time", inBackupOf: store) == 0)
+            #expect(try fixture.rememberedMessageIDs(store) == 0)
+            if let lmdb = store as? LMDBMessageStore {
+                // LMDB keeps a separate expiry index; PostgreSQL's stamp is a column of the dedup row.
+                #expect(try entryCount(ofDatabase: "dedup_by_time", inBackupOf: lmdb) == 0)
+            }
             #expect(try store.apply(publishJSON("t", "again", msgID: "m"), now: t0 + 2000) == .published(version: 2, timestamp: t0 + 2000, duplicate: false))
             // And the new publish is remembered in its turn.
             #expect(try store.apply(publishJSON("t", "x", msgID: "m"), now: t0 + 2500) == .published(version: 2, timestamp: t0 + 2000, duplicate: true))
         }
     }
 
-    @Test("a sweep does not forget a msg_id that was published again after it expired")
-    func sweepKeepsRepublished() throws {
-        try withStore(configure: { $0.dedupWindow = 1000 }) { store throws in
+    @Test("a sweep does not forget a msg_id that was published again after it expired", arguments: StoreEngine.allCases)
+    func sweepKeepsRepublished(engine: StoreEngine) throws {
+        try withStore(engine, configure: { $0.dedupWindow = 1000 }) { store throws in
             #expect(try store.publish(publishJSON("t", "1", msgID: "m"), now: t0) == 1)
             // Expired (no sweep yet): published again as a new message.
             #expect(try store.apply(publishJSON("t", "2", msgID: "m"), now: t0 + 1500) == .published(version: 2, timestamp: t0 + 1500, duplicate: false))
@@ -65,21 +69,22 @@ struct DedupTests {
         }
     }
 
-    @Test("publishes without msg_id remember nothing")
-    func noMessageID() throws {
-        try withStore { store in
+    @Test("publishes without msg_id remember nothing", arguments: StoreEngine.allCases)
+    func noMessageID(engine: StoreEngine) throws {
+        try withFixture(engine) { fixture in
+            let store = try fixture.open()
             _ = try store.commit([publishJSON("t", "1"), publishJSON("t", "1")], now: t0)
             #expect(try store.storedVersions("t") == [1, 2])
-            #expect(try entryCount(ofDatabase: "dedup", inBackupOf: store) == 0)
+            #expect(try fixture.rememberedMessageIDs(store) == 0)
         }
     }
 }
 
-@Suite("LMDBMessageStore: retention")
+@Suite("MessageStore, every engine: retention")
 struct RetentionTests {
     private static func only(
         maxMessages: UInt64? = nil, maxBytes: UInt64? = nil, maxAge: UInt64? = nil
-    ) -> (inout LMDBStoreConfiguration) -> Void {
+    ) -> (inout StoreSettings) -> Void {
         { $0.retention = RetentionPolicy(maxMessages: maxMessages, maxBytes: maxBytes, maxAge: maxAge) }
     }
 
@@ -87,9 +92,9 @@ struct RetentionTests {
         record.map { [$0.first, $0.head, $0.messages, $0.bytes] }
     }
 
-    @Test("maxMessages keeps the newest messages: first advances, count and bytes follow")
-    func maxMessages() throws {
-        try withStore(configure: Self.only(maxMessages: 3)) { store in
+    @Test("maxMessages keeps the newest messages: first advances, count and bytes follow", arguments: StoreEngine.allCases)
+    func maxMessages(engine: StoreEngine) throws {
+        try withStore(engine, configure: Self.only(maxMessages: 3)) { store in
             for size in 1...5 {
                 let result = try store.commit([publishBytes("t", Array(repeating: 1, count: size))], now: t0)
                 // The reported state is the trimmed one.
@@ -108,9 +113,9 @@ struct RetentionTests {
         }
     }
 
-    @Test("maxBytes counts payload bytes only (not headers) and trims the oldest")
-    func maxBytes() throws {
-        try withStore(configure: Self.only(maxBytes: 10)) { store in
+    @Test("maxBytes counts payload bytes only (not headers) and trims the oldest", arguments: StoreEngine.allCases)
+    func maxBytes(engine: StoreEngine) throws {
+        try withStore(engine, configure: Self.only(maxBytes: 10)) { store in
             let headers = [Header("a-long-header-name", "and a long value"), Header("x", "y")]
             for n in 1...4 {
                 try store.publish(publishBytes("t", Array(repeating: UInt8(n), count: 4), headers: headers), now: t0)
@@ -124,9 +129,9 @@ struct RetentionTests {
         }
     }
 
-    @Test("a message larger than maxBytes is trimmed itself, leaving an empty log that goes on counting")
-    func messageOverMaxBytes() throws {
-        try withStore(configure: Self.only(maxBytes: 10)) { store in
+    @Test("a message larger than maxBytes is trimmed itself, leaving an empty log that goes on counting", arguments: StoreEngine.allCases)
+    func messageOverMaxBytes(engine: StoreEngine) throws {
+        try withStore(engine, configure: Self.only(maxBytes: 10)) { store in
             try store.publish(publishBytes("t", [1, 2, 3]), now: t0)
             #expect(try store.publish(publishBytes("t", Array(repeating: 0, count: 20)), now: t0) == 2)
             #expect(shape(try store.topic("t")) == [3, 2, 0, 0])
@@ -136,9 +141,9 @@ struct RetentionTests {
         }
     }
 
-    @Test("maxAge trims old messages of untouched topics on .sweep, and of a topic at its next commit")
-    func maxAge() throws {
-        try withStore(configure: Self.only(maxAge: 1000)) { store in
+    @Test("maxAge trims old messages of untouched topics on .sweep, and of a topic at its next commit", arguments: StoreEngine.allCases)
+    func maxAge(engine: StoreEngine) throws {
+        try withStore(engine, configure: Self.only(maxAge: 1000)) { store in
             try store.publish(publishJSON("t", "1"), now: t0)
             try store.publish(publishJSON("t", "2"), now: t0 + 500)
             try store.publish(publishJSON("quiet", "1"), now: t0 + 500)

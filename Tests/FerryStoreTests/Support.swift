@@ -92,7 +92,7 @@ extension CommitResult.Outcome {
     }
 }
 
-extension LMDBMessageStore {
+extension MessageStore {
     /// Commits one operation and returns its outcome.
     func apply(_ operation: StoreOperation, now: Timestamp = t0) throws -> CommitResult.Outcome {
         let result = try commit([operation], now: now)

@@ -2,11 +2,11 @@ import FerryStore
 import Foundation
 import Testing
 
-@Suite("LMDBMessageStore: operator trims")
+@Suite("MessageStore, every engine: operator trims")
 struct TrimTests {
-    @Test("a trim deletes the versions up to `through`, keeps the counts, and never reuses a version")
-    func trims() throws {
-        try withStore { store in
+    @Test("a trim deletes the versions up to `through`, keeps the counts, and never reuses a version", arguments: StoreEngine.allCases)
+    func trims(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             for n in 1...5 { try store.publish(publishJSON("t", "\(n)")) }
             let result = try store.commit([.trimTopic("t", through: 3)], now: t0)
             #expect(result.outcomes == [.done])
@@ -18,9 +18,9 @@ struct TrimTests {
         }
     }
 
-    @Test("trimming everything leaves an empty log at head + 1; below first or of no topic changes nothing")
-    func edges() throws {
-        try withStore { store in
+    @Test("trimming everything leaves an empty log at head + 1; below first or of no topic changes nothing", arguments: StoreEngine.allCases)
+    func edges(engine: StoreEngine) throws {
+        try withStore(engine) { store in
             for n in 1...3 { try store.publish(publishJSON("t", "\(n)")) }
             _ = try store.commit([.trimTopic("t", through: 3)], now: t0)
             #expect(try store.topic("t").map { ($0.first, $0.head, $0.messages) } ?? (0, 0, 0) == (4, 3, 0))
@@ -32,17 +32,36 @@ struct TrimTests {
     }
 }
 
+@Suite("MessageStore, every engine: verify")
+struct VerifyConformanceTests {
+    @Test("a store written only through commits verifies clean, also when opened again", arguments: StoreEngine.allCases)
+    func clean(engine: StoreEngine) throws {
+        try withFixture(engine) { fixture in
+            do {
+                let store = try fixture.open()
+                try store.publish(publishJSON("t", "1", msgID: "a"))
+                try store.publish(publishJSON("t", "2"))
+                _ = try store.commit(
+                    [
+                        .putSession(session("c")), .putSubscription(subscription("c", "t", floor: 2)), .deleteTopic("gone"),
+                        publishJSON("r", "1"), .trimTopic("r", through: 1), .sweep,
+                    ], now: t0)
+                #expect(try store.verify().isEmpty)
+            }
+            #expect(try fixture.open().verify().isEmpty)
+        }
+    }
+}
+
 @Suite("LMDBMessageStore: verify")
 struct VerifyTests {
-    @Test("a store written only through commits verifies clean, also opened read-only")
-    func clean() throws {
+    @Test("a store opened read-only verifies clean and refuses commits")
+    func readOnly() throws {
         try withTemporaryFolder { path in
             do {
                 let store = try openStore(at: path)
                 try store.publish(publishJSON("t", "1", msgID: "a"))
-                try store.publish(publishJSON("t", "2"))
-                _ = try store.commit([.putSession(session("c")), .putSubscription(subscription("c", "t", floor: 2)), .deleteTopic("gone")], now: t0)
-                #expect(try store.verify().isEmpty)
+                _ = try store.commit([.putSession(session("c")), .putSubscription(subscription("c", "t", floor: 1))], now: t0)
             }
             let readOnly = try openStore(at: path) { $0.readOnly = true }
             #expect(try readOnly.verify().isEmpty)

@@ -1,0 +1,390 @@
+import FerryStore
+import NIOCore
+import PostgresNIO
+
+/// One commit, inside its transaction. The operations are applied in order to an in-memory view
+/// of the topics they touch (locked first), then written with a fixed number of set-based
+/// statements, whatever the number of operations:
+///
+/// 1. `INSERT ... ON CONFLICT DO NOTHING` of the topics a publish or ensure may create, in name order;
+/// 2. `SELECT ... ORDER BY name FOR UPDATE` of every touched topic (all of them for a sweep);
+/// 3. one `SELECT` of the dedup entries of the commit's msg_ids;
+/// then, each only when needed: delete the deleted topics' rows; delete trimmed versions; insert
+/// all new messages (one `INSERT ... SELECT FROM unnest(...)`); read the oldest messages of the
+/// topics retention may shorten and delete what it drops; upsert dedup entries; expire old ones;
+/// upsert the changed topics; delete and upsert subscriptions and sessions.
+struct PostgresCommit {
+    let session: PostgresSession
+    let configuration: PostgresStoreConfiguration
+    let now: Timestamp
+    let acceptPublishes: Bool
+
+    var current: [String: TopicRecord] = [:]
+    var changed: [String: TopicRecord?] = [:]
+    var deletedIDs: Set<UInt64> = []
+    var newMessages: [PendingMessage] = []
+    var dedup: [DedupKey: (version: UInt64, stamp: Timestamp)] = [:]
+    var newDedup: [DedupKey: (version: UInt64, stamp: Timestamp)] = [:]
+    /// Per topic id: versions below this are deleted by a trim.
+    var trimCuts: [UInt64: UInt64] = [:]
+    var sweep = false
+    private var sessions: [String: SessionRecord?] = [:]
+    private var clearedClients: Set<String> = []
+    private var deletedSubscriptions: Set<SubscriptionKey> = []
+    private var subscriptions: [SubscriptionKey: SubscriptionRecord] = [:]
+
+    struct PendingMessage {
+        var topicID: UInt64
+        var version: UInt64
+        var message: NewMessage
+    }
+
+    struct DedupKey: Hashable, Comparable {
+        var topicID: UInt64
+        var messageID: [UInt8]
+
+        static func < (lhs: Self, rhs: Self) -> Bool {
+            lhs.topicID != rhs.topicID ? lhs.topicID < rhs.topicID : lhs.messageID.lexicographicallyPrecedes(rhs.messageID)
+        }
+    }
+
+    struct SubscriptionKey: Hashable, Comparable {
+        var clientID: String
+        var topic: String
+
+        /// Byte order, as the "C" collation sorts them: every node writes rows in one order.
+        static func < (lhs: Self, rhs: Self) -> Bool {
+            lhs.clientID != rhs.clientID
+                ? lhs.clientID.utf8.lexicographicallyPrecedes(rhs.clientID.utf8) : lhs.topic.utf8.lexicographicallyPrecedes(rhs.topic.utf8)
+        }
+    }
+
+    init(session: PostgresSession, configuration: PostgresStoreConfiguration, now: Timestamp, acceptPublishes: Bool) {
+        self.session = session
+        self.configuration = configuration
+        self.now = now
+        self.acceptPublishes = acceptPublishes
+    }
+
+    mutating func run(_ operations: [StoreOperation]) throws(StoreError) -> CommitResult {
+        try lockTopics(operations)
+        try loadDedup(operations)
+        var outcomes: [CommitResult.Outcome] = []
+        outcomes.reserveCapacity(operations.count)
+        for operation in operations {
+            switch operation {
+            case .publish(let message):
+                outcomes.append(acceptPublishes ? try publish(message) : .failed(.full))
+            case .ensureTopic(let name, let epoch):
+                _ = try topic(name, createWithEpoch: epoch)
+                outcomes.append(.done)
+            case .deleteTopic(let name):
+                if let topic = current.removeValue(forKey: name) {
+                    deletedIDs.insert(topic.id)
+                    changed[name] = .some(nil)
+                }
+                outcomes.append(.done)
+            case .trimTopic(let name, let through):
+                trim(name, through: through)
+                outcomes.append(.done)
+            case .putSession(let record):
+                sessions[record.clientID] = record
+                outcomes.append(.done)
+            case .deleteSession(let clientID):
+                sessions[clientID] = .some(nil)
+                clearedClients.insert(clientID)
+                subscriptions = subscriptions.filter { $0.key.clientID != clientID }
+                outcomes.append(.done)
+            case .putSubscription(let record):
+                let key = SubscriptionKey(clientID: record.clientID, topic: record.topic)
+                var merged = record
+                // Within one epoch an ack floor never moves back (GREATEST in the upsert, too).
+                if let earlier = subscriptions[key], earlier.epoch == record.epoch { merged.ackFloor = max(earlier.ackFloor, record.ackFloor) }
+                subscriptions[key] = merged
+                outcomes.append(.done)
+            case .deleteSubscription(let clientID, let topic):
+                let key = SubscriptionKey(clientID: clientID, topic: topic)
+                subscriptions[key] = nil
+                deletedSubscriptions.insert(key)
+                outcomes.append(.done)
+            case .sweep:
+                sweep = true
+                outcomes.append(.done)
+            }
+        }
+        try writeTopicsAndMessages()
+        try writeSessionsAndSubscriptions()
+        return CommitResult(outcomes: outcomes, topics: changed)
+    }
+
+    // MARK: - Reading and locking
+
+    /// Creates the topics a publish or ensure may need, then locks every touched topic's row, both in
+    /// name order: two nodes never wait for each other in a cycle.
+    private mutating func lockTopics(_ operations: [StoreOperation]) throws(StoreError) {
+        var creatable: [String: String] = [:]
+        var touched: Set<String> = []
+        for operation in operations {
+            switch operation {
+            case .publish(let message) where acceptPublishes:
+                touched.insert(message.topic)
+                if creatable[message.topic] == nil { creatable[message.topic] = Epoch.random() }
+            case .ensureTopic(let name, let epoch):
+                touched.insert(name)
+                if creatable[name] == nil { creatable[name] = epoch }
+            case .deleteTopic(let name), .trimTopic(let name, _):
+                touched.insert(name)
+            case .sweep:
+                sweep = true
+            default:
+                break
+            }
+        }
+        var created: Set<String> = []
+        if !creatable.isEmpty {
+            let names = creatable.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            let epochs = names.map { creatable[$0] ?? "" }
+            let rows = try session.query(
+                """
+                INSERT INTO topics (name, id, epoch, first, head, messages, bytes)
+                SELECT name, nextval('ferry_topic_ids'), epoch, 1, 0, 0, 0
+                FROM unnest(\(names)::text[], \(epochs)::text[]) WITH ORDINALITY AS n(name, epoch, position) ORDER BY position
+                ON CONFLICT (name) DO NOTHING RETURNING name
+                """)
+            created = Set(try PostgresMessageStore.decodeRows(rows, "created topic name") { try $0.decode(String.self) })
+        }
+        guard sweep || !touched.isEmpty else { return }
+        let select = "SELECT name, id, epoch, first, head, messages, bytes FROM topics"
+        let rows =
+            sweep
+            ? try session.query(PostgresQuery(unsafeSQL: select + " ORDER BY name FOR UPDATE"))
+            : try session.query("\(unescaped: select) WHERE name = ANY(\(Array(touched))::text[]) ORDER BY name FOR UPDATE")
+        for topic in try PostgresMessageStore.decodeRows(rows, "topic record", PostgresMessageStore.topic) {
+            current[topic.name] = topic
+            if created.contains(topic.name) { changed[topic.name] = topic }
+        }
+    }
+
+    /// Reads the remembered msg_ids of the commit's publishes, after the topics are locked so that
+    /// another node's commit to them is either complete and visible or not begun.
+    private mutating func loadDedup(_ operations: [StoreOperation]) throws(StoreError) {
+        var ids: [Int64] = []
+        var messageIDs: [ByteBuffer] = []
+        for case .publish(let message) in operations where acceptPublishes {
+            guard let messageID = message.messageID, let topic = current[message.topic] else { continue }
+            ids.append(topic.id.signed)
+            messageIDs.append(ByteBuffer(string: messageID))
+        }
+        guard !ids.isEmpty else { return }
+        let rows = try session.query(
+            """
+            SELECT d.topic_id, d.msg_id, d.version, d.stamp FROM dedup d
+            JOIN unnest(\(ids)::bigint[], \(messageIDs)::bytea[]) AS k(topic_id, msg_id) ON d.topic_id = k.topic_id AND d.msg_id = k.msg_id
+            """)
+        for (id, messageID, version, stamp) in try PostgresMessageStore.decodeRows(rows, "dedup entry", {
+            try $0.decode((Int64, ByteBuffer, Int64, Int64).self)
+        }) {
+            dedup[DedupKey(topicID: id.unsigned, messageID: Array(messageID.readableBytesView))] = (version.unsigned, stamp.unsigned)
+        }
+    }
+
+    // MARK: - Operations
+
+    /// The topic, created with `epoch()` when it does not exist (any more) and an epoch is given.
+    /// A topic missing after the locking step was deleted earlier in this commit (or by a node that
+    /// committed while this one waited): it gets a new id, never a reused one.
+    private mutating func topic(_ name: String, createWithEpoch epoch: @autoclosure () -> String?) throws(StoreError) -> TopicRecord? {
+        if let topic = current[name] { return topic }
+        guard let epoch = epoch() else { return nil }
+        let rows = try session.query("SELECT nextval('ferry_topic_ids')")
+        guard let id = try PostgresSchema.decodeFirst(rows, as: Int64.self, "a topic id") else {
+            throw StoreError.engine("nextval returned no row")
+        }
+        let topic = TopicRecord(name: name, id: id.unsigned, epoch: epoch)
+        current[name] = topic
+        changed[name] = topic
+        return topic
+    }
+
+    private mutating func publish(_ message: NewMessage) throws(StoreError) -> CommitResult.Outcome {
+        guard var topic = try topic(message.topic, createWithEpoch: Epoch.random()) else { return .failed(.engine("topic not created")) }
+        var dedupKey: DedupKey?
+        if let messageID = message.messageID {
+            let key = DedupKey(topicID: topic.id, messageID: Array(messageID.utf8))
+            if let hit = dedup[key], hit.stamp + configuration.dedupWindow > now {
+                return .published(version: hit.version, timestamp: hit.stamp, duplicate: true)
+            }
+            dedupKey = key
+        }
+        topic.head += 1
+        topic.messages += 1
+        topic.bytes += UInt64(message.payload.count)
+        newMessages.append(PendingMessage(topicID: topic.id, version: topic.head, message: message))
+        if let dedupKey {
+            dedup[dedupKey] = (topic.head, now)
+            newDedup[dedupKey] = (topic.head, now)
+        }
+        current[topic.name] = topic
+        changed[topic.name] = topic
+        return .published(version: topic.head, timestamp: now, duplicate: false)
+    }
+
+    /// Moves `first` past `through`; the counts follow once the rows are deleted (`applyTrims`).
+    private mutating func trim(_ name: String, through: UInt64) {
+        guard var topic = current[name], topic.first <= topic.head, through >= topic.first else { return }
+        let cut = min(through, topic.head) + 1
+        trimCuts[topic.id] = cut
+        topic.first = cut
+        current[name] = topic
+        changed[name] = topic
+    }
+}
+
+extension PostgresCommit {
+    // MARK: - Writing
+
+    private mutating func writeTopicsAndMessages() throws(StoreError) {
+        if !deletedIDs.isEmpty {
+            let ids = deletedIDs.map(\.signed)
+            try session.query(
+                """
+                WITH m AS (DELETE FROM messages WHERE topic_id = ANY(\(ids)::bigint[])),
+                d AS (DELETE FROM dedup WHERE topic_id = ANY(\(ids)::bigint[]))
+                DELETE FROM topics WHERE id = ANY(\(ids)::bigint[])
+                """)
+            newMessages.removeAll { deletedIDs.contains($0.topicID) }
+            newDedup = newDedup.filter { !deletedIDs.contains($0.key.topicID) }
+        }
+        try applyTrims()
+        try insertMessages()
+        try applyRetention()
+        try writeDedup()
+        try upsertTopics()
+    }
+
+    /// Deletes trimmed versions, then takes what was deleted off the topics' counts.
+    private mutating func applyTrims() throws(StoreError) {
+        let cuts = trimCuts.filter { !deletedIDs.contains($0.key) }
+        guard !cuts.isEmpty else { return }
+        var removed = try deleteBelow(cuts)
+        // Messages of this commit that a later trim in it covers are never inserted.
+        newMessages.removeAll { pending in
+            guard let cut = cuts[pending.topicID], pending.version < cut else { return false }
+            removed[pending.topicID, default: (0, 0)].count += 1
+            removed[pending.topicID, default: (0, 0)].bytes += UInt64(pending.message.payload.count)
+            return true
+        }
+        for (name, var topic) in current {
+            guard let gone = removed[topic.id] else { continue }
+            topic.messages -= min(topic.messages, gone.count)
+            topic.bytes -= min(topic.bytes, gone.bytes)
+            if topic.messages == 0 { topic.first = topic.head + 1 }
+            current[name] = topic
+            changed[name] = topic
+        }
+    }
+
+    /// Deletes, per topic id, the stored versions below its cut; returns what each lost.
+    func deleteBelow(_ cuts: [UInt64: UInt64]) throws(StoreError) -> [UInt64: (count: UInt64, bytes: UInt64)] {
+        let ids = cuts.keys.sorted()
+        let rows = try session.query(
+            """
+            WITH c AS (SELECT * FROM unnest(\(ids.map(\.signed))::bigint[], \(ids.map { cuts[$0, default: 0].signed })::bigint[]) AS c(id, cut)),
+            gone AS (DELETE FROM messages m USING c WHERE m.topic_id = c.id AND m.version < c.cut
+                     RETURNING m.topic_id, octet_length(m.payload) AS size)
+            SELECT topic_id, count(*)::bigint, coalesce(sum(size), 0)::bigint FROM gone GROUP BY topic_id
+            """)
+        var removed: [UInt64: (count: UInt64, bytes: UInt64)] = [:]
+        for (id, count, bytes) in try PostgresMessageStore.decodeRows(rows, "deleted message count", { try $0.decode((Int64, Int64, Int64).self) }) {
+            removed[id.unsigned] = (count.unsigned, bytes.unsigned)
+        }
+        return removed
+    }
+
+    /// All of the commit's messages in one statement.
+    private func insertMessages() throws(StoreError) {
+        guard !newMessages.isEmpty else { return }
+        try session.query(
+            """
+            INSERT INTO messages (topic_id, version, ts, kind, payload, headers)
+            SELECT * FROM unnest(\(newMessages.map(\.topicID.signed))::bigint[], \(newMessages.map(\.version.signed))::bigint[],
+                \(Array(repeating: now.signed, count: newMessages.count))::bigint[],
+                \(newMessages.map { Int16($0.message.kind.rawValue) })::smallint[],
+                \(newMessages.map { ByteBuffer(bytes: $0.message.payload) })::bytea[],
+                \(newMessages.map { PostgresHeaders.encode($0.message.headers) })::bytea[])
+            """)
+    }
+
+    private func writeDedup() throws(StoreError) {
+        if !newDedup.isEmpty {
+            let entries = newDedup.sorted { $0.key < $1.key }
+            try session.query(
+                """
+                INSERT INTO dedup (topic_id, msg_id, version, stamp)
+                SELECT * FROM unnest(\(entries.map(\.key.topicID.signed))::bigint[], \(entries.map { ByteBuffer(bytes: $0.key.messageID) })::bytea[],
+                    \(entries.map(\.value.version.signed))::bigint[], \(entries.map(\.value.stamp.signed))::bigint[])
+                ON CONFLICT (topic_id, msg_id) DO UPDATE SET version = excluded.version, stamp = excluded.stamp
+                """)
+        }
+        // The newest stamp of a msg_id is in its one row, so a msg_id published again since stays.
+        if sweep, now > configuration.dedupWindow {
+            try session.query("DELETE FROM dedup WHERE stamp <= \((now - configuration.dedupWindow).signed)")
+        }
+    }
+
+    private func upsertTopics() throws(StoreError) {
+        let topics = changed.values.compactMap { $0 }.sorted { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        guard !topics.isEmpty else { return }
+        try session.query(
+            """
+            INSERT INTO topics (name, id, epoch, first, head, messages, bytes)
+            SELECT * FROM unnest(\(topics.map(\.name))::text[], \(topics.map(\.id.signed))::bigint[], \(topics.map(\.epoch))::text[],
+                \(topics.map(\.first.signed))::bigint[], \(topics.map(\.head.signed))::bigint[],
+                \(topics.map(\.messages.signed))::bigint[], \(topics.map(\.bytes.signed))::bigint[])
+            ON CONFLICT (name) DO UPDATE SET id = excluded.id, epoch = excluded.epoch, first = excluded.first,
+                head = excluded.head, messages = excluded.messages, bytes = excluded.bytes
+            """)
+    }
+
+    private mutating func writeSessionsAndSubscriptions() throws(StoreError) {
+        if !clearedClients.isEmpty {
+            try session.query("DELETE FROM subscriptions WHERE client_id = ANY(\(clearedClients.sorted())::text[])")
+        }
+        if !deletedSubscriptions.isEmpty {
+            let keys = deletedSubscriptions.sorted()
+            try session.query(
+                """
+                DELETE FROM subscriptions s USING unnest(\(keys.map(\.clientID))::text[], \(keys.map(\.topic))::text[]) AS k(client_id, topic)
+                WHERE s.client_id = k.client_id AND s.topic = k.topic
+                """)
+        }
+        if !subscriptions.isEmpty {
+            let records = subscriptions.sorted { $0.key < $1.key }.map(\.value)
+            try session.query(
+                """
+                INSERT INTO subscriptions (client_id, topic, epoch, ack_floor, window_size)
+                SELECT * FROM unnest(\(records.map(\.clientID))::text[], \(records.map(\.topic))::text[], \(records.map(\.epoch))::text[],
+                    \(records.map(\.ackFloor.signed))::bigint[], \(records.map { Int32(clamping: $0.window) })::integer[])
+                ON CONFLICT (client_id, topic) DO UPDATE SET
+                    ack_floor = CASE WHEN subscriptions.epoch = excluded.epoch
+                        THEN GREATEST(subscriptions.ack_floor, excluded.ack_floor) ELSE excluded.ack_floor END,
+                    epoch = excluded.epoch, window_size = excluded.window_size
+                """)
+        }
+        let deletedSessions = sessions.filter { $0.value == nil }.keys.sorted()
+        if !deletedSessions.isEmpty {
+            try session.query("DELETE FROM sessions WHERE client_id = ANY(\(deletedSessions)::text[])")
+        }
+        let records = sessions.values.compactMap { $0 }.sorted { $0.clientID.utf8.lexicographicallyPrecedes($1.clientID.utf8) }
+        if !records.isEmpty {
+            try session.query(
+                """
+                INSERT INTO sessions (client_id, incarnation, created_at, last_seen)
+                SELECT * FROM unnest(\(records.map(\.clientID))::text[], \(records.map(\.incarnation))::text[],
+                    \(records.map(\.createdAt.signed))::bigint[], \(records.map(\.lastSeen.signed))::bigint[])
+                ON CONFLICT (client_id) DO UPDATE SET incarnation = excluded.incarnation, created_at = excluded.created_at,
+                    last_seen = excluded.last_seen
+                """)
+        }
+    }
+}

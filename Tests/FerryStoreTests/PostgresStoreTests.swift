@@ -1,0 +1,194 @@
+import FerryPostgres
+import FerryStore
+import Foundation
+import Synchronization
+import Testing
+
+@Suite("PostgresStoreConfiguration: URLs")
+struct PostgresURLTests {
+    @Test("a full URL parses, with percent escapes and an IPv6 host")
+    func parses() throws {
+        let full = try PostgresStoreConfiguration(url: "postgresql://fe%40rry:p%2Fss@db.example:6543/ferry%5Fprod")
+        #expect((full.username, full.password, full.host, full.port, full.database) == ("fe@rry", "p/ss", "db.example", 6543, "ferry_prod"))
+        let short = try PostgresStoreConfiguration(url: "postgres://ferry@127.0.0.1/ferry")
+        #expect((short.password, short.port) == (nil, 5432))
+        #expect(try PostgresStoreConfiguration(url: "postgres://ferry@[::1]:5433/f").host == "::1")
+    }
+
+    @Test(
+        "a bad URL is refused, naming what is wrong and never the password",
+        arguments: [
+            ("mysql://ferry@h/db", "scheme"), ("postgres://h/db", "user"), ("postgres://ferry@/db", "host"),
+            ("postgres://ferry:secret@h:0/db", "port"), ("postgres://ferry@h", "database"), ("postgres://ferry@h/a/b", "database"),
+            ("postgres://ferry@h/db?sslmode=require", "query"), ("not a url", "URL"),
+        ])
+    func refuses(url: String, reason: String) throws {
+        let error = #expect(throws: StoreError.self) { try PostgresStoreConfiguration(url: url) }
+        let text = error.map(String.init(describing:)) ?? ""
+        #expect(text.contains(reason), "\(text)")
+        #expect(!text.contains("secret"))
+    }
+}
+
+@Suite("PostgresMessageStore: several nodes on one database", .enabled(if: PostgresTestServer.isAvailable, PostgresTestServer.unavailableReason))
+struct PostgresStoreTests {
+    /// Runs `body` on `count` threads at once (the core calls the store from threads of its own) and waits for all.
+    private func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) -> [String] {
+        let errors = Mutex<[String]>([])
+        let done = DispatchGroup()
+        for index in 0..<count {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                do { try body(index) } catch { errors.withLock { $0.append("thread \(index): \(error)") } }
+            }.start()
+        }
+        done.wait()
+        return errors.withLock { $0 }
+    }
+
+    @Test("two nodes publishing to one topic at once produce one gapless sequence without duplicate versions")
+    func concurrentPublishes() throws {
+        try withFixture(.postgres) { fixture in
+            let nodes = [try fixture.open(), try fixture.open()]
+            let versions = Mutex<[[UInt64]]>([[], []])
+            let errors = onThreads(2) { node in
+                for batch in 0..<40 {
+                    let operations = (0..<5).map { publishJSON("shared", "\(node)-\(batch)-\($0)") } + [publishJSON("own-\(node)", "x")]
+                    let result = try nodes[node].commit(operations, now: t0 + UInt64(batch))
+                    let got = result.outcomes.prefix(5).compactMap(\.version)
+                    versions.withLock { $0[node] += got }
+                }
+            }
+            #expect(errors.isEmpty, "\(errors)")
+            let perNode = versions.withLock { $0 }
+            // Each node's versions rise, and both together are exactly 1...400.
+            for got in perNode { #expect(got == got.sorted()) }
+            #expect((perNode[0] + perNode[1]).sorted() == Array(1...400))
+            let reader = try fixture.open()
+            #expect(try reader.storedVersions("shared") == Array(1...400))
+            #expect(try reader.topic("shared")?.head == 400)
+            #expect(try reader.verify().isEmpty)
+        }
+    }
+
+    @Test("two nodes opening a fresh database at once both migrate it and share one secret")
+    func concurrentMigration() throws {
+        try withFixture(.postgres) { fixture in
+            let configuration = try fixture.postgresConfiguration()
+            let secrets = Mutex<[[UInt8]]>([])
+            let errors = onThreads(4) { _ in
+                let store = try PostgresMessageStore(configuration: configuration)
+                let secret = try store.load().secret
+                secrets.withLock { $0.append(secret) }
+            }
+            #expect(errors.isEmpty, "\(errors)")
+            let all = secrets.withLock { $0 }
+            #expect(all.count == 4)
+            #expect(Set(all).count == 1)
+            #expect(all.first?.count == 32)
+            #expect(try fixture.sql("SELECT string_agg(version::text, ',') FROM ferry_schema") == "1")
+        }
+    }
+
+    @Test("a msg_id published through one node is a duplicate through the other")
+    func dedupAcrossNodes() throws {
+        try withFixture(.postgres) { fixture in
+            let (first, second) = (try fixture.open(), try fixture.open())
+            #expect(try first.apply(publishJSON("t", "a", msgID: "m"), now: t0) == .published(version: 1, timestamp: t0, duplicate: false))
+            #expect(try second.apply(publishJSON("t", "b", msgID: "m"), now: t0 + 5) == .published(version: 1, timestamp: t0, duplicate: true))
+            #expect(try second.publish(publishJSON("t", "c"), now: t0 + 6) == 2)
+            #expect(try first.apply(publishJSON("t", "d", msgID: "m"), now: t0 + 7) == .published(version: 1, timestamp: t0, duplicate: true))
+        }
+    }
+
+    @Test("within one epoch an ack floor never moves back; another epoch replaces it")
+    func ackFloorsOnlyRise() throws {
+        try withStore(.postgres) { store in
+            func floor() throws -> UInt64? { try store.load().subscriptions.first?.ackFloor }
+            let record = SubscriptionRecord(clientID: "c", topic: "t", epoch: "e1", ackFloor: 5, window: 4)
+            _ = try store.commit([.putSession(session("c")), .putSubscription(record)], now: t0)
+            var lower = record
+            lower.ackFloor = 3
+            // Two nodes may write acks of one client out of order during a takeover.
+            _ = try store.commit([.putSubscription(lower)], now: t0)
+            #expect(try floor() == 5)
+            _ = try store.commit([.putSubscription(lower), .putSubscription(record), .putSubscription(lower)], now: t0)
+            #expect(try floor() == 5)
+            lower.epoch = "e2"
+            _ = try store.commit([.putSubscription(lower)], now: t0)
+            #expect(try store.load().subscriptions == [lower])
+            // Deleted then put again in one commit: the new record, not the greater floor.
+            _ = try store.commit([.deleteSubscription(clientID: "c", topic: "t"), .putSubscription(SubscriptionRecord(clientID: "c", topic: "t", epoch: "e2", ackFloor: 1, window: 4))], now: t0)
+            #expect(try floor() == 1)
+        }
+    }
+
+    @Test("reading past the highest bigint returns nothing; backup points to PostgreSQL's tools; usage reports the database")
+    func readsBackupAndUsage() throws {
+        try withStore(.postgres) { store in
+            try store.publish(publishJSON("t", "1"))
+            let id = try #require(try store.topic("t")).id
+            #expect(try store.messages(topicID: id, after: .max, limit: 10).isEmpty)
+            #expect(try store.messages(topicID: .max, after: 0, limit: 10).isEmpty)
+            let error = #expect(throws: StoreError.self) { _ = try store.backup(to: temporaryPath()) }
+            #expect(String(describing: error).contains("pg_dump"))
+            let usage = store.usage()
+            #expect(usage.usedBytes > 0)
+            #expect(usage.mapSize == 0)
+            #expect(usage.syncOnCommit)
+        }
+    }
+
+    @Test("verify names a gap, a count mismatch, an orphan subscription and a dedup entry past head")
+    func verifyFaults() throws {
+        try withFixture(.postgres) { fixture in
+            let store = try fixture.open()
+            _ = try store.commit((1...3).map { publishJSON("t", "\($0)") }, now: t0)
+            let epoch = try #require(try store.topic("t")).epoch
+            _ = try store.commit([.putSubscription(SubscriptionRecord(clientID: "ghost", topic: "t", epoch: epoch, ackFloor: 9, window: 1))], now: t0)
+            try fixture.sql("DELETE FROM messages WHERE version = 2")
+            try fixture.sql("INSERT INTO dedup SELECT id, 'm'::bytea, 7, \(t0) FROM topics WHERE name = 't'")
+            let faults = try store.verify()
+            #expect(
+                faults.map(\.description) == [
+                    "version_gap: t: versions 2...2 are missing",
+                    "count_mismatch: t: the record says 3 messages of 3 bytes, the log holds 2 of 2",
+                    "orphan_subscription: ghost on t: no session ghost",
+                    "ack_floor_beyond_head: ghost on t: ack floor 9 is above head 3",
+                    "dedup_mismatch: t: msg_id m names version 7, above head 3",
+                ])
+        }
+    }
+
+    @Test("a database with a newer schema is refused; an unreachable server is a clear error")
+    func refusals() throws {
+        try withFixture(.postgres) { fixture in
+            _ = try fixture.open()
+            try fixture.sql("INSERT INTO ferry_schema (version) VALUES (99)")
+            let newer = #expect(throws: StoreError.self) { _ = try fixture.open() }
+            #expect(String(describing: newer).contains("newer than this ferryd knows"))
+        }
+        var configuration = try PostgresStoreConfiguration(url: "postgres://ferry@127.0.0.1:1/ferry")
+        configuration.idleConnections = 1
+        let unreachable = #expect(throws: StoreError.self) { _ = try PostgresMessageStore(configuration: configuration) }
+        #expect(String(describing: unreachable).contains("cannot connect to PostgreSQL at 127.0.0.1:1"))
+    }
+}
+
+extension PostgresStoreTests {
+    @Test("connections the server closed while idle (a restart, a failover) are replaced without a failed commit or read")
+    func reconnects() throws {
+        try withFixture(.postgres) { fixture in
+            let store = try fixture.open()
+            try store.publish(publishJSON("t", "1"))
+            let killed = try fixture.sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            #expect(killed != "0")
+            #expect(try store.publish(publishJSON("t", "2")) == 2)
+            _ = try fixture.sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            #expect(try store.storedVersions("t") == [1, 2])
+        }
+    }
+}
