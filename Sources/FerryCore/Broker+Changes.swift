@@ -23,13 +23,15 @@ extension Broker {
                 case .topics(let names): names.compactMap { state.topics[$0] }
                 case .everything: Array(state.topics.values)
                 }
-            return topics.map { ($0, $0.changeCount, $0.position) }
+            // Only subscribers here read a topic's memory; listings read the store.
+            return topics.filter { $0.subscriberCount > 0 }.map { ($0, $0.changeCount, $0.position) }
         }
         guard !held.isEmpty else { return }
         let cacheLimit = configuration.cachedMessagesPerTopic
         reader.read({ store throws(StoreError) in
-            try held.map { entry throws(StoreError) in
-                let record = try store.topic(named: entry.topic.name)
+            let records = Dictionary(try store.topics(named: held.map(\.topic.name)).map { ($0.name, $0) }) { $1 }
+            return try held.map { entry throws(StoreError) in
+                let record = records[entry.topic.name]
                 var messages: [StoredMessage] = []
                 // Only what a subscriber here waits for, and what the cache keeps of it.
                 if let record, record.epoch == entry.position.epoch, record.head > entry.position.head, entry.topic.subscriberCount > 0 {

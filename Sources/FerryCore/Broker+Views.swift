@@ -59,44 +59,52 @@ extension Broker {
         let stored = try await readForView("sessions") { store throws(StoreError) in try store.sessions() }
         var views = Dictionary(stored.map { ($0.record.clientID, Self.view(of: $0)) }) { $1 }
         state.withLock { state in
-            for (clientID, session) in state.sessions { views[clientID] = view(of: session) }
+            for (clientID, session) in state.sessions where Self.isNewerThanStored(clientID, session, state) {
+                views[clientID] = view(of: session)
+            }
         }
         return views
     }
 
+    /// Memory's copy of a session is the newer while its connection is here or its changes wait
+    /// for the next flush; otherwise the store's is (another broker may have moved it on).
+    private static func isNewerThanStored(_ clientID: String, _ session: DurableSession, _ state: State) -> Bool {
+        session.owner != nil || state.dirtySessions[clientID] != nil
+    }
+
     /// One durable session, or nil when there is none.
     func sessionView(_ clientID: String) async throws(ProtocolError) -> SessionView? {
-        if let session = state.withLock({ $0.sessions[clientID] }) { return view(of: session) }
+        let held = state.withLock { state in
+            state.sessions[clientID].flatMap { Self.isNewerThanStored(clientID, $0, state) ? $0 : nil }
+        }
+        if let held { return view(of: held) }
         return try await readForView("session \(clientID)") { store throws(StoreError) in try store.session(clientID: clientID) }
             .map(Self.view(of:))
     }
 
-    /// The view of a topic this broker holds, if it holds one with a log or a subscriber.
-    private func heldView(_ topic: Topic) -> TopicView? {
-        let position = topic.position
-        let connected = topic.subscriberCount
-        guard let record = topic.record else {
-            return connected > 0 ? TopicView(name: topic.name, record: nil, epoch: position.epoch, connected: connected) : nil
-        }
-        return TopicView(name: topic.name, record: record, epoch: record.epoch, connected: connected)
-    }
-
-    /// One topic: held in memory, else read from the store; nil when it has neither a log nor a
-    /// connected subscriber.
+    /// One topic: its stored log (the store has every commit this broker mirrors, and those of
+    /// other brokers), else a name only connected subscribers hold; nil when it has neither.
     func topicView(_ name: String) async throws(ProtocolError) -> TopicView? {
-        if let topic = existingTopic(name), let held = heldView(topic) { return held }
         let record = try await readForView("topic \(name)") { store throws(StoreError) in try store.topic(named: name) }
-        return record.map { TopicView(name: name, record: $0, epoch: $0.epoch, connected: 0) }
+        return view(of: name, record: record, held: existingTopic(name))
     }
 
     /// Every topic with a log or a connected subscriber, by name.
     func topicViews() async throws(ProtocolError) -> [String: TopicView] {
         let stored = try await readForView("topics") { store throws(StoreError) in try store.topics() }
-        var views = Dictionary(stored.map { ($0.name, TopicView(name: $0.name, record: $0, epoch: $0.epoch, connected: 0)) }) { $1 }
-        let held = state.withLock { Array($0.topics.values) }
-        for topic in held {
-            if let view = heldView(topic) { views[topic.name] = view }
+        let held = state.withLock { $0.topics }
+        var views: [String: TopicView] = [:]
+        for record in stored { views[record.name] = view(of: record.name, record: record, held: held[record.name]) }
+        for (name, topic) in held where views[name] == nil {
+            views[name] = view(of: name, record: nil, held: topic)
         }
         return views
+    }
+
+    private func view(of name: String, record: TopicRecord?, held: Topic?) -> TopicView? {
+        let connected = held?.subscriberCount ?? 0
+        if let record { return TopicView(name: name, record: record, epoch: record.epoch, connected: connected) }
+        guard let held, connected > 0 else { return nil }
+        return TopicView(name: name, record: nil, epoch: held.position.epoch, connected: connected)
     }
 }

@@ -32,6 +32,8 @@ struct PostgresCommit {
     private var clearedClients: Set<String> = []
     private var deletedSubscriptions: Set<SubscriptionKey> = []
     private var subscriptions: [SubscriptionKey: SubscriptionRecord] = [:]
+    /// `expireSessions` operations: the index of each one's outcome, and its cutoff.
+    private var expiries: [(index: Int, cutoff: Timestamp)] = []
 
     struct PendingMessage {
         var topicID: UInt64
@@ -110,10 +112,17 @@ struct PostgresCommit {
             case .sweep:
                 sweep = true
                 outcomes.append(.done)
+            case .expireSessions(let cutoff):
+                // After the sessions this commit writes: a session it marks as seen now stays.
+                expiries.append((outcomes.count, cutoff))
+                outcomes.append(.expired([]))
             }
         }
         try writeTopicsAndMessages()
         try writeSessionsAndSubscriptions()
+        for (index, cutoff) in expiries {
+            outcomes[index] = .expired(try expireSessions(lastSeenBefore: cutoff))
+        }
         return CommitResult(outcomes: outcomes, topics: changed)
     }
 
@@ -344,6 +353,17 @@ extension PostgresCommit {
             ON CONFLICT (name) DO UPDATE SET id = excluded.id, epoch = excluded.epoch, first = excluded.first,
                 head = excluded.head, messages = excluded.messages, bytes = excluded.bytes
             """)
+    }
+
+    /// Deletes the sessions last seen before `cutoff` with their subscriptions; returns their ids.
+    private func expireSessions(lastSeenBefore cutoff: Timestamp) throws(StoreError) -> [String] {
+        let rows = try session.query(
+            """
+            WITH expired AS (DELETE FROM sessions WHERE last_seen < \(cutoff.signed) RETURNING client_id),
+                 gone AS (DELETE FROM subscriptions WHERE client_id IN (SELECT client_id FROM expired))
+            SELECT client_id FROM expired ORDER BY client_id
+            """)
+        return try PostgresMessageStore.decodeRows(rows, "expired session") { row throws in try row.decode(String.self) }
     }
 
     private mutating func writeSessionsAndSubscriptions() throws(StoreError) {

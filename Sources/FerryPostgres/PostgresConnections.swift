@@ -113,6 +113,12 @@ final class PostgresConnections: Sendable {
         return (try connect(), false)
     }
 
+    /// A new connection of its own, for a task (the watcher's LISTEN and NOTIFY).
+    func connect() async throws -> PostgresConnection {
+        let id = nextID.add(1, ordering: .relaxed).oldValue
+        return try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: id, logger: logger).get()
+    }
+
     private func connect() throws(StoreError) -> PostgresConnection {
         let id = nextID.add(1, ordering: .relaxed).oldValue
         do {

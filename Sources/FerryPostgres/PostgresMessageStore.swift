@@ -13,62 +13,118 @@ public final class PostgresMessageStore: MessageStore {
     /// What the store was opened with.
     public let configuration: PostgresStoreConfiguration
     let connections: PostgresConnections
+    private let watcher: PostgresWatch
 
     /// Connects, then creates or migrates the schema.
     public init(configuration: PostgresStoreConfiguration) throws(StoreError) {
         self.configuration = configuration
         connections = PostgresConnections(configuration)
+        watcher = PostgresWatch(connections: connections)
         try PostgresSchema.migrate(connections)
     }
 
-    // MARK: - Loading
+    /// LISTENs for other brokers' commits and polls every half second (``PostgresWatch``).
+    public func watch(_ handler: @escaping @Sendable (StoreChange) -> Void) {
+        watcher.watch(handler)
+    }
 
-    public func load() throws(StoreError) -> StoreSnapshot {
+    /// Every read waits for the database.
+    public var readsMayBlock: Bool { true }
+
+    // MARK: - Reading state
+
+    /// Every node proposes a secret and all keep the first one stored.
+    public func open() throws(StoreError) -> [UInt8] {
         try connections.withSession { session throws(StoreError) in
-            // Every node proposes a secret and all keep the first one stored.
             let proposal = ByteBuffer(bytes: (0..<32).map { _ in UInt8.random(in: .min ... .max) })
             try session.query("INSERT INTO meta (key, value) VALUES ('secret', \(proposal)) ON CONFLICT (key) DO NOTHING")
             guard let secret = try PostgresSchema.decodeFirst(
                 try session.query("SELECT value FROM meta WHERE key = 'secret'"), as: ByteBuffer.self, "the token secret")
             else { throw StoreError.corrupted("the token secret is missing from meta") }
-            let topics = try Self.decodeRows(
+            return Array(secret.readableBytesView)
+        }
+    }
+
+    public func topic(named name: String) throws(StoreError) -> TopicRecord? {
+        try connections.withSession { session throws(StoreError) in
+            try Self.decodeRows(
+                try session.query("SELECT name, id, epoch, first, head, messages, bytes FROM topics WHERE name = \(name)"), "topic record",
+                Self.topic
+            ).first
+        }
+    }
+
+    public func topics(named names: [String]) throws(StoreError) -> [TopicRecord] {
+        guard !names.isEmpty else { return [] }
+        return try connections.withSession { session throws(StoreError) in
+            try Self.decodeRows(
+                try session.query("SELECT name, id, epoch, first, head, messages, bytes FROM topics WHERE name = ANY(\(names)::text[])"),
+                "topic record", Self.topic)
+        }
+    }
+
+    public func topics() throws(StoreError) -> [TopicRecord] {
+        try connections.withSession { session throws(StoreError) in
+            try Self.decodeRows(
                 try session.query("SELECT name, id, epoch, first, head, messages, bytes FROM topics ORDER BY name"), "topic record",
                 Self.topic)
-            let sessions = try Self.decodeRows(
-                try session.query("SELECT client_id, incarnation, created_at, last_seen FROM sessions ORDER BY client_id"),
-                "session record"
-            ) { row throws in
-                let (clientID, incarnation, created, lastSeen) = try row.decode((String, String, Int64, Int64).self)
-                return SessionRecord(clientID: clientID, incarnation: incarnation, createdAt: created.unsigned, lastSeen: lastSeen.unsigned)
-            }
-            let subscriptions = try Self.decodeRows(
-                try session.query(
-                    "SELECT client_id, topic, epoch, ack_floor, window_size FROM subscriptions ORDER BY client_id, topic"),
-                "subscription record"
-            ) { row throws in
+        }
+    }
+
+    public func session(clientID: String) throws(StoreError) -> StoredSession? {
+        try connections.withSession { session throws(StoreError) in
+            try Self.stored(
+                sessions: try session.query(
+                    "SELECT client_id, incarnation, created_at, last_seen FROM sessions WHERE client_id = \(clientID)"),
+                subscriptions: try session.query(
+                    "SELECT client_id, topic, epoch, ack_floor, window_size FROM subscriptions WHERE client_id = \(clientID) ORDER BY topic")
+            ).first
+        }
+    }
+
+    public func sessions() throws(StoreError) -> [StoredSession] {
+        try connections.withSession { session throws(StoreError) in
+            try Self.stored(
+                sessions: try session.query("SELECT client_id, incarnation, created_at, last_seen FROM sessions ORDER BY client_id"),
+                subscriptions: try session.query(
+                    "SELECT client_id, topic, epoch, ack_floor, window_size FROM subscriptions ORDER BY client_id, topic"))
+        }
+    }
+
+    /// Sessions and subscriptions as `SELECT`ed above, each session with its own.
+    private static func stored(sessions: PostgresQueryResult, subscriptions: PostgresQueryResult) throws(StoreError) -> [StoredSession] {
+        let records = try decodeRows(sessions, "session record") { row throws in
+            let (clientID, incarnation, created, lastSeen) = try row.decode((String, String, Int64, Int64).self)
+            return SessionRecord(clientID: clientID, incarnation: incarnation, createdAt: created.unsigned, lastSeen: lastSeen.unsigned)
+        }
+        let byClient = Dictionary(
+            grouping: try decodeRows(subscriptions, "subscription record") { row throws in
                 let (clientID, topic, epoch, floor, window) = try row.decode((String, String, String, Int64, Int32).self)
                 return SubscriptionRecord(clientID: clientID, topic: topic, epoch: epoch, ackFloor: floor.unsigned, window: Int(window))
-            }
-            return StoreSnapshot(topics: topics, sessions: sessions, subscriptions: subscriptions, secret: Array(secret.readableBytesView))
-        }
+            }, by: \.clientID)
+        return records.map { StoredSession(record: $0, subscriptions: byClient[$0.clientID] ?? []) }
     }
 
     // MARK: - Commit
 
     public func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
+        let result: CommitResult
         do {
-            return try connections.transaction { session throws(StoreError) in
+            result = try connections.transaction { session throws(StoreError) in
                 var commit = PostgresCommit(session: session, configuration: configuration, now: now, acceptPublishes: true)
                 return try commit.run(operations)
             }
         } catch .full where operations.contains(where: \.isPublish) {
             // The disk is full and the transaction rolled back. Retry without the publishes so
             // acks, sessions and deletes (which free space) still commit, as LMDB does.
-            return try connections.transaction { session throws(StoreError) in
+            result = try connections.transaction { session throws(StoreError) in
                 var commit = PostgresCommit(session: session, configuration: configuration, now: now, acceptPublishes: false)
                 return try commit.run(operations)
             }
         }
+        // After COMMIT: other brokers read these topics again.
+        watcher.changed(result.topics.keys)
+        return result
     }
 
     // MARK: - Reads

@@ -23,6 +23,10 @@ public protocol MessageStore: AnyObject, Sendable {
     /// named, not all of them at start.
     func topic(named name: String) throws(StoreError) -> TopicRecord?
 
+    /// The logs of the topics in `names` that exist, in one read where the engine can (a broker
+    /// reads again the topics its subscribers wait on, after another broker's change).
+    func topics(named names: [String]) throws(StoreError) -> [TopicRecord]
+
     /// Every topic, by name (admin listings and metrics).
     func topics() throws(StoreError) -> [TopicRecord]
 
@@ -311,6 +315,15 @@ public struct StoredSession: Sendable, Equatable {
 }
 
 extension MessageStore {
+    /// One read per name: for an engine whose reads are of memory.
+    public func topics(named names: [String]) throws(StoreError) -> [TopicRecord] {
+        var records: [TopicRecord] = []
+        for name in names {
+            if let record = try topic(named: name) { records.append(record) }
+        }
+        return records
+    }
+
     /// The whole store at once, for tests and offline tools; the broker reads lazily.
     public func load() throws(StoreError) -> StoreSnapshot {
         let secret = try open()

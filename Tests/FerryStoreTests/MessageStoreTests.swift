@@ -270,9 +270,11 @@ struct MessageStoreTests {
             _ = try store.commit(
                 [.putSession(session("s")), .putSubscription(subscription("s", "a")), .deleteSession("s"), .putSubscription(subscription("s", "b"))],
                 now: t0)
+            // The put after the delete is stored, without a session: sessions (and so load())
+            // do not show it, verify reports it.
             let snapshot = try store.load()
             #expect(snapshot.sessions.isEmpty)
-            #expect(snapshot.subscriptions == [subscription("s", "b")])
+            #expect(snapshot.subscriptions.isEmpty)
             #expect(try store.verify().map(\.kind) == [.orphanSubscription])
         }
     }
