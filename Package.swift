@@ -103,7 +103,7 @@ let package = Package(
         .executableTarget(
             name: "ferryd",
             dependencies: [
-                "FerryServer", "FerryCore", "FerryStore", "FerryProtocol",
+                "FerryServer", "FerryCore", "FerryStore", "FerryPostgres", "FerryProtocol",
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -151,7 +151,7 @@ let package = Package(
         ),
         // What the integration suites share: a real ferryd child process, raw sockets, a fault-injecting proxy.
         .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "FerryStoreTests", dependencies: ["FerryStore", "FerryPostgres"], swiftSettings: swiftSettings),
+        .testTarget(name: "FerryStoreTests", dependencies: ["FerryStore", "FerryPostgres", "FerryTestSupport"], swiftSettings: swiftSettings),
         .testTarget(
             name: "FerryProtocolTests",
             dependencies: ["FerryProtocol", .product(name: "PropertyBased", package: "swift-property-based")],

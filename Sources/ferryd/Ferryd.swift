@@ -1,5 +1,6 @@
 import ArgumentParser
 import FerryCore
+import FerryPostgres
 import FerryProtocol
 import FerryServer
 import FerryStore
@@ -27,6 +28,11 @@ struct Ferryd: AsyncParsableCommand {
     @Option(help: "Listen address (FERRY_HOST, default 127.0.0.1).") var host: String?
     @Option(help: "Listen port for HTTP and WebSocket (FERRY_PORT, default 8080).") var port: String?
     @Option(help: "LMDB data folder (FERRY_DATA, default ./ferry-data).") var data: String?
+    @Option(
+        help:
+            "PostgreSQL URL, postgres://user[:password]@host[:port]/database: store everything there instead of LMDB, shared by every ferryd given the same URL (FERRY_POSTGRES_URL, default unset: LMDB)."
+    )
+    var postgres: String?
     @Option(help: "full: fsync each commit before confirming; none: leave it to the OS (FERRY_SYNC, default full).") var sync: String?
     @Option(help: "LMDB map size (FERRY_MAP_SIZE, default 8G).") var mapSize: String?
     @Option(help: "Seconds between pings; 2.5x of silence closes with 4002 (FERRY_HEARTBEAT, default 20).") var heartbeat: String?
@@ -83,7 +89,15 @@ struct Ferryd: AsyncParsableCommand {
             logger.warning("\(variable) is not a ferryd setting and is ignored; did you mean \(closest)?")
         }
         let (storeConfiguration, brokerConfiguration, serverConfiguration) = (settings.store, settings.broker, settings.server)
-        let store = try LMDBMessageStore(configuration: storeConfiguration)
+        let store: any MessageStore
+        let location: String
+        if let postgres = settings.postgres {
+            store = try PostgresMessageStore(configuration: postgres)
+            location = "postgres=\(postgres.host):\(postgres.port)/\(postgres.database)"
+        } else {
+            store = try LMDBMessageStore(configuration: storeConfiguration)
+            location = "data=\(storeConfiguration.path)"
+        }
         let broker = try Broker(store: store, configuration: brokerConfiguration)
         let sync = storeConfiguration.syncOnCommit ? "full" : "none"
         let scheme = serverConfiguration.tls == nil ? "http" : "https"
@@ -92,7 +106,7 @@ struct Ferryd: AsyncParsableCommand {
             broker: broker, configuration: serverConfiguration, metrics: metrics, logger: logger,
             onServerRunning: { port in
                 logger.info(
-                    "ferryd \(Broker.version) listening on \(scheme)://\(serverConfiguration.host):\(port) data=\(storeConfiguration.path) sync=\(sync) auth=\(auth)",
+                    "ferryd \(Broker.version) listening on \(scheme)://\(serverConfiguration.host):\(port) \(location) sync=\(sync) auth=\(auth)",
                     metadata: [
                         "ferry.open_files": "\(openFiles)",
                         "ferry.max_connections": "\(serverConfiguration.maxConnections.map(String.init) ?? "unlimited")",
@@ -115,6 +129,7 @@ struct Ferryd: AsyncParsableCommand {
         case .host: host
         case .port: port
         case .data: data
+        case .postgres: postgres
         case .sync: sync
         case .mapSize: mapSize
         case .heartbeat: heartbeat

@@ -4,6 +4,7 @@ import Foundation
 /// `FERRY_` + the raw value in capitals with `_` for `-`.
 enum Setting: String, CaseIterable, Sendable {
     case host, port, data, sync
+    case postgres
     case mapSize = "map-size"
     case heartbeat
     case maxMessageBytes = "max-message-bytes"
@@ -29,7 +30,10 @@ enum Setting: String, CaseIterable, Sendable {
     case metricsTopN = "metrics-top-n"
 
     var flag: String { "--" + rawValue }
-    var variable: String { "FERRY_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_") }
+    var variable: String {
+        // A URL: the variable says so, as DATABASE_URL-style variables do.
+        self == .postgres ? "FERRY_POSTGRES_URL" : "FERRY_" + rawValue.uppercased().replacingOccurrences(of: "-", with: "_")
+    }
     /// How an error message names it: both ways of giving it.
     var label: String { "\(flag) / \(variable)" }
 

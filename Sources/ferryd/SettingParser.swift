@@ -1,3 +1,4 @@
+import FerryPostgres
 import Foundation
 
 /// How a setting's text becomes a value, and what it accepts (said when it refuses a text).
@@ -147,4 +148,13 @@ private func formatSize(_ bytes: UInt64) -> String {
         return "\(bytes >> shift)\(suffix)"
     }
     return "\(bytes)"
+}
+
+extension SettingParser where Value == PostgresStoreConfiguration {
+    /// A PostgreSQL URL; it may hold a password, so it is never written back.
+    static var postgresURL: Self {
+        Self(accepts: "postgres://user[:password]@host[:port]/database", isSecret: true) { text in
+            try PostgresStoreConfiguration(url: text)
+        }
+    }
 }

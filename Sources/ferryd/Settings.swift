@@ -1,4 +1,5 @@
 import FerryCore
+import FerryPostgres
 import FerryProtocol
 import FerryServer
 import FerryStore
@@ -62,6 +63,8 @@ struct SettingError: Error, CustomStringConvertible {
 struct FerrydSettings {
     var logLevel = Logger.Level.info
     var store: LMDBStoreConfiguration
+    /// Set when the store is PostgreSQL (`--postgres`), with the same retention and dedup window.
+    var postgres: PostgresStoreConfiguration?
     var broker = BrokerConfiguration()
     var server = ServerConfiguration()
 
@@ -71,6 +74,11 @@ struct FerrydSettings {
         logLevel = reader.read(.logLevel, .oneOf(Logger.Level.allCases.map { ($0.rawValue, $0) })) ?? .info
         store = LMDBStoreConfiguration(path: reader.read(.data, .folder) ?? "./ferry-data")
         readStore(&reader)
+        if var postgres = reader.read(.postgres, .postgresURL) {
+            postgres.retention = store.retention
+            postgres.dedupWindow = store.dedupWindow
+            self.postgres = postgres
+        }
         readBroker(&reader)
         await readServer(&reader, openFiles: openFiles)
         try reader.finish()

@@ -14,8 +14,10 @@ struct SettingsTests {
         let accepted: String
         /// A secret is not written back.
         var secret = false
+        /// The variable when it is not `FERRY_` + the flag in capitals.
+        var named: String?
 
-        var variable: String { "FERRY_" + flag.uppercased().replacingOccurrences(of: "-", with: "_") }
+        var variable: String { named ?? "FERRY_" + flag.uppercased().replacingOccurrences(of: "-", with: "_") }
         var description: String { "--\(flag) / \(variable) = \(bad.debugDescription)" }
     }
 
@@ -23,6 +25,7 @@ struct SettingsTests {
         Case(flag: "host", bad: "127.0.0.1:8080", accepted: "an IP address or a host name"),
         Case(flag: "port", bad: "80a", accepted: "from 0 to 65535"),
         Case(flag: "data", bad: "/dev/null", accepted: "a folder"),
+        Case(flag: "postgres", bad: "mysql://u:pw@h/db", accepted: "postgres://user[:password]@host[:port]/database", secret: true, named: "FERRY_POSTGRES_URL"),
         Case(flag: "sync", bad: "fsync", accepted: "one of full, none"),
         Case(flag: "map-size", bad: "8X", accepted: "a size"),
         Case(flag: "heartbeat", bad: "20x", accepted: "a duration"),

@@ -1,5 +1,6 @@
 import FerryPostgres
 import FerryStore
+import FerryTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -30,7 +31,7 @@ struct PostgresURLTests {
     }
 }
 
-@Suite("PostgresMessageStore: several nodes on one database", .enabled(if: PostgresTestServer.isAvailable, PostgresTestServer.unavailableReason))
+@Suite("PostgresMessageStore: several nodes on one database", .enabled(if: PostgresTestServer.isAvailable, Comment(rawValue: PostgresTestServer.unavailableReason)))
 struct PostgresStoreTests {
     /// Runs `body` on `count` threads at once (the core calls the store from threads of its own) and waits for all.
     private func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) -> [String] {

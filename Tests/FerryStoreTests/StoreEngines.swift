@@ -1,5 +1,6 @@
 import FerryPostgres
 import FerryStore
+import FerryTestSupport
 import Foundation
 import Testing
 

@@ -1,0 +1,108 @@
+import FerryTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// Two real ferryd processes on one real PostgreSQL database: what one is given, the other
+/// serves, with the guarantees a single broker gives.
+@Suite(
+    "Cluster: two brokers on one PostgreSQL", .serialized,
+    .enabled(if: PostgresTestServer.isAvailable, Comment(rawValue: PostgresTestServer.unavailableReason)))
+struct ClusterTests {
+    /// Two brokers on a fresh database, with the admin API on; the database is dropped after `body`.
+    private func withCluster(_ body: (Ferryd, Ferryd) throws -> Void) throws {
+        let server = try PostgresTestServer.shared.get()
+        let database = try server.createDatabase()
+        defer { _ = try? server.dropDatabase(database) }
+        let environment = ["FERRY_POSTGRES_URL": server.url(database: database), "FERRY_ADMIN_TOKEN": testAdminToken]
+        // One after the other: two starts at once are covered by the store's own tests.
+        let a = try Ferryd(environment: environment)
+        let b = try Ferryd(environment: environment)
+        try body(a, b)
+    }
+
+    @Test func aSubscriberOnOneBrokerGetsWhatIsPublishedOnTheOtherInOrder() throws {
+        try withCluster { a, b in
+            let (subscriber, _) = try b.session(clientID: "reader")
+            try subscriber.subscribe("orders", from: "earliest")
+            // Both brokers publish, one after the other: one sequence, read whole on B.
+            try a.publishNumbered("orders", count: 100)
+            try b.publishNumbered("orders", count: 50, startingAt: 101)
+            try a.publishNumbered("orders", count: 50, startingAt: 151)
+            let messages = try subscriber.collectMessages(count: 200, timeout: 20)
+            #expect(messages.versions == Array(1...200))
+            #expect(messages.map { $0.object("data")?.int("n") ?? -1 } == Array(1...200))
+            #expect(try subscriber.framesWithin(0.5).isEmpty, "a duplicate or an extra frame")
+        }
+    }
+
+    @Test func twoBrokersPublishingToOneTopicAtOnceMakeOneGaplessSequence() throws {
+        try withCluster { a, b in
+            let confirmed = Mutex<[Int]>([])
+            DispatchQueue.concurrentPerform(iterations: 2) { index in
+                let broker = index == 0 ? a : b
+                for n in 0..<150 {
+                    if let version = try? broker.publishJSON("shared", "{\"node\":\(index),\"n\":\(n)}").int("version") {
+                        confirmed.withLock { $0.append(version) }
+                    }
+                }
+            }
+            let versions = confirmed.withLock { $0 }.sorted()
+            #expect(versions == Array(1...300), "every publish confirmed once, with its own version")
+            for broker in [a, b] {
+                #expect(try broker.topicInfo("shared").int("head") == 300)
+                let read = try broker.get(Ferryd.topicPath("shared") + "/messages?limit=1000")
+                #expect(read.json?.objects("messages")?.versions == Array(1...300))
+            }
+        }
+    }
+
+    @Test func aDurableClientResumesOnTheOtherBrokerFromItsFloor() throws {
+        try withCluster { a, b in
+            let (first, _) = try a.session(clientID: "mobile")
+            try first.subscribe("feed", from: "earliest")
+            try a.publishNumbered("feed", count: 10)
+            #expect(try first.collectMessages(count: 10).versions == Array(1...10))
+            try first.ack("feed", 6)
+            first.close()
+            // A writes the floor within its flush interval: wait for the store to say so.
+            let deadline = Deadline(seconds: 10)
+            while try b.admin("GET", "/clients/mobile").json?.objects("subscriptions")?.first?.int("ack_floor") != 6 {
+                if deadline.hasPassed { throw TestFailure("the ack floor never reached the store") }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            try a.publishNumbered("feed", count: 2, startingAt: 11)
+            let (second, welcome) = try b.session(clientID: "mobile")
+            #expect(welcome.bool("resumed") == true)
+            #expect(try second.collectMessages(count: 6, timeout: 10).versions == Array(7...12))
+        }
+    }
+
+    @Test func aBrokerKilledUnderPublishLoadLosesNothingConfirmed() throws {
+        try withCluster { a, b in
+            let confirmed = Mutex<[Int]>([])
+            let stop = Atomic<Bool>(false)
+            let publisher = Thread {
+                var n = 0
+                while !stop.load(ordering: .relaxed) {
+                    n += 1
+                    guard let version = try? a.publishJSON("load", "{\"n\":\(n)}").int("version") else { continue }
+                    confirmed.withLock { $0.append(version) }
+                }
+            }
+            publisher.start()
+            let deadline = Deadline(seconds: 20)
+            while confirmed.withLock({ $0.count }) < 200, !deadline.hasPassed { Thread.sleep(forTimeInterval: 0.01) }
+            try a.kill()
+            stop.store(true, ordering: .relaxed)
+            let versions = Set(confirmed.withLock { $0 })
+            #expect(versions.count >= 200)
+            let read = try b.get(Ferryd.topicPath("load") + "/messages?limit=1000")
+            let stored = Set(read.json?.objects("messages")?.versions ?? [])
+            #expect(versions.isSubset(of: stored), "confirmed but not stored: \(versions.subtracting(stored).sorted().prefix(10))")
+            // B goes on serving and publishing after its peer died.
+            let next = try b.publishJSON("load", "{}").int("version") ?? 0
+            #expect(next == (stored.max() ?? 0) + 1)
+        }
+    }
+}
