@@ -229,7 +229,7 @@ extension Broker {
     public func stats() async throws(ProtocolError) -> BrokerStats {
         let topics = try await topicViews().values.filter { $0.record != nil }.count
         let sessions = try await sessionViews().count
-        let usage = store.usage()
+        let usage = try await readForView("usage") { store throws(StoreError) in store.usage() }
         return state.withLock { state in
             BrokerStats(
                 version: Self.version, uptimeSeconds: (configuration.now() - startedAt) / 1000, connections: state.connections,
@@ -243,9 +243,10 @@ extension Broker {
     public func metricsSnapshot() async throws(ProtocolError) -> MetricsSnapshot {
         let topics = try await topicViews()
         let sessions = try await sessionViews()
+        let usage = try await readForView("usage") { store throws(StoreError) in store.usage() }
         return MetricsSnapshot(
             topics: topics.values.compactMap(\.record), topicsInMemory: state.withLock { $0.topics.count },
-            sessions: sessions.values.map { ($0.record.clientID, Array($0.subscriptions.values)) }, usage: store.usage())
+            sessions: sessions.values.map { ($0.record.clientID, Array($0.subscriptions.values)) }, usage: usage)
     }
 
     /// A compacted hot copy of the store in the empty folder `path`; returns its size in bytes.

@@ -18,6 +18,8 @@ struct PostgresCommit {
     let configuration: PostgresStoreConfiguration
     let now: Timestamp
     let acceptPublishes: Bool
+    /// This broker runs the cluster's sweeps and session expiry now (``PostgresSweepLock``).
+    let sweeping: Bool
 
     var current: [String: TopicRecord] = [:]
     var changed: [String: TopicRecord?] = [:]
@@ -61,11 +63,12 @@ struct PostgresCommit {
         }
     }
 
-    init(session: PostgresSession, configuration: PostgresStoreConfiguration, now: Timestamp, acceptPublishes: Bool) {
+    init(session: PostgresSession, configuration: PostgresStoreConfiguration, now: Timestamp, acceptPublishes: Bool, sweeping: Bool) {
         self.session = session
         self.configuration = configuration
         self.now = now
         self.acceptPublishes = acceptPublishes
+        self.sweeping = sweeping
     }
 
     mutating func run(_ operations: [StoreOperation]) throws(StoreError) -> CommitResult {
@@ -110,11 +113,12 @@ struct PostgresCommit {
                 deletedSubscriptions.insert(key)
                 outcomes.append(.done)
             case .sweep:
-                sweep = true
+                // Another broker sweeps: this one's would only contend for every topic's lock.
+                if sweeping { sweep = true }
                 outcomes.append(.done)
             case .expireSessions(let cutoff):
                 // After the sessions this commit writes: a session it marks as seen now stays.
-                expiries.append((outcomes.count, cutoff))
+                if sweeping { expiries.append((outcomes.count, cutoff)) }
                 outcomes.append(.expired([]))
             }
         }
@@ -144,7 +148,7 @@ struct PostgresCommit {
             case .deleteTopic(let name), .trimTopic(let name, _):
                 touched.insert(name)
             case .sweep:
-                sweep = true
+                sweep = sweeping
             default:
                 break
             }

@@ -119,6 +119,11 @@ final class PostgresConnections: Sendable {
         return try await PostgresConnection.connect(on: group.next(), configuration: configuration, id: id, logger: logger).get()
     }
 
+    /// A new connection of its own, waited for on the calling thread.
+    func connectWaiting() throws(StoreError) -> PostgresConnection {
+        try connect()
+    }
+
     private func connect() throws(StoreError) -> PostgresConnection {
         let id = nextID.add(1, ordering: .relaxed).oldValue
         do {

@@ -14,12 +14,14 @@ public final class PostgresMessageStore: MessageStore {
     public let configuration: PostgresStoreConfiguration
     let connections: PostgresConnections
     private let watcher: PostgresWatch
+    private let sweepLock: PostgresSweepLock
 
     /// Connects, then creates or migrates the schema.
     public init(configuration: PostgresStoreConfiguration) throws(StoreError) {
         self.configuration = configuration
         connections = PostgresConnections(configuration)
         watcher = PostgresWatch(connections: connections)
+        sweepLock = PostgresSweepLock(connections: connections)
         try PostgresSchema.migrate(connections)
     }
 
@@ -109,16 +111,19 @@ public final class PostgresMessageStore: MessageStore {
 
     public func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
         let result: CommitResult
+        let sweeping = operations.contains(where: \.isClusterChore) && sweepLock.isHeld()
         do {
             result = try connections.transaction { session throws(StoreError) in
-                var commit = PostgresCommit(session: session, configuration: configuration, now: now, acceptPublishes: true)
+                var commit = PostgresCommit(
+                    session: session, configuration: configuration, now: now, acceptPublishes: true, sweeping: sweeping)
                 return try commit.run(operations)
             }
         } catch .full where operations.contains(where: \.isPublish) {
             // The disk is full and the transaction rolled back. Retry without the publishes so
             // acks, sessions and deletes (which free space) still commit, as LMDB does.
             result = try connections.transaction { session throws(StoreError) in
-                var commit = PostgresCommit(session: session, configuration: configuration, now: now, acceptPublishes: false)
+                var commit = PostgresCommit(
+                    session: session, configuration: configuration, now: now, acceptPublishes: false, sweeping: sweeping)
                 return try commit.run(operations)
             }
         }
@@ -192,6 +197,14 @@ public final class PostgresMessageStore: MessageStore {
 extension StoreOperation {
     var isPublish: Bool {
         if case .publish = self { true } else { false }
+    }
+
+    /// Work one broker of a cluster does for all: retention sweeps and session expiry.
+    var isClusterChore: Bool {
+        switch self {
+        case .sweep, .expireSessions: true
+        default: false
+        }
     }
 }
 

@@ -8,7 +8,6 @@
 /// The methods are synchronous and may block: the core calls ``commit(_:now:)`` only from its
 /// one committer thread and the reads from threads of its own (or inline, when
 /// ``readsMayBlock`` is false), never from an event loop or the cooperative pool.
-/// ``usage()`` answers from memory and must not block.
 public protocol MessageStore: AnyObject, Sendable {
     /// False when a read never waits for anything but memory (LMDB's mapped file): the core then
     /// reads inline on the thread that needs the messages, instead of on a read thread.

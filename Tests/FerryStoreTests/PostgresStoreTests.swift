@@ -73,6 +73,29 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("sweeps and session expiry run on one node at a time; another takes over when it is gone")
+    func oneSweeperPerCluster() throws {
+        try withFixture(.postgres) { fixture in
+            var first: (any MessageStore)? = try fixture.open()
+            let second = try fixture.open()
+            // The first to sweep holds the lock.
+            #expect(try first?.commit([.expireSessions(lastSeenBefore: 0)], now: t0).outcomes == [.expired([])])
+            _ = try second.commit([.putSession(session("old", at: t0)), .putSession(session("new", at: t0 + 100))], now: t0)
+            #expect(try second.commit([.expireSessions(lastSeenBefore: t0 + 50)], now: t0 + 200).outcomes == [.expired([])])
+            #expect(try second.load().sessions.map(\.clientID) == ["new", "old"], "a node that does not sweep expired something")
+            #expect(try first?.commit([.expireSessions(lastSeenBefore: t0 + 50)], now: t0 + 200).outcomes == [.expired(["old"])])
+            // Gone: its connection closes, and the lock is free for the next to ask.
+            first = nil
+            _ = try second.commit([.putSession(session("older", at: t0))], now: t0)
+            let deadline = Date().addingTimeInterval(10)
+            var outcome: [CommitResult.Outcome] = []
+            repeat {
+                outcome = try second.commit([.expireSessions(lastSeenBefore: t0 + 50)], now: t0 + 300).outcomes
+            } while outcome == [.expired([])] && Date() < deadline
+            #expect(outcome == [.expired(["older"])])
+        }
+    }
+
     @Test("two nodes opening a fresh database at once both migrate it and share one secret")
     func concurrentMigration() throws {
         try withFixture(.postgres) { fixture in
