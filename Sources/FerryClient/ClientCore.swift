@@ -2,9 +2,7 @@ import DequeModule
 import FerryProtocol
 import Foundation
 import Logging
-import NIOWebSocket
 import Synchronization
-import WSClient
 
 /// The client's state and its connection loop. One actor, so every rule (dedup, acks, outbox,
 /// resume) reads and writes one consistent state; frames leave through one ordered stream per
@@ -22,11 +20,13 @@ actor ClientCore {
     private var random: Jitter
     /// Frames for the current connection's writer; nil while disconnected.
     private var sender: AsyncStream<[UInt8]>.Continuation?
-    private var lastHeard: Duration
-    /// A ping went out for the current silence.
-    private var pinged = false
-    /// The broker's heartbeat once `welcome` says it; before that, how long a hello may take.
-    private var heartbeat: Duration
+    /// The current attempt's phase and deadlines.
+    private var watch: AttemptWatch
+    /// The current attempt, to be given up by `close()`.
+    private var attempt: Task<AttemptEnd, Never>?
+    /// The watchdog's sleep, cut short when the phase changes.
+    private var nap: Task<Void, Never>?
+    private let dialer: Result<WebSocketDialer, any Error>
     private var nextRequestID: Int64 = 1
     private var backoffWaiter: CheckedContinuation<Void, Never>?
 
@@ -87,7 +87,10 @@ actor ClientCore {
         self.states = states
         self.events = events
         clock = configuration.clock
-        lastHeard = clock.now()
+        watch = AttemptWatch(
+            timeouts: .init(connect: configuration.connectTimeout, handshake: configuration.handshakeTimeout, hello: configuration.helloTimeout),
+            at: clock.now())
+        dialer = Result { try WebSocketDialer(url: url, maxFrameSize: 1 << 26, connectTimeout: configuration.connectTimeout) }
         random = Jitter(source: configuration.makeRandom())
         store = ClientStore(directory: configuration.stateDirectory)
         saved = store.loadState()
@@ -95,8 +98,8 @@ actor ClientCore {
             // A different identity: positions and token of another session do not apply.
             saved = ClientStore.State(clientID: clientID)
         }
-        machine = ConnectionStateMachine(backoff: configuration.backoff, stableAfter: configuration.stableConnection)
-        heartbeat = Self.heartbeat(before: configuration.helloTimeout)
+        machine = ConnectionStateMachine(
+            backoff: configuration.backoff, stableAfter: configuration.stableConnection, renewsTokens: configuration.tokenProvider != nil)
         outbox = Outbox(limit: configuration.outboxLimit)
         if let directory = configuration.stateDirectory {
             do {
@@ -175,6 +178,17 @@ actor ClientCore {
         guard !isFinished else { return }
         machine.close()
         finish(with: .closed)
+        // An open WebSocket gets a moment to send what is queued and its close frame; an attempt
+        // still opening one is given up at once.
+        guard let attempt else { return }
+        if watch.phase == .hello || watch.phase == .connected {
+            Task {
+                try? await Task.sleep(for: .seconds(1))
+                attempt.cancel()
+            }
+        } else {
+            attempt.cancel()
+        }
     }
 
     // MARK: - Connection loop
@@ -190,10 +204,13 @@ actor ClientCore {
             switch action {
             case .connect:
                 publishState()
-                let (code, reason) = await connectOnce()
+                let end = await connectOnce()
                 connectionEnded()
                 guard !isFinished else { return }
-                action = machine.connectionLost(closeCode: code, reason: reason, at: clock.now(), using: &random)
+                if case .refused(let refusal) = end {
+                    logger.info("upgrade refused", metadata: ["ferry.status": "\(refusal.status)", "ferry.code": "\(refusal.error.code.rawValue)"])
+                }
+                action = machine.attemptEnded(end, at: clock.now(), using: &random)
                 publishState()
                 if case .failed(let error) = machine.state {
                     finish(with: error)
@@ -209,54 +226,96 @@ actor ClientCore {
         }
     }
 
-    /// One WebSocket, from connect to close. Returns the broker's close code and reason, if any.
-    private func connectOnce() async -> (UInt16?, String) {
-        var webSocket = WebSocketClientConfiguration()
-        webSocket.maxFrameSize = 1 << 26
-        webSocket.closeTimeout = .seconds(1)
-        webSocket.autoPing = .disabled
-        do {
-            let closeFrame = try await WebSocketClient.connect(url: url, configuration: webSocket, logger: logger) { inbound, outbound, _ in
-                try await self.serve(inbound: inbound, outbound: outbound)
-            }
-            guard let closeFrame else { return (nil, "") }
-            return (UInt16(webSocketErrorCode: closeFrame.closeCode), closeFrame.reason ?? "")
-        } catch {
-            logger.debug("connection ended", metadata: ["error": "\(error)"])
-            return (nil, "\(error)")
+    /// One attempt, from the token to the connection's end, with a deadline on every phase.
+    private func connectOnce() async -> AttemptEnd {
+        guard !isFinished else { return .lost(closeCode: nil, reason: "closed") }
+        enter(configuration.tokenProvider == nil ? .connect : .token)
+        let task = Task { await self.attemptUnderDeadlines() }
+        attempt = task
+        defer { attempt = nil }
+        return await task.value
+    }
+
+    private nonisolated func attemptUnderDeadlines() async -> AttemptEnd {
+        await withTaskGroup(of: AttemptEnd?.self) { group in
+            group.addTask { await self.openAndServe() }
+            group.addTask { await self.watchDeadlines() }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .lost(closeCode: nil, reason: "closed")
         }
     }
 
-    private struct Silent: Error {}
-
-    /// Runs a connection: an ordered writer, the reader, and the silence watchdog.
-    private nonisolated func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        let (frames, sender) = AsyncStream.makeStream(of: [UInt8].self)
-        await opened(sender)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await frame in frames {
-                    try await outbound.write(.text(String(decoding: frame, as: UTF8.self)))
+    /// Token, TCP, TLS and upgrade, then the WebSocket until it ends.
+    private nonisolated func openAndServe() async -> AttemptEnd {
+        do {
+            let dialer = try dialer.get()
+            var token: String?
+            if let provider = configuration.tokenProvider {
+                do {
+                    token = try await abandoningOnCancel { try await provider() }
+                } catch {
+                    return .lost(closeCode: nil, reason: "the token provider failed: \(error)")
                 }
+                await enter(.connect)
             }
-            group.addTask {
-                for try await message in inbound.messages(maxSize: .max) {
-                    if case .text(let text) = message { await self.received(Array(text.utf8)) }
-                }
-            }
-            group.addTask {
-                while let wait = await self.watchSilence() { try await self.clock.sleep(wait) }
-                throw Silent()
-            }
-            _ = try await group.next()
-            group.cancelAll()
+            let handshake = try await dialer.connect(token: token)
+            await enter(.handshake)
+            let webSocket = try await dialer.answer(handshake)
+            let (frames, sender) = AsyncStream.makeStream(of: [UInt8].self)
+            await opened(sender)
+            let (code, reason) = try await WebSocketDialer.serve(
+                webSocket, outgoing: frames, onText: { await self.received($0) }, onHeard: { await self.heard() })
+            return .lost(closeCode: code, reason: reason)
+        } catch WebSocketDialer.Failure.refused(let refusal) {
+            return .refused(refusal)
+        } catch {
+            logger.debug("connection ended", metadata: ["error": "\(error)"])
+            return .lost(closeCode: nil, reason: "\(error)")
         }
+    }
+
+    /// Ends the attempt when its phase overruns its deadline, or a connection goes silent.
+    private nonisolated func watchDeadlines() async -> AttemptEnd? {
+        while !Task.isCancelled {
+            switch await deadlineVerdict() {
+            case .wait(let wait), .ping(then: let wait):
+                await sleep(wait)
+            case .expired(let phase, let after):
+                return .lost(closeCode: nil, reason: phase == .connected ? "silent" : "no \(phase.rawValue) within \(after)")
+            }
+        }
+        return nil
+    }
+
+    private func deadlineVerdict() -> AttemptWatch.Verdict {
+        let verdict = watch.check(at: clock.now())
+        switch verdict {
+        case .ping:
+            if case .connected = machine.state { send(.ping(id: nil)) }
+        case .expired(let phase, let after):
+            logger.info("connection attempt abandoned", metadata: ["ferry.phase": "\(phase.rawValue)", "ferry.after": "\(after)"])
+        case .wait:
+            break
+        }
+        return verdict
+    }
+
+    /// The watchdog's sleep; `enter` wakes it early, since a new phase has a deadline of its own.
+    private func sleep(_ duration: Duration) async {
+        let sleeper = Task { [clock] in _ = try? await clock.sleep(duration) }
+        nap = sleeper
+        await withTaskCancellationHandler { await sleeper.value } onCancel: { sleeper.cancel() }
+    }
+
+    private func enter(_ phase: AttemptWatch.Phase) {
+        watch.enter(phase, at: clock.now())
+        nap?.cancel()
     }
 
     private func opened(_ sender: AsyncStream<[UInt8]>.Continuation) {
         self.sender = sender
-        heard()
-        heartbeat = Self.heartbeat(before: configuration.helloTimeout)
+        enter(.hello)
         if isFinished {
             sender.finish()
             return
@@ -264,32 +323,8 @@ actor ClientCore {
         send(.hello(clientID: saved.clientID, resumeToken: saved.resumeToken))
     }
 
-    /// Until `welcome` gives the broker's heartbeat, silence is judged so that a hello
-    /// unanswered for `helloTimeout` counts as a dead connection.
-    private static func heartbeat(before helloTimeout: Duration) -> Duration {
-        helloTimeout * 2 / 5
-    }
-
     private func heard() {
-        lastHeard = clock.now()
-        pinged = false
-    }
-
-    /// How long to wait before looking again; nil once the link has been silent for 2.5
-    /// heartbeats (dead). After one heartbeat of silence it asks the broker for a pong.
-    private func watchSilence() -> Duration? {
-        let silence = clock.now() - lastHeard
-        let limit = heartbeat * 5 / 2
-        if silence >= limit {
-            logger.info("connection silent; reconnecting", metadata: ["ferry.silence": "\(silence)"])
-            return nil
-        }
-        guard silence >= heartbeat else { return heartbeat - silence }
-        if !pinged, case .connected = machine.state {
-            send(.ping(id: nil))
-            pinged = true
-        }
-        return limit - silence
+        watch.heard(at: clock.now())
     }
 
     private func connectionEnded() {
@@ -357,7 +392,8 @@ actor ClientCore {
         saved.clientID = welcome.clientID ?? saved.clientID
         saved.resumeToken = welcome.resumeToken
         scheduleSave()
-        heartbeat = .milliseconds(Int64(max(0.1, welcome.heartbeatSeconds) * 1000))
+        watch.welcomed(heartbeat: .milliseconds(Int64(max(0.1, welcome.heartbeatSeconds) * 1000)), at: clock.now())
+        nap?.cancel()
         machine.connected(at: clock.now())
         publishState()
         for restored in welcome.subscriptions {
