@@ -9,24 +9,24 @@ import Synchronization
 /// connection.
 actor ClientCore {
     private let url: String
-    private let configuration: FerryClientConfiguration
-    private let clock: ClientClock
+    let configuration: FerryClientConfiguration
+    let clock: ClientClock
     private let store: ClientStore
     private var saved: ClientStore.State
     private var saveScheduled = false
-    private let logger = Logger(label: "ferry.client")
+    let logger = Logger(label: "ferry.client")
 
     private var machine: ConnectionStateMachine
     private var random: Jitter
     /// Frames for the current connection's writer; nil while disconnected.
     private var sender: AsyncStream<[UInt8]>.Continuation?
     /// The current attempt's phase and deadlines.
-    private var watch: AttemptWatch
+    var watch: AttemptWatch
     /// The current attempt, to be given up by `close()`.
-    private var attempt: Task<AttemptEnd, Never>?
+    var attempt: Task<AttemptEnd, Never>?
     /// The watchdog's sleep, cut short when the phase changes.
-    private var nap: Task<Void, Never>?
-    private let dialer: Result<WebSocketDialer, any Error>
+    var nap: Task<Void, Never>?
+    let dialer: Result<WebSocketDialer, any Error>
     private var nextRequestID: Int64 = 1
     private var backoffWaiter: CheckedContinuation<Void, Never>?
 
@@ -226,94 +226,7 @@ actor ClientCore {
         }
     }
 
-    /// One attempt, from the token to the connection's end, with a deadline on every phase.
-    private func connectOnce() async -> AttemptEnd {
-        guard !isFinished else { return .lost(closeCode: nil, reason: "closed") }
-        enter(configuration.tokenProvider == nil ? .connect : .token)
-        let task = Task { await self.attemptUnderDeadlines() }
-        attempt = task
-        defer { attempt = nil }
-        return await task.value
-    }
-
-    private nonisolated func attemptUnderDeadlines() async -> AttemptEnd {
-        await withTaskGroup(of: AttemptEnd?.self) { group in
-            group.addTask { await self.openAndServe() }
-            group.addTask { await self.watchDeadlines() }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? .lost(closeCode: nil, reason: "closed")
-        }
-    }
-
-    /// Token, TCP, TLS and upgrade, then the WebSocket until it ends.
-    private nonisolated func openAndServe() async -> AttemptEnd {
-        do {
-            let dialer = try dialer.get()
-            var token: String?
-            if let provider = configuration.tokenProvider {
-                do {
-                    token = try await abandoningOnCancel { try await provider() }
-                } catch {
-                    return .lost(closeCode: nil, reason: "the token provider failed: \(error)")
-                }
-                await enter(.connect)
-            }
-            let handshake = try await dialer.connect(token: token)
-            await enter(.handshake)
-            let webSocket = try await dialer.answer(handshake)
-            let (frames, sender) = AsyncStream.makeStream(of: [UInt8].self)
-            await opened(sender)
-            let (code, reason) = try await WebSocketDialer.serve(
-                webSocket, outgoing: frames, onText: { await self.received($0) }, onHeard: { await self.heard() })
-            return .lost(closeCode: code, reason: reason)
-        } catch WebSocketDialer.Failure.refused(let refusal) {
-            return .refused(refusal)
-        } catch {
-            logger.debug("connection ended", metadata: ["error": "\(error)"])
-            return .lost(closeCode: nil, reason: "\(error)")
-        }
-    }
-
-    /// Ends the attempt when its phase overruns its deadline, or a connection goes silent.
-    private nonisolated func watchDeadlines() async -> AttemptEnd? {
-        while !Task.isCancelled {
-            switch await deadlineVerdict() {
-            case .wait(let wait), .ping(then: let wait):
-                await sleep(wait)
-            case .expired(let phase, let after):
-                return .lost(closeCode: nil, reason: phase == .connected ? "silent" : "no \(phase.rawValue) within \(after)")
-            }
-        }
-        return nil
-    }
-
-    private func deadlineVerdict() -> AttemptWatch.Verdict {
-        let verdict = watch.check(at: clock.now())
-        switch verdict {
-        case .ping:
-            if case .connected = machine.state { send(.ping(id: nil)) }
-        case .expired(let phase, let after):
-            logger.info("connection attempt abandoned", metadata: ["ferry.phase": "\(phase.rawValue)", "ferry.after": "\(after)"])
-        case .wait:
-            break
-        }
-        return verdict
-    }
-
-    /// The watchdog's sleep; `enter` wakes it early, since a new phase has a deadline of its own.
-    private func sleep(_ duration: Duration) async {
-        let sleeper = Task { [clock] in _ = try? await clock.sleep(duration) }
-        nap = sleeper
-        await withTaskCancellationHandler { await sleeper.value } onCancel: { sleeper.cancel() }
-    }
-
-    private func enter(_ phase: AttemptWatch.Phase) {
-        watch.enter(phase, at: clock.now())
-        nap?.cancel()
-    }
-
-    private func opened(_ sender: AsyncStream<[UInt8]>.Continuation) {
+    func opened(_ sender: AsyncStream<[UInt8]>.Continuation) {
         self.sender = sender
         enter(.hello)
         if isFinished {
@@ -323,7 +236,7 @@ actor ClientCore {
         send(.hello(clientID: saved.clientID, resumeToken: saved.resumeToken))
     }
 
-    private func heard() {
+    func heard() {
         watch.heard(at: clock.now())
     }
 
@@ -349,7 +262,7 @@ actor ClientCore {
 
     // MARK: - Frames from the broker
 
-    private func received(_ text: [UInt8]) {
+    func received(_ text: [UInt8]) {
         heard()
         let frame: BrokerFrame
         do {
@@ -439,7 +352,7 @@ actor ClientCore {
 
     // MARK: - Frames to the broker
 
-    private func send(_ frame: ClientFrame) {
+    func send(_ frame: ClientFrame) {
         sender?.yield(frame.encode())
     }
 
@@ -470,7 +383,7 @@ actor ClientCore {
 
     // MARK: - Housekeeping
 
-    private var isFinished: Bool {
+    var isFinished: Bool {
         switch machine.state {
         case .closed, .failed: true
         default: false
