@@ -167,7 +167,8 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryClientTests",
-            dependencies: ["FerryClient", "FerryProtocol", "FerryTestSupport", "ferryd"],
+            // ferryctl mints the short-lived tokens of the token provider test.
+            dependencies: ["FerryClient", "FerryProtocol", "FerryTestSupport", "ferryd", "ferryctl"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -48,6 +48,25 @@ extension Serial {
             }
         }
 
+        /// A token that expires on an open connection: the broker closes it with 4001, and a
+        /// client with a provider reconnects with the provider's next token instead of stopping.
+        @Test(.timeLimit(.minutes(1)))
+        func aTokenThatExpiresOnTheConnectionIsReplacedByTheProvider() async throws {
+            try await withRig(Self.secret) { rig in
+                let secret = Self.secret["FERRY_JWT_SECRET"] ?? ""
+                let shortLived = try await onThread { try mintToken(secret: secret, ttl: 2) }
+                let calls = Shared(0)
+                let client = rig.client(clientID: nil) {
+                    $0.tokenProvider = { calls.update { $0 += 1; return $0 } == 1 ? shortLived : testAdminToken }
+                }
+                try await client.waitUntilConnected()
+                let cut = try await client.waitForState("cut off at the token's expiry") { $0 != .connected }
+                #expect(cut.reconnectAttempt != nil, "a provider's client must not stop at 4001: \(cut)")
+                try await client.waitUntilConnected()
+                #expect(calls.value == 2)
+            }
+        }
+
         /// With the broker at its one connection, a second client is refused with 503 and
         /// `Retry-After: 1`: its next attempt waits a full second even though its own backoff
         /// says zero, and it connects once the slot is free.
@@ -80,4 +99,21 @@ extension Serial {
             }
         }
     }
+}
+
+/// An HS256 client token (no `sub`) from the built `ferryctl token`, expiring in `ttl` seconds.
+private func mintToken(secret: String, ttl: Int) throws -> String {
+    let process = Process()
+    process.executableURL = try locateExecutable(named: "ferryctl", override: "FERRYCTL_PATH")
+    process.arguments = ["token", "--secret", secret, "--ttl", String(ttl)]
+    let output = Pipe()
+    process.standardOutput = output
+    let exited = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in exited.signal() }
+    try runWithNoSignalsBlocked(process)
+    let token = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+    _ = exited.wait(timeout: .now() + 10)
+    guard process.terminationStatus == 0, !token.isEmpty else { throw TestFailure("ferryctl token failed: \(process.terminationStatus)") }
+    return token
 }
