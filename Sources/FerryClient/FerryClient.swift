@@ -161,6 +161,8 @@ public final class FerryClient: Sendable {
 
     /// Closes the connection and ends every sequence. Unconfirmed publishes stay in the outbox
     /// (on disk with a ``FerryClientConfiguration/stateDirectory``) for the next client.
+    /// Returns promptly whatever the connection is doing: an attempt still opening is given up
+    /// at once, an open WebSocket has at most a second to send what is queued and its close frame.
     public func close() async {
         await core.close()
         await loop.value
