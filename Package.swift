@@ -29,7 +29,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
-        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
@@ -118,7 +117,12 @@ let package = Package(
             name: "FerryClient",
             dependencies: [
                 "FerryProtocol",
-                .product(name: "WSClient", package: "swift-websocket"),
+                // The WebSocket is opened by hand (WebSocketDialer.swift), so each phase has a deadline.
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
@@ -177,7 +181,8 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryClientTests",
-            dependencies: ["FerryClient", "FerryProtocol", "FerryTestSupport", "ferryd"],
+            // ferryctl mints the short-lived tokens of the token provider test.
+            dependencies: ["FerryClient", "FerryProtocol", "FerryTestSupport", "ferryd", "ferryctl"],
             swiftSettings: swiftSettings
         ),
     ]

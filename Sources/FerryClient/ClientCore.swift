@@ -2,31 +2,31 @@ import DequeModule
 import FerryProtocol
 import Foundation
 import Logging
-import NIOWebSocket
 import Synchronization
-import WSClient
 
 /// The client's state and its connection loop. One actor, so every rule (dedup, acks, outbox,
 /// resume) reads and writes one consistent state; frames leave through one ordered stream per
 /// connection.
 actor ClientCore {
     private let url: String
-    private let configuration: FerryClientConfiguration
-    private let clock: ClientClock
+    let configuration: FerryClientConfiguration
+    let clock: ClientClock
     private let store: ClientStore
     private var saved: ClientStore.State
     private var saveScheduled = false
-    private let logger = Logger(label: "ferry.client")
+    let logger = Logger(label: "ferry.client")
 
     private var machine: ConnectionStateMachine
     private var random: Jitter
     /// Frames for the current connection's writer; nil while disconnected.
     private var sender: AsyncStream<[UInt8]>.Continuation?
-    private var lastHeard: Duration
-    /// A ping went out for the current silence.
-    private var pinged = false
-    /// The broker's heartbeat once `welcome` says it; before that, how long a hello may take.
-    private var heartbeat: Duration
+    /// The current attempt's phase and deadlines.
+    var watch: AttemptWatch
+    /// The current attempt, to be given up by `close()`.
+    var attempt: Task<AttemptEnd, Never>?
+    /// The watchdog's sleep, cut short when the phase changes.
+    var nap: Task<Void, Never>?
+    let dialer: Result<WebSocketDialer, any Error>
     private var nextRequestID: Int64 = 1
     private var backoffWaiter: CheckedContinuation<Void, Never>?
 
@@ -87,7 +87,10 @@ actor ClientCore {
         self.states = states
         self.events = events
         clock = configuration.clock
-        lastHeard = clock.now()
+        watch = AttemptWatch(
+            timeouts: .init(connect: configuration.connectTimeout, handshake: configuration.handshakeTimeout, hello: configuration.helloTimeout),
+            at: clock.now())
+        dialer = Result { try WebSocketDialer(url: url, maxFrameSize: 1 << 26, connectTimeout: configuration.connectTimeout) }
         random = Jitter(source: configuration.makeRandom())
         store = ClientStore(directory: configuration.stateDirectory)
         saved = store.loadState()
@@ -95,8 +98,8 @@ actor ClientCore {
             // A different identity: positions and token of another session do not apply.
             saved = ClientStore.State(clientID: clientID)
         }
-        machine = ConnectionStateMachine(backoff: configuration.backoff, stableAfter: configuration.stableConnection)
-        heartbeat = Self.heartbeat(before: configuration.helloTimeout)
+        machine = ConnectionStateMachine(
+            backoff: configuration.backoff, stableAfter: configuration.stableConnection, renewsTokens: configuration.tokenProvider != nil)
         outbox = Outbox(limit: configuration.outboxLimit)
         if let directory = configuration.stateDirectory {
             do {
@@ -175,6 +178,17 @@ actor ClientCore {
         guard !isFinished else { return }
         machine.close()
         finish(with: .closed)
+        // An open WebSocket gets a moment to send what is queued and its close frame; an attempt
+        // still opening one is given up at once.
+        guard let attempt else { return }
+        if watch.phase == .hello || watch.phase == .connected {
+            Task {
+                try? await Task.sleep(for: .seconds(1))
+                attempt.cancel()
+            }
+        } else {
+            attempt.cancel()
+        }
     }
 
     // MARK: - Connection loop
@@ -190,10 +204,13 @@ actor ClientCore {
             switch action {
             case .connect:
                 publishState()
-                let (code, reason) = await connectOnce()
+                let end = await connectOnce()
                 connectionEnded()
                 guard !isFinished else { return }
-                action = machine.connectionLost(closeCode: code, reason: reason, at: clock.now(), using: &random)
+                if case .refused(let refusal) = end {
+                    logger.info("upgrade refused", metadata: ["ferry.status": "\(refusal.status)", "ferry.code": "\(refusal.error.code.rawValue)"])
+                }
+                action = machine.attemptEnded(end, at: clock.now(), using: &random)
                 publishState()
                 if case .failed(let error) = machine.state {
                     finish(with: error)
@@ -209,54 +226,9 @@ actor ClientCore {
         }
     }
 
-    /// One WebSocket, from connect to close. Returns the broker's close code and reason, if any.
-    private func connectOnce() async -> (UInt16?, String) {
-        var webSocket = WebSocketClientConfiguration()
-        webSocket.maxFrameSize = 1 << 26
-        webSocket.closeTimeout = .seconds(1)
-        webSocket.autoPing = .disabled
-        do {
-            let closeFrame = try await WebSocketClient.connect(url: url, configuration: webSocket, logger: logger) { inbound, outbound, _ in
-                try await self.serve(inbound: inbound, outbound: outbound)
-            }
-            guard let closeFrame else { return (nil, "") }
-            return (UInt16(webSocketErrorCode: closeFrame.closeCode), closeFrame.reason ?? "")
-        } catch {
-            logger.debug("connection ended", metadata: ["error": "\(error)"])
-            return (nil, "\(error)")
-        }
-    }
-
-    private struct Silent: Error {}
-
-    /// Runs a connection: an ordered writer, the reader, and the silence watchdog.
-    private nonisolated func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
-        let (frames, sender) = AsyncStream.makeStream(of: [UInt8].self)
-        await opened(sender)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await frame in frames {
-                    try await outbound.write(.text(String(decoding: frame, as: UTF8.self)))
-                }
-            }
-            group.addTask {
-                for try await message in inbound.messages(maxSize: .max) {
-                    if case .text(let text) = message { await self.received(Array(text.utf8)) }
-                }
-            }
-            group.addTask {
-                while let wait = await self.watchSilence() { try await self.clock.sleep(wait) }
-                throw Silent()
-            }
-            _ = try await group.next()
-            group.cancelAll()
-        }
-    }
-
-    private func opened(_ sender: AsyncStream<[UInt8]>.Continuation) {
+    func opened(_ sender: AsyncStream<[UInt8]>.Continuation) {
         self.sender = sender
-        heard()
-        heartbeat = Self.heartbeat(before: configuration.helloTimeout)
+        enter(.hello)
         if isFinished {
             sender.finish()
             return
@@ -264,32 +236,8 @@ actor ClientCore {
         send(.hello(clientID: saved.clientID, resumeToken: saved.resumeToken))
     }
 
-    /// Until `welcome` gives the broker's heartbeat, silence is judged so that a hello
-    /// unanswered for `helloTimeout` counts as a dead connection.
-    private static func heartbeat(before helloTimeout: Duration) -> Duration {
-        helloTimeout * 2 / 5
-    }
-
-    private func heard() {
-        lastHeard = clock.now()
-        pinged = false
-    }
-
-    /// How long to wait before looking again; nil once the link has been silent for 2.5
-    /// heartbeats (dead). After one heartbeat of silence it asks the broker for a pong.
-    private func watchSilence() -> Duration? {
-        let silence = clock.now() - lastHeard
-        let limit = heartbeat * 5 / 2
-        if silence >= limit {
-            logger.info("connection silent; reconnecting", metadata: ["ferry.silence": "\(silence)"])
-            return nil
-        }
-        guard silence >= heartbeat else { return heartbeat - silence }
-        if !pinged, case .connected = machine.state {
-            send(.ping(id: nil))
-            pinged = true
-        }
-        return limit - silence
+    func heard() {
+        watch.heard(at: clock.now())
     }
 
     private func connectionEnded() {
@@ -314,7 +262,7 @@ actor ClientCore {
 
     // MARK: - Frames from the broker
 
-    private func received(_ text: [UInt8]) {
+    func received(_ text: [UInt8]) {
         heard()
         let frame: BrokerFrame
         do {
@@ -357,7 +305,8 @@ actor ClientCore {
         saved.clientID = welcome.clientID ?? saved.clientID
         saved.resumeToken = welcome.resumeToken
         scheduleSave()
-        heartbeat = .milliseconds(Int64(max(0.1, welcome.heartbeatSeconds) * 1000))
+        watch.welcomed(heartbeat: .milliseconds(Int64(max(0.1, welcome.heartbeatSeconds) * 1000)), at: clock.now())
+        nap?.cancel()
         machine.connected(at: clock.now())
         publishState()
         for restored in welcome.subscriptions {
@@ -403,7 +352,7 @@ actor ClientCore {
 
     // MARK: - Frames to the broker
 
-    private func send(_ frame: ClientFrame) {
+    func send(_ frame: ClientFrame) {
         sender?.yield(frame.encode())
     }
 
@@ -434,7 +383,7 @@ actor ClientCore {
 
     // MARK: - Housekeeping
 
-    private var isFinished: Bool {
+    var isFinished: Bool {
         switch machine.state {
         case .closed, .failed: true
         default: false

@@ -12,8 +12,18 @@ public enum ConnectionState: Sendable, Equatable {
     case reconnecting(attempt: Int, delay: Duration)
     /// Closed by the application.
     case closed
-    /// Stopped for good: the broker said reconnecting cannot succeed.
+    /// Stopped for good: the broker said reconnecting cannot succeed (a close code such as
+    /// 4009, or an upgrade refused with HTTP 401 or 403: see ``FerryClientError/httpStatus``).
     case failed(FerryClientError)
+}
+
+/// How a connection attempt ended.
+enum AttemptEnd: Sendable, Equatable {
+    /// The link failed, went silent, overran a phase's deadline or was closed; `closeCode` is
+    /// the broker's, if it sent one.
+    case lost(closeCode: UInt16?, reason: String)
+    /// The broker answered the upgrade with an HTTP error instead of a WebSocket.
+    case refused(UpgradeRefusal)
 }
 
 /// The connection rules as a pure state machine: each event returns what to do next, so the
@@ -32,10 +42,14 @@ struct ConnectionStateMachine: Sendable {
     let backoff: Backoff
     /// A connection that lasted this long resets the backoff.
     let stableAfter: Duration
+    /// The application gives a fresh token before each attempt, so a connection closed because
+    /// its token expired (4001) is worth another attempt.
+    let renewsTokens: Bool
 
-    init(backoff: Backoff, stableAfter: Duration) {
+    init(backoff: Backoff, stableAfter: Duration, renewsTokens: Bool = false) {
         self.backoff = backoff
         self.stableAfter = stableAfter
+        self.renewsTokens = renewsTokens
     }
 
     mutating func start() -> Action {
@@ -51,6 +65,14 @@ struct ConnectionStateMachine: Sendable {
         connectedAt = now
     }
 
+    /// An attempt ended, however it ended.
+    mutating func attemptEnded(_ end: AttemptEnd, at now: Duration, using generator: inout some RandomNumberGenerator) -> Action {
+        switch end {
+        case .lost(let closeCode, let reason): connectionLost(closeCode: closeCode, reason: reason, at: now, using: &generator)
+        case .refused(let refusal): refused(refusal, using: &generator)
+        }
+    }
+
     /// The connection ended (or never opened); `closeCode` is the broker's, if it sent one.
     mutating func connectionLost(
         closeCode: UInt16?, reason: String, at now: Duration, using generator: inout some RandomNumberGenerator
@@ -61,13 +83,28 @@ struct ConnectionStateMachine: Sendable {
         default:
             return .stop
         }
-        if let closeCode, CloseCode(rawValue: closeCode)?.shouldReconnect == false {
+        if let closeCode, let code = CloseCode(rawValue: closeCode), !code.shouldReconnect, !(code == .unauthorized && renewsTokens) {
             state = .failed(.closedByBroker(code: closeCode, reason: reason))
             return .stop
         }
         if let connectedAt, now - connectedAt >= stableAfter { failures = 0 }
         connectedAt = nil
-        let delay = backoff.delay(attempt: failures, using: &generator)
+        return backOff(atLeast: .zero, using: &generator)
+    }
+
+    /// The upgrade was answered with an HTTP error: 401 and 403 stop (the same credentials
+    /// cannot succeed), anything else is retried, not before `Retry-After`.
+    mutating func refused(_ refusal: UpgradeRefusal, using generator: inout some RandomNumberGenerator) -> Action {
+        guard state == .connecting else { return .stop }
+        if refusal.isFinal {
+            state = .failed(.unauthorized(status: refusal.status, refusal.error))
+            return .stop
+        }
+        return backOff(atLeast: refusal.retryAfter ?? .zero, using: &generator)
+    }
+
+    private mutating func backOff(atLeast floor: Duration, using generator: inout some RandomNumberGenerator) -> Action {
+        let delay = max(floor, backoff.delay(attempt: failures, using: &generator))
         failures += 1
         state = .reconnecting(attempt: failures, delay: delay)
         return .wait(delay)

@@ -25,8 +25,25 @@ public struct FerryClientConfiguration: Sendable {
     /// Unconfirmed publishes held in memory (and in flight to the broker); with a
     /// ``stateDirectory`` the rest wait on disk only. Without one, all of them stay in memory.
     public var outboxMemoryLimit = 1024
-    /// How long a connection may take to be welcomed before it counts as dead.
+    /// How long the token provider and the TCP connection may each take; past it the attempt
+    /// is abandoned and retried with backoff.
+    public var connectTimeout: Duration = .seconds(10)
+    /// How long TLS and the WebSocket upgrade may take to be answered (a broker that accepts
+    /// and never answers, or dies while the client connects); past it the attempt is retried.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// How long a connection may take to be welcomed after the upgrade before it counts as dead.
     public var helloTimeout: Duration = .seconds(10)
+    /// Gives the token for each connection attempt, sent as `Authorization: Bearer`; called
+    /// before every attempt, so it can return a fresh one when the last has expired (the common
+    /// case after an app was in the background). An error it throws fails that attempt, which
+    /// is retried with backoff. With a provider, a connection the broker closes with 4001 (token
+    /// expired) reconnects with the next token instead of stopping; a token the broker refuses
+    /// (HTTP 401 or 403) stops the client with ``FerryClientError/unauthorized(status:_:)``.
+    ///
+    /// ```swift
+    /// configuration.tokenProvider = { try await session.freshFerryToken() }
+    /// ```
+    public var tokenProvider: (@Sendable () async throws -> String)?
     /// Time for the backoff waits and the heartbeat watchdog.
     package var clock = ClientClock.continuous
     /// The jitter's random numbers.
@@ -144,6 +161,8 @@ public final class FerryClient: Sendable {
 
     /// Closes the connection and ends every sequence. Unconfirmed publishes stay in the outbox
     /// (on disk with a ``FerryClientConfiguration/stateDirectory``) for the next client.
+    /// Returns promptly whatever the connection is doing: an attempt still opening is given up
+    /// at once, an open WebSocket has at most a second to send what is queued and its close frame.
     public func close() async {
         await core.close()
         await loop.value

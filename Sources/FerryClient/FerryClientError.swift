@@ -7,6 +7,7 @@ public struct FerryClientError: Error, Sendable, Equatable, CustomStringConverti
         case outboxFull(limit: Int)
         case rejected(ProtocolError)
         case closedByBroker(code: UInt16, reason: String)
+        case unauthorized(status: Int, ProtocolError)
         case encoding(String)
         case storage(String)
     }
@@ -28,15 +29,30 @@ public struct FerryClientError: Error, Sendable, Equatable, CustomStringConverti
         FerryClientError(kind: .closedByBroker(code: code, reason: reason))
     }
 
+    /// The broker refused the WebSocket upgrade with HTTP 401 (a missing, malformed or expired
+    /// token) or 403: another attempt with the same credentials cannot succeed. `error` is the
+    /// broker's code and message from the refusal's body.
+    public static func unauthorized(status: Int, _ error: ProtocolError) -> FerryClientError {
+        FerryClientError(kind: .unauthorized(status: status, error))
+    }
+
     /// A value could not be encoded as JSON.
     public static func encoding(_ what: String) -> FerryClientError { FerryClientError(kind: .encoding(what)) }
 
     /// The client's files (outbox, session) could not be read or written.
     public static func storage(_ what: String) -> FerryClientError { FerryClientError(kind: .storage(what)) }
 
-    /// The broker's error, when it rejected a request.
+    /// The broker's error, when it rejected a request or refused the upgrade.
     public var protocolError: ProtocolError? {
-        if case .rejected(let error) = kind { return error }
+        switch kind {
+        case .rejected(let error), .unauthorized(_, let error): error
+        default: nil
+        }
+    }
+
+    /// The HTTP status, when the broker refused the upgrade (401 or 403).
+    public var httpStatus: Int? {
+        if case .unauthorized(let status, _) = kind { return status }
         return nil
     }
 
@@ -52,6 +68,7 @@ public struct FerryClientError: Error, Sendable, Equatable, CustomStringConverti
         case .outboxFull(let limit): "the outbox is full (\(limit) unconfirmed publishes)"
         case .rejected(let error): "rejected by the broker: \(error)"
         case .closedByBroker(let code, let reason): "closed by the broker with \(code): \(reason)"
+        case .unauthorized(let status, let error): "the broker refused the connection with HTTP \(status): \(error)"
         case .encoding(let what): "cannot encode the message: \(what)"
         case .storage(let what): what
         }

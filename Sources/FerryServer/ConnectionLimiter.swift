@@ -27,12 +27,22 @@ final class ConnectionLimiter: Sendable {
     /// slot must be given back with ``release(_:)``.
     func acquire(_ address: String) -> LimitKind? {
         state.withLock { state in
-            if let maxConnections, state.total >= maxConnections { return .connections }
-            if let maxPerAddress, state.perAddress[address, default: 0] >= maxPerAddress { return .connectionsPerIP }
+            if let limit = limit(refusing: address, in: state) { return limit }
             state.total += 1
             state.perAddress[address, default: 0] += 1
             return nil
         }
+    }
+
+    /// The limit that would refuse a WebSocket from `address` now; takes no slot.
+    func limit(refusing address: String) -> LimitKind? {
+        state.withLock { limit(refusing: address, in: $0) }
+    }
+
+    private func limit(refusing address: String, in state: State) -> LimitKind? {
+        if let maxConnections, state.total >= maxConnections { return .connections }
+        if let maxPerAddress, state.perAddress[address, default: 0] >= maxPerAddress { return .connectionsPerIP }
+        return nil
     }
 
     func release(_ address: String) {

@@ -84,26 +84,25 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
         guard !refused else { return }
         let part = unwrapInboundIn(data)
         if case .head(let head) = part, let accept = acceptValue(for: head) {
-            let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first
-            let token = Authenticator.presentedToken(authorization: head.headers.first(name: "authorization"), query: query)
             let principal: Principal
             do {
-                principal = try authenticator.principal(presenting: token)
+                principal = try admit(head, context: context, takingSlot: true)
             } catch {
                 refuse(error, context: context)
                 return
             }
-            let address = context.channel.remoteAddress?.ipAddress ?? ""
-            if let limit = session.limiter.acquire(address) {
-                session.broker.rejected(by: limit)
-                logger.debug("websocket upgrade refused", metadata: ["ferry.limit": "\(limit.rawValue)"])
-                refuse(limit.refusal, context: context)
-                return
-            }
-            // Given back however the connection ends, upgraded or not.
-            let limiter = session.limiter
-            context.channel.closeFuture.whenComplete { _ in limiter.release(address) }
             upgrading = (accept, principal)
+            return
+        }
+        if case .head(let head) = part, head.method == .GET, target(of: head) == path + "/check" {
+            // The upgrade's checks without the upgrade: a browser's WebSocket API hides why an
+            // upgrade failed, so ferry.js asks here. Answered like a refusal, then closed.
+            do {
+                _ = try admit(head, context: context, takingSlot: false)
+                refuse(nil, context: context, crossOrigin: true)
+            } catch {
+                refuse(error, context: context, crossOrigin: true)
+            }
             return
         }
         guard let upgrade = upgrading else {
@@ -114,6 +113,28 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
         guard case .end = part else { return }
         upgrading = nil
         switchToWebSocket(context: context, accept: upgrade.accept, principal: upgrade.principal)
+    }
+
+    /// The checks an upgrade must pass: a valid token (when authentication is on), then the
+    /// connection limits. With `takingSlot`, an admitted upgrade takes its connection slot,
+    /// given back however its connection ends.
+    private func admit(_ head: HTTPRequestHead, context: ChannelHandlerContext, takingSlot: Bool) throws(ProtocolError) -> Principal {
+        let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first
+        let token = Authenticator.presentedToken(authorization: head.headers.first(name: "authorization"), query: query)
+        let principal = try authenticator.principal(presenting: token)
+        let address = context.channel.remoteAddress?.ipAddress ?? ""
+        guard takingSlot else {
+            if let limit = session.limiter.limit(refusing: address) { throw limit.refusal }
+            return principal
+        }
+        if let limit = session.limiter.acquire(address) {
+            session.broker.rejected(by: limit)
+            logger.debug("websocket upgrade refused", metadata: ["ferry.limit": "\(limit.rawValue)"])
+            throw limit.refusal
+        }
+        let limiter = session.limiter
+        context.channel.closeFuture.whenComplete { _ in limiter.release(address) }
+        return principal
     }
 
     private func switchToWebSocket(context: ChannelHandlerContext, accept: String, principal: Principal) {
@@ -133,18 +154,26 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
 
     /// Answers a refused upgrade with the HTTP API's error body, before any WebSocket exists, and
     /// closes this connection (the HTTP handlers behind never saw the request, so it cannot go on
-    /// serving them in order); open WebSockets are untouched.
-    private func refuse(_ error: ProtocolError, context: ChannelHandlerContext) {
+    /// serving them in order); open WebSockets are untouched. A nil error answers a check that
+    /// passed (204); `crossOrigin` lets a page of any origin read the answer.
+    private func refuse(_ error: ProtocolError?, context: ChannelHandlerContext, crossOrigin: Bool = false) {
         refused = true
-        logger.debug("websocket upgrade refused", metadata: ["ferry.code": "\(error.code.rawValue)"])
-        let body = ByteBuffer(bytes: (try? JSONEncoder().encode(ErrorBody(error))) ?? Data())
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
+        var body = ByteBuffer()
+        if let error {
+            logger.debug("websocket upgrade refused", metadata: ["ferry.code": "\(error.code.rawValue)"])
+            body = ByteBuffer(bytes: (try? JSONEncoder().encode(ErrorBody(error))) ?? Data())
+            headers.add(name: "Content-Type", value: "application/json")
+            if error.code == .unauthorized { headers.add(name: "WWW-Authenticate", value: "Bearer") }
+            if error.code == .unavailable || error.code == .rateLimited { headers.add(name: "Retry-After", value: "1") }
+        }
         headers.add(name: "Content-Length", value: String(body.readableBytes))
         headers.add(name: "Connection", value: "close")
-        if error.code == .unauthorized { headers.add(name: "WWW-Authenticate", value: "Bearer") }
-        if error.code == .unavailable || error.code == .rateLimited { headers.add(name: "Retry-After", value: "1") }
-        let status = HTTPResponseStatus(statusCode: error.code.httpStatus)
+        if crossOrigin {
+            headers.add(name: "Access-Control-Allow-Origin", value: "*")
+            headers.add(name: "Access-Control-Expose-Headers", value: "Retry-After")
+        }
+        let status = error.map { HTTPResponseStatus(statusCode: $0.code.httpStatus) } ?? .noContent
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let channel = context.channel
@@ -154,8 +183,7 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
     /// `Sec-WebSocket-Accept` for a well-formed upgrade of `path`, else nil (the request is then
     /// an ordinary one, and the API answers 404).
     private func acceptValue(for head: HTTPRequestHead) -> String? {
-        let target = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
-        guard head.method == .GET, target == path,
+        guard head.method == .GET, target(of: head) == path,
             head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }),
             head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "upgrade" }),
             head.headers.first(name: "sec-websocket-version") == "13",
@@ -163,6 +191,11 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
         else { return nil }
         let digest = Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))
         return Data(digest).base64EncodedString()
+    }
+
+    /// The request's path, without its query.
+    private func target(of head: HTTPRequestHead) -> String {
+        head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
     }
 }
 

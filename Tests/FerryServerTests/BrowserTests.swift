@@ -216,7 +216,7 @@ struct BrowserTests {
     }
 
     /// Opens the test page on `client`; its WebSocket goes to `webSocketPort` (default the broker's).
-    private func openPage(_ ferryd: Ferryd, client: String, expect: Int, reloadAt: Int = 0, webSocketPort: Int? = nil) throws
+    func openPage(_ ferryd: Ferryd, client: String, expect: Int, reloadAt: Int = 0, webSocketPort: Int? = nil) throws
         -> Chromium
     {
         var components = URLComponents(url: Self.page, resolvingAgainstBaseURL: false)
@@ -230,7 +230,7 @@ struct BrowserTests {
     }
 
     /// DevTools on the test page, once its module has set `globalThis.page`.
-    private func devTools(_ browser: Chromium) throws -> DevTools {
+    func devTools(_ browser: Chromium) throws -> DevTools {
         let devTools = try browser.devTools()
         try devTools.waitUntil("globalThis.page !== undefined", browser.logTail())
         return devTools

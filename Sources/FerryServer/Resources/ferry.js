@@ -29,6 +29,15 @@
 /** Close codes after which reconnecting cannot succeed (PROTOCOL.md, "WebSocket close codes"). */
 const FINAL_CLOSE_CODES = new Set([4001, 4009, 4010]);
 
+/** Upgrade refusals that the same credentials cannot get past (401 bad or expired token, 403). */
+const FINAL_STATUSES = new Set([401, 403]);
+
+/** `url` (ws:, wss:) with `token` as its `token` query parameter, when there is one. */
+function withToken(url, token) {
+  if (token == null) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+}
+
 /**
  * The upper bound of the wait before attempt `attempt` (0-based): `initial × factor^attempt`, capped.
  * @param {{initialMs:number, factor:number, capMs:number}} backoff
@@ -62,8 +71,11 @@ export class FerryClient {
    * @param {string} url the broker's WebSocket URL, `ws://host:port/v1/ws` (http(s) URLs are converted).
    * @param {object} [options]
    * @param {string} [options.clientId] a durable session's id; without one the client is ephemeral.
-   * @param {string} [options.token] with authentication on: sent as `?token=…` on the upgrade
-   *   (browsers cannot set headers on a WebSocket).
+   * @param {string|function():(string|Promise<string>)} [options.token] with authentication on:
+   *   sent as `?token=…` on the upgrade (browsers cannot set headers on a WebSocket). A function
+   *   is called before every attempt, so it can return a fresh token when the last expired; an
+   *   error it throws fails that attempt (retried with backoff), and with a function a close
+   *   4001 (token expired) reconnects instead of stopping.
    * @param {Storage} [options.storage] where the resume token, positions and outbox live (default localStorage).
    * @param {string} [options.storageKey] the key in `storage` (default `ferry:<clientId>`); outbox
    *   entries are kept under `<storageKey>:out:<n>`.
@@ -71,13 +83,14 @@ export class FerryClient {
    *   rejects with code `outbox_full` (10,000).
    * @param {{initialMs:number, factor:number, capMs:number}} [options.backoff] default 100 ms ×2, cap 30 s.
    * @param {number} [options.stableAfterMs] a connection that lasted this long resets the backoff (10 s).
+   * @param {number} [options.connectTimeoutMs] how long getting the token and opening the
+   *   WebSocket (TCP, TLS, upgrade) may take before the attempt is retried (10 s).
    * @param {number} [options.helloTimeoutMs] how long a hello may go unanswered (10 s).
    */
   constructor(url, options = {}) {
     this.url = url.replace(/^http/, "ws");
-    if (options.token != null) {
-      this.url += `${this.url.includes("?") ? "&" : "?"}token=${encodeURIComponent(options.token)}`;
-    }
+    this.token = options.token;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10000;
     this.outboxLimit = options.outboxLimit ?? 10000;
     this.backoff = options.backoff ?? { initialMs: 100, factor: 2, capMs: 30000 };
     this.stableAfterMs = options.stableAfterMs ?? 10000;
@@ -101,6 +114,8 @@ export class FerryClient {
     this.leavingRequests = new Map();
     this.nextRequestID = 1;
     this.failures = 0;
+    /** Numbers the attempts, so an answer that comes after its attempt ended is ignored. */
+    this.attempts = 0;
     this.socket = null;
     this.retryTimer = null;
     this.silenceTimer = null;
@@ -220,19 +235,39 @@ export class FerryClient {
     return this.state === "closed" || this.state === "failed";
   }
 
+  /**
+   * Starts an attempt. Each phase has a deadline, enforced by the silence watchdog: getting the
+   * token and opening the WebSocket `connectTimeoutMs`, then the hello `helloTimeoutMs`.
+   */
   connect() {
     this.setState("connecting");
+    const attempt = ++this.attempts;
+    const current = () => attempt === this.attempts && this.state === "connecting";
+    this.heartbeatMs = (this.connectTimeoutMs * 2) / 5;
+    this.heard();
+    this.watchSilence();
+    Promise.resolve()
+      .then(() => (typeof this.token === "function" ? this.token() : this.token))
+      .then(
+        (token) => { if (current()) this.open(token, current); },
+        (error) => { if (current()) this.connectionLost(null, `the token provider failed: ${error}`); });
+  }
+
+  /** Opens the WebSocket of the attempt that `current` tells is still on. */
+  open(token, current) {
     let socket;
     try {
-      socket = new WebSocket(this.url);
+      socket = new WebSocket(withToken(this.url, token));
     } catch (error) {
       this.connectionLost(null, String(error));
       return;
     }
     this.socket = socket;
-    // Until welcome says the broker's heartbeat, an unanswered hello counts as silence.
-    this.heartbeatMs = (this.helloTimeoutMs * 2) / 5;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
+      // Until welcome says the broker's heartbeat, an unanswered hello counts as silence.
+      this.heartbeatMs = (this.helloTimeoutMs * 2) / 5;
       this.heard();
       const hello = { op: "hello" };
       if (this.saved.clientId) hello.client_id = this.saved.clientId;
@@ -240,23 +275,68 @@ export class FerryClient {
       this.send(hello);
     };
     socket.onmessage = (event) => this.received(event.data);
-    socket.onclose = (event) => this.connectionLost(event.code, event.reason);
-    this.heard();
-    this.watchSilence();
+    socket.onclose = (event) => {
+      if (opened) return this.connectionLost(event.code, event.reason);
+      this.detach();
+      this.askWhyRefused(token, current);
+    };
+  }
+
+  /**
+   * The upgrade failed, and the WebSocket API never says why: ask the broker's check endpoint,
+   * which applies the upgrade's checks (PROTOCOL.md, "Transport"). 401 and 403 stop the client;
+   * 503 and 429 wait at least their `Retry-After`; anything else is retried as a network failure.
+   */
+  askWhyRefused(token, current) {
+    const url = new URL(this.url);
+    url.protocol = url.protocol === "wss:" ? "https:" : "http:";
+    url.pathname = `${url.pathname.replace(/\/$/, "")}/check`;
+    url.search = "";
+    if (token != null) url.searchParams.set("token", token);
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.connectTimeoutMs);
+    fetch(url, { cache: "no-store", signal: controller.signal })
+      .then(async (response) => {
+        if (response.ok) return null;
+        const body = await response.json().catch(() => null);
+        const retryAfter = Number(response.headers.get("Retry-After"));
+        return {
+          status: response.status,
+          code: body?.error?.code ?? (response.status === 403 ? "forbidden" : "unauthorized"),
+          message: body?.error?.message ?? `HTTP ${response.status}`,
+          retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : 0,
+        };
+      })
+      .catch(() => null)
+      .then((refusal) => {
+        clearTimeout(timer);
+        if (!current()) return;
+        if (refusal && FINAL_STATUSES.has(refusal.status)) {
+          const { retryAfterMs, ...detail } = refusal;
+          return this.finish("failed", detail);
+        }
+        if (!refusal) return this.connectionLost(null, "the upgrade failed");
+        this.connectionLost(null, `refused with HTTP ${refusal.status}: ${refusal.code}`, refusal.retryAfterMs, refusal.status);
+      });
+  }
+
+  /** Forgets the current socket: none of its events may reach the client any more. */
+  detach() {
+    const socket = this.socket;
+    this.socket = null;
+    if (!socket) return;
+    socket.onopen = socket.onmessage = socket.onclose = null;
+    if (socket.readyState <= 1) socket.close();
   }
 
   /**
    * The connection ended, was found dead, or never opened. A dead one is abandoned without
-   * waiting for its close handshake, which a dead network never completes.
+   * waiting for its close handshake, which a dead network never completes. The next attempt
+   * waits the backoff, and at least `floorMs` (a refusal's `Retry-After`).
    */
-  connectionLost(code, reason) {
-    const socket = this.socket;
-    if (!socket && this.state !== "connecting") return;
-    this.socket = null;
-    if (socket) {
-      socket.onopen = socket.onmessage = socket.onclose = null;
-      if (socket.readyState <= 1) socket.close();
-    }
+  connectionLost(code, reason, floorMs = 0, status = undefined) {
+    if (!this.socket && this.state !== "connecting") return;
+    this.detach();
     clearTimeout(this.silenceTimer);
     this.inFlight.clear();
     this.leavingRequests.clear();
@@ -266,14 +346,15 @@ export class FerryClient {
       topic.ackSent = 0;
     }
     if (this.isFinished) return;
-    if (code != null && FINAL_CLOSE_CODES.has(code)) {
+    // A token function can replace a token that expired on an open connection.
+    if (code != null && FINAL_CLOSE_CODES.has(code) && !(code === 4001 && typeof this.token === "function")) {
       this.finish("failed", { code, reason });
       return;
     }
     if (this.state === "connected" && Date.now() - this.connectedAt >= this.stableAfterMs) this.failures = 0;
-    const delay = Math.random() * backoffCeiling(this.backoff, this.failures);
+    const delay = Math.max(floorMs, Math.random() * backoffCeiling(this.backoff, this.failures));
     this.failures += 1;
-    this.setState("reconnecting", { attempt: this.failures, delay, code, reason });
+    this.setState("reconnecting", { attempt: this.failures, delay, code, reason, status });
     this.retryTimer = setTimeout(() => this.retryNow(), delay);
   }
 
@@ -309,7 +390,7 @@ export class FerryClient {
     const silence = Date.now() - this.lastHeard;
     const limit = this.heartbeatMs * 2.5;
     if (silence >= limit) {
-      this.connectionLost(null, "silent");
+      this.connectionLost(null, this.state === "connected" ? "silent" : "timeout");
       return;
     }
     let wait = limit - silence;

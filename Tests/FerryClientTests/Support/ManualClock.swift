@@ -13,13 +13,14 @@ final class ManualClock: Sendable {
         var now = Duration.zero
         var sleepers: [Int: Sleeper] = [:]
         var nextID = 0
-        /// Tests waiting for a number of sleepers.
-        var watchers: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        /// Tests waiting for sleepers, each with a condition on the sleepers' deadlines.
+        var watchers: [(ready: @Sendable ([Duration]) -> Bool, continuation: CheckedContinuation<Void, Never>)] = []
 
-        /// Removes and returns the watchers whose count is reached.
+        /// Removes and returns the watchers whose condition holds.
         mutating func takeWatchers() -> [CheckedContinuation<Void, Never>] {
-            let ready = watchers.filter { $0.count <= sleepers.count }.map(\.continuation)
-            watchers.removeAll { $0.count <= sleepers.count }
+            let deadlines = Array(sleepers.values.map(\.deadline))
+            let ready = watchers.filter { $0.ready(deadlines) }.map(\.continuation)
+            watchers.removeAll { $0.ready(deadlines) }
             return ready
         }
     }
@@ -68,13 +69,23 @@ final class ManualClock: Sendable {
 
     /// Returns once at least `count` tasks sleep on this clock.
     func waitForSleepers(_ count: Int = 1) async {
+        await waitUntil { $0.count >= count }
+    }
+
+    /// Returns once a task sleeps until exactly `deadline` (an instant of this clock): the
+    /// moment a client's watchdog has taken up the deadline of a phase.
+    func waitForSleeper(until deadline: Duration) async {
+        await waitUntil { $0.contains(deadline) }
+    }
+
+    private func waitUntil(_ ready: @escaping @Sendable ([Duration]) -> Bool) async {
         await withCheckedContinuation { continuation in
-            let ready = state.withLock { state in
-                if state.sleepers.count >= count { return true }
-                state.watchers.append((count, continuation))
+            let now = state.withLock { state in
+                if ready(Array(state.sleepers.values.map(\.deadline))) { return true }
+                state.watchers.append((ready, continuation))
                 return false
             }
-            if ready { continuation.resume() }
+            if now { continuation.resume() }
         }
     }
 }
