@@ -67,6 +67,17 @@ final class BrokerFixture: Sendable {
         try? FileManager.default.removeItem(atPath: path)
     }
 
+    /// True once durable session `clientID` is gone, within 10 s: the committer expires it on its
+    /// own schedule, and there is no event to await but the state.
+    func expires(_ clientID: String) async throws -> Bool {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while try await broker.clientDetail(clientID) != nil {
+            guard ContinuousClock.now < deadline else { return false }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return true
+    }
+
     /// Publishes JSON payloads `{"n":i}` to `topic` and returns their versions.
     @discardableResult
     func publish(_ topic: String, count: Int, start: Int = 1) async throws -> [UInt64] {
