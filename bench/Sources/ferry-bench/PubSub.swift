@@ -29,10 +29,17 @@ struct PubSub: AsyncParsableCommand {
     @Option(help: "Publish at this many messages per second (open loop) instead of as fast as confirmed.") var rate: Int?
     @Option(help: "Event-loop threads of this tool.") var threads = 1
     @Option(help: "Give up after this many seconds.") var timeout = 300.0
+    @Option(help: "Run the brokers on this PostgreSQL database (postgres://user@host:port/database) instead of LMDB.") var postgres: String?
+    @Option(help: "Brokers on that database (with --postgres): the publisher uses the first, the subscribers the last.") var brokers = 1
 
     func run() async throws {
-        let ferryd = try Ferryd(environment: ["FERRY_SYNC": sync])
-        guard let brokerPID = ferryd.processID else { throw BenchError("ferryd is not running") }
+        guard brokers == 1 || (brokers == 2 && postgres != nil) else { throw BenchError("--brokers 2 needs --postgres") }
+        var environment = ["FERRY_SYNC": sync]
+        environment["FERRY_POSTGRES_URL"] = postgres
+        let started = try (0..<brokers).map { _ in try Ferryd(environment: environment) }
+        guard let ferryd = started.last, let publishing = started.first else { throw BenchError("no broker") }
+        let brokerPIDs = started.compactMap(\.processID)
+        guard brokerPIDs.count == brokers, let brokerPID = brokerPIDs.last else { throw BenchError("ferryd is not running") }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
 
         let subscribed = Countdown(subscribers)
@@ -51,12 +58,12 @@ struct PubSub: AsyncParsableCommand {
         try await subscribed.wait("\(subscribers) subscriptions", within: timeout)
 
         let confirmed = Countdown(1)
-        let brokerCPU = cpuSeconds(of: brokerPID)
+        let brokerCPU = brokerPIDs.map(cpuSeconds(of:)).reduce(0, +)
         let ownCPU = cpuSeconds(of: getpid())
         let started = monotonicNanoseconds()
         let (messages, size, inFlight, rate) = (messages, size, inFlight, rate)
         channels.append(
-            try await BenchConnection.open(port: ferryd.port, group: group) {
+            try await BenchConnection.open(port: publishing.port, group: group) {
                 Publisher(total: messages, size: size, inFlight: inFlight, rate: rate, confirmed: confirmed)
             })
         try await confirmed.wait("\(messages) confirmed publishes", within: timeout)
@@ -64,10 +71,10 @@ struct PubSub: AsyncParsableCommand {
         try await delivered.wait("\(messages) messages at each of \(subscribers) subscribers", within: timeout)
         let seconds = Double(monotonicNanoseconds() - started) / 1e9
         let result = PubSubResult(
-            scenario: rate == nil ? "pubsub" : "pubsub-rate", subscribers: subscribers, messages: messages, size: size, sync: sync,
+            scenario: (rate == nil ? "pubsub" : "pubsub-rate") + (postgres == nil ? "" : "-postgres-\(brokers)"), subscribers: subscribers, messages: messages, size: size, sync: sync,
             rate: rate, publishPerSecond: Double(messages) / publishSeconds,
             deliveriesPerSecond: Double(messages * subscribers) / seconds, seconds: seconds,
-            brokerCPU: cpuSeconds(of: brokerPID) - brokerCPU, benchCPU: cpuSeconds(of: getpid()) - ownCPU,
+            brokerCPU: brokerPIDs.map(cpuSeconds(of:)).reduce(0, +) - brokerCPU, benchCPU: cpuSeconds(of: getpid()) - ownCPU,
             brokerMemoryMiB: anonymousMemoryMiB(of: brokerPID), latency: latencies.merged,
             slowArrivals: latencies.slowArrivals.map { Double($0 &- started) / 1e9 })
         for channel in channels { try? await channel.close() }
