@@ -36,9 +36,9 @@ struct PubSub: AsyncParsableCommand {
         guard brokers == 1 || (brokers == 2 && postgres != nil) else { throw BenchError("--brokers 2 needs --postgres") }
         var environment = ["FERRY_SYNC": sync]
         environment["FERRY_POSTGRES_URL"] = postgres
-        let started = try (0..<brokers).map { _ in try Ferryd(environment: environment) }
-        guard let ferryd = started.last, let publishing = started.first else { throw BenchError("no broker") }
-        let brokerPIDs = started.compactMap(\.processID)
+        let running = try (0..<brokers).map { _ in try Ferryd(environment: environment) }
+        guard let ferryd = running.last, let publishing = running.first else { throw BenchError("no broker") }
+        let brokerPIDs = running.compactMap(\.processID)
         guard brokerPIDs.count == brokers, let brokerPID = brokerPIDs.last else { throw BenchError("ferryd is not running") }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
 
