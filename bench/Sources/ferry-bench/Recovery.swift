@@ -15,9 +15,13 @@ struct Resume: AsyncParsableCommand {
     @Option(help: "FERRY_SYNC of the broker.") var sync = "full"
     @Option(help: "Subscription window.") var window = 65536
     @Option(help: "Give up after this many seconds.") var timeout = 600.0
+    @Option(help: "Two brokers on this PostgreSQL database: the subscriber leaves the first and resumes on the second.") var postgres: String?
 
     func run() async throws {
-        let ferryd = try Ferryd(environment: ["FERRY_SYNC": sync])
+        var environment = ["FERRY_SYNC": sync]
+        environment["FERRY_POSTGRES_URL"] = postgres
+        let ferryd = try Ferryd(environment: environment)
+        let resumeOn = postgres == nil ? ferryd : try Ferryd(environment: environment)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let latencies = LatencyLog()
         let (missed, window, size) = (missed, window, size)
@@ -39,20 +43,20 @@ struct Resume: AsyncParsableCommand {
 
         let delivered = Countdown(1)
         let started = monotonicNanoseconds()
-        let brokerCPU = cpuSeconds(of: ferryd.processID ?? 0)
-        let back = try await BenchConnection.open(port: ferryd.port, group: group) {
+        let brokerCPU = cpuSeconds(of: resumeOn.processID ?? 0)
+        let back = try await BenchConnection.open(port: resumeOn.port, group: group) {
             Subscriber(
                 clientID: "away", from: .stored, window: window, expected: missed, subscribed: Countdown(1), delivered: delivered,
                 latencies: latencies)
         }
         try await delivered.wait("catch-up of \(missed)", within: timeout)
         let milliseconds = Double(monotonicNanoseconds() - started) / 1e6
-        let cpu = cpuSeconds(of: ferryd.processID ?? 0) - brokerCPU
+        let cpu = cpuSeconds(of: resumeOn.processID ?? 0) - brokerCPU
         try await back.close()
         try await group.shutdownGracefully()
         print("resume: a durable subscriber missed \(missed) × \(size) B (FERRY_SYNC=\(sync), window \(window))")
         print(String(format: "  caught up (connect, hello, all delivered and acked)   %.0f ms  (%.0f msg/s; ferryd CPU %.2f s)", milliseconds, Double(missed) / milliseconds * 1000, cpu))
-        printJSON(["scenario": "resume", "missed": missed, "size": size, "sync": sync, "caught_up_ms": milliseconds.rounded(), "ferryd_cpu_s": cpu])
+        printJSON(["scenario": postgres == nil ? "resume" : "resume-postgres-other-broker", "missed": missed, "size": size, "sync": sync, "caught_up_ms": milliseconds.rounded(), "ferryd_cpu_s": cpu])
     }
 }
 
