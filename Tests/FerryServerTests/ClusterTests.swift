@@ -88,6 +88,24 @@ struct ClusterTests {
         }
     }
 
+    @Test func aBrokerWhoseListenConnectionIsKilledStillDelivers() throws {
+        let server = try PostgresTestServer.shared.get()
+        try withCluster { a, b in
+            // The topic exists before B's subscriber names it, so B reads its log (no reset).
+            try a.publishNumbered("alerts", count: 5)
+            let (subscriber, _) = try b.session()
+            try subscriber.subscribe("alerts", from: "earliest")
+            #expect(try subscriber.collectMessages(count: 5, timeout: 10).versions == Array(1...5))
+            // Every LISTEN of the database's brokers is cut, as a failover or a network cut would.
+            let database = try #require(b.environmentValue("FERRY_POSTGRES_URL")?.split(separator: "/").last.map(String.init))
+            let killed = try server.run(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
+            #expect(Int(killed) ?? 0 >= 1, "no LISTEN connection found to kill")
+            try a.publishNumbered("alerts", count: 5, startingAt: 6)
+            #expect(try subscriber.collectMessages(count: 5, timeout: 10).versions == Array(6...10))
+        }
+    }
+
     @Test func aBrokerKilledUnderPublishLoadLosesNothingConfirmed() throws {
         try withCluster { a, b in
             let confirmed = Mutex<[Int]>([])

@@ -95,6 +95,11 @@ package final class Ferryd: Sendable {
 
     package var isRunning: Bool { state.withLock { $0.child?.process.isRunning ?? false } }
 
+    /// A `FERRY_*` setting this broker was started with.
+    package func environmentValue(_ name: String) -> String? {
+        environment[name]
+    }
+
     /// The running broker's process id.
     package var processID: Int32? { state.withLock { $0.child?.process.processIdentifier } }
 
