@@ -35,16 +35,16 @@ public struct LMDBStoreConfiguration: Sendable {
 /// - `meta`: the token secret and the next topic id
 public final class LMDBMessageStore: MessageStore {
     public let configuration: LMDBStoreConfiguration
-    private let env: LMDBEnvironment
-    private let meta: LMDBDatabase
-    private let topicTable: LMDBDatabase
-    private let messageLog: LMDBDatabase
-    private let dedup: LMDBDatabase
-    private let dedupByTime: LMDBDatabase
-    private let sessionTable: LMDBDatabase
-    private let subscriptionTable: LMDBDatabase
+    let env: LMDBEnvironment
+    let meta: LMDBDatabase
+    let topicTable: LMDBDatabase
+    let messageLog: LMDBDatabase
+    let dedup: LMDBDatabase
+    let dedupByTime: LMDBDatabase
+    let sessionTable: LMDBDatabase
+    let subscriptionTable: LMDBDatabase
     /// Nil when read-only. Used by the committing thread only; the lock makes that checkable.
-    private let diskReserve: Mutex<DiskReserve?>
+    let diskReserve: Mutex<DiskReserve?>
 
     public init(configuration: LMDBStoreConfiguration) throws(StoreError) {
         self.configuration = configuration
@@ -152,7 +152,7 @@ public final class LMDBMessageStore: MessageStore {
         }
     }
 
-    private func subscriptions(in txn: some LMDBReading, prefix: [UInt8]) throws(LMDBError) -> [SubscriptionRecord] {
+    func subscriptions(in txn: some LMDBReading, prefix: [UInt8]) throws(LMDBError) -> [SubscriptionRecord] {
         try txn.entries(subscriptionTable, prefix: prefix).map { entry throws(LMDBError) in
             try Self.decoded("subscription record", entry.key) { () throws(StoreError) in try Self.decodeSubscription(entry.key, entry.value) }
         }
@@ -160,7 +160,7 @@ public final class LMDBMessageStore: MessageStore {
 
     /// Runs `body`, naming the data folder and `ferryctl verify` in a corruption it meets, so
     /// the broker's refusal to start (or a failed read) says what to run.
-    private func withCorruptionNamed<T>(_ body: () throws(LMDBError) -> T) throws(StoreError) -> T {
+    func withCorruptionNamed<T>(_ body: () throws(LMDBError) -> T) throws(StoreError) -> T {
         do {
             return try body()
         } catch .corrupted(let what) {
@@ -196,7 +196,7 @@ public final class LMDBMessageStore: MessageStore {
 
     /// True while more than the reserve is left both in the map and on the disk, counting the
     /// pages on LMDB's free list (later writes reuse them before growing the file).
-    private func hasRoomForPublishes() throws(LMDBError) -> Bool {
+    func hasRoomForPublishes() throws(LMDBError) -> Bool {
         let info = env.info()
         let usedEnd = (info.lastPage + 1) * info.pageSize
         let reserve = configuration.reserveBytes
@@ -210,7 +210,7 @@ public final class LMDBMessageStore: MessageStore {
         return try headroom + env.freePages() * info.pageSize >= reserve
     }
 
-    private func apply(
+    func apply(
         _ operations: [StoreOperation], in txn: WriteTransaction, now: Timestamp, acceptPublishes: Bool
     ) throws(LMDBError) -> CommitResult {
         var state = CommitState(store: self, txn: txn, now: now)
@@ -261,7 +261,7 @@ public final class LMDBMessageStore: MessageStore {
     }
 
     /// Deletes the sessions last seen before `cutoff` and their subscriptions; returns their ids.
-    private func expireSessions(lastSeenBefore cutoff: Timestamp, in txn: WriteTransaction) throws(LMDBError) -> [String] {
+    func expireSessions(lastSeenBefore cutoff: Timestamp, in txn: WriteTransaction) throws(LMDBError) -> [String] {
         var expired: [String] = []
         for (key, value) in try txn.entries(sessionTable, prefix: []) {
             let session = try Self.decoded("session record", key) { () throws(StoreError) in try Self.decodeSession(key, value) }
@@ -272,165 +272,6 @@ public final class LMDBMessageStore: MessageStore {
             expired.append(session.clientID)
         }
         return expired
-    }
-
-    /// The topics one commit touches, kept in memory until they are written once at the end.
-    private struct CommitState {
-        let store: LMDBMessageStore
-        let txn: WriteTransaction
-        let now: Timestamp
-        var current: [String: TopicRecord] = [:]
-        var changed: [String: TopicRecord?] = [:]
-
-        init(store: LMDBMessageStore, txn: WriteTransaction, now: Timestamp) {
-            self.store = store
-            self.txn = txn
-            self.now = now
-        }
-
-        /// The topic, created with `epoch()` when it does not exist and an epoch is given (made only then:
-        /// a publish to an existing topic must not pay for random bytes).
-        mutating func topic(_ name: String, createWithEpoch epoch: @autoclosure () -> String?) throws(LMDBError) -> TopicRecord? {
-            if let topic = current[name] { return topic }
-            let key = Array(name.utf8)
-            if let value = try txn.get(store.topicTable, key) {
-                let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
-                current[name] = topic
-                return topic
-            }
-            guard let epoch = epoch() else { return nil }
-            // No counter yet means a new store, whose first topic id is 1.
-            var id: UInt64 = 1
-            if let value = try txn.get(store.meta, LMDBMessageStore.nextTopicIDKey) {
-                id = try decoded("topic id counter", LMDBMessageStore.nextTopicIDKey) { () throws(StoreError) -> UInt64 in
-                    var counter = ByteReader(value)
-                    return try counter.uint64()
-                }
-            }
-            var next = ByteWriter()
-            next.append(id + 1)
-            try txn.put(store.meta, LMDBMessageStore.nextTopicIDKey, next.bytes)
-            let topic = TopicRecord(name: name, id: id, epoch: epoch)
-            current[name] = topic
-            changed[name] = topic
-            return topic
-        }
-
-        mutating func publish(_ message: NewMessage) throws(LMDBError) -> CommitResult.Outcome {
-            guard var topic = try topic(message.topic, createWithEpoch: Epoch.random()) else { return .failed(.engine("topic not created")) }
-            var dedupKey: [UInt8]?
-            if let messageID = message.messageID {
-                let key = LMDBMessageStore.dedupKey(topic.id, messageID)
-                if let hit = try txn.get(store.dedup, key),
-                    let version = UInt64.bigEndian(hit), let stamp = UInt64.bigEndian(hit, at: 8),
-                    stamp + store.configuration.dedupWindow > now
-                {
-                    return .published(version: version, timestamp: stamp, duplicate: true)
-                }
-                dedupKey = key
-            }
-            topic.head += 1
-            topic.messages += 1
-            topic.bytes += UInt64(message.payload.count)
-            try txn.put(
-                store.messageLog, LMDBMessageStore.messageKey(topic.id, topic.head),
-                LMDBMessageStore.encodeMessage(message, timestamp: now))
-            if let dedupKey {
-                var value = ByteWriter(capacity: 16)
-                value.append(topic.head)
-                value.append(now)
-                try txn.put(store.dedup, dedupKey, value.bytes)
-                try txn.put(store.dedupByTime, LMDBMessageStore.dedupTimeKey(now, dedupKey), [])
-            }
-            current[topic.name] = topic
-            changed[topic.name] = topic
-            return .published(version: topic.head, timestamp: now, duplicate: false)
-        }
-
-        mutating func deleteTopic(_ name: String) throws(LMDBError) {
-            guard let topic = try topic(name, createWithEpoch: nil) else { return }
-            var prefixWriter = ByteWriter()
-            prefixWriter.append(topic.id)
-            let prefix = prefixWriter.bytes
-            try txn.deleteWhile(store.messageLog, from: prefix) { key, _ in key.starts(with: prefix) }
-            try txn.deleteWhile(store.dedup, from: prefix) { key, _ in key.starts(with: prefix) }
-            try txn.delete(store.topicTable, Array(name.utf8))
-            current[name] = nil
-            changed[name] = .some(nil)
-        }
-
-        /// Age retention on every topic, and expiry of remembered `msg_id`s.
-        mutating func sweep() throws(LMDBError) {
-            for (key, value) in try txn.entries(store.topicTable, prefix: []) {
-                let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
-                if current[topic.name] == nil { current[topic.name] = topic }
-            }
-            for name in current.keys {
-                try enforceRetention(name)
-            }
-            let window = store.configuration.dedupWindow
-            guard now > window else { return }
-            let cutoff = now - window
-            var expired: [[UInt8]] = []
-            try txn.deleteWhile(store.dedupByTime, from: []) { key, _ in
-                guard let stamp = UInt64.bigEndian(key), stamp <= cutoff else { return false }
-                expired.append(Array(key.dropFirst(8)))
-                return true
-            }
-            for key in expired {
-                // Delete only if not re-published since (a newer entry has a newer stamp).
-                if let value = try txn.get(store.dedup, key), let stamp = UInt64.bigEndian(value, at: 8), stamp <= cutoff {
-                    try txn.delete(store.dedup, key)
-                }
-            }
-        }
-
-        /// Deletes the oldest messages while a retention limit is exceeded.
-        mutating func enforceRetention(_ name: String) throws(LMDBError) {
-            let policy = store.configuration.retention
-            let ageCutoff = policy.maxAge.map { now > $0 ? now - $0 : 0 }
-            try dropOldest(name) { topic, _, value in
-                let overCount = policy.maxMessages.map { topic.messages > $0 } ?? false
-                let overBytes = policy.maxBytes.map { topic.bytes > $0 } ?? false
-                let tooOld = ageCutoff.map { cutoff in (UInt64.bigEndian(value) ?? 0) < cutoff } ?? false
-                return overCount || overBytes || tooOld
-            }
-        }
-
-        /// Deletes a topic's oldest messages, one at a time, while `shouldDelete` (given the topic
-        /// as it stands, the version and the encoded message) says so, keeping its record in step.
-        mutating func dropOldest(
-            _ name: String, while shouldDelete: (TopicRecord, UInt64, UnsafeRawBufferPointer) -> Bool
-        ) throws(LMDBError) {
-            guard var topic = try topic(name, createWithEpoch: nil), topic.messages > 0 else { return }
-            var removed = false
-            try txn.deleteWhile(store.messageLog, from: messageKey(topic.id, topic.first)) { key, value in
-                guard topic.messages > 0, UInt64.bigEndian(key) == topic.id, let version = UInt64.bigEndian(key, at: 8),
-                    shouldDelete(topic, version, value)
-                else { return false }
-                topic.messages -= 1
-                topic.bytes -= min(topic.bytes, UInt64(payloadSize(value)))
-                topic.first = version + 1
-                removed = true
-                return true
-            }
-            if topic.messages == 0 { topic.first = topic.head + 1 }
-            if removed {
-                current[name] = topic
-                changed[name] = topic
-            }
-        }
-
-        /// Retention for every topic that changed, then one write per topic record.
-        mutating func finish() throws(LMDBError) {
-            for (name, record) in changed where record != nil {
-                try enforceRetention(name)
-            }
-            for (name, record) in changed {
-                guard let record else { continue }
-                try txn.put(store.topicTable, Array(name.utf8), encodeTopic(record))
-            }
-        }
     }
 
     // MARK: - Reads
@@ -481,252 +322,6 @@ public final class LMDBMessageStore: MessageStore {
         return StoreUsage(mapSize: info.mapSize, usedBytes: (info.lastPage + 1) * info.pageSize, syncOnCommit: configuration.syncOnCommit)
     }
 
-    // MARK: - Verification
-
-    public func verify() throws(StoreError) -> [StoreFault] {
-        do {
-            return try env.read { txn throws(LMDBError) in
-                var faults: [StoreFault] = []
-                var byID: [UInt64: TopicRecord] = [:]
-                var byName: [String: TopicRecord] = [:]
-                for (key, value) in try txn.entries(topicTable, prefix: []) {
-                    guard let topic = try? Self.decodeTopic(key, value) else {
-                        faults.append(StoreFault(.unreadableRecord, subject: String(decoding: key, as: UTF8.self), "topic record"))
-                        continue
-                    }
-                    byID[topic.id] = topic
-                    byName[topic.name] = topic
-                }
-                faults += try verifyMessages(txn, topics: byID)
-                var sessionIDs: Set<String> = []
-                for (key, value) in try txn.entries(sessionTable, prefix: []) {
-                    let clientID = String(decoding: key, as: UTF8.self)
-                    if (try? Self.decodeSession(key, value)) == nil {
-                        faults.append(StoreFault(.unreadableRecord, subject: clientID, "session record"))
-                    }
-                    sessionIDs.insert(clientID)
-                }
-                for (key, value) in try txn.entries(subscriptionTable, prefix: []) {
-                    guard let subscription = try? Self.decodeSubscription(key, value) else {
-                        faults.append(StoreFault(.unreadableRecord, subject: String(decoding: key, as: UTF8.self), "subscription record"))
-                        continue
-                    }
-                    let subject = "\(subscription.clientID) on \(subscription.topic)"
-                    if !sessionIDs.contains(subscription.clientID) {
-                        faults.append(StoreFault(.orphanSubscription, subject: subject, "no session \(subscription.clientID)"))
-                    }
-                    // A floor in an older epoch is legitimate: the client gets `reset` when it resumes.
-                    if let topic = byName[subscription.topic], topic.epoch == subscription.epoch, subscription.ackFloor > topic.head {
-                        faults.append(
-                            StoreFault(.ackFloorBeyondHead, subject: subject, "ack floor \(subscription.ackFloor) is above head \(topic.head)"))
-                    }
-                }
-                faults += try verifyDedup(txn, topics: byID)
-                return faults
-            }
-        } catch {
-            throw StoreError(error)
-        }
-    }
-
-    /// One pass over the message log, in key order, so each topic's versions arrive ascending.
-    private func verifyMessages(_ txn: ReadTransaction, topics: [UInt64: TopicRecord]) throws(LMDBError) -> [StoreFault] {
-        var faults: [StoreFault] = []
-        var seen: [UInt64: (count: UInt64, bytes: UInt64, last: UInt64)] = [:]
-        var orphans: [UInt64: Int] = [:]
-        try txn.forEach(messageLog, from: []) { key, value in
-            guard key.count == 16, let id = UInt64.bigEndian(key), let version = UInt64.bigEndian(key, at: 8) else {
-                faults.append(StoreFault(.unreadableRecord, "message key of \(key.count) bytes"))
-                return true
-            }
-            guard let topic = topics[id] else {
-                orphans[id, default: 0] += 1
-                return true
-            }
-            guard let message = try? Self.decodeMessage(version: version, value) else {
-                faults.append(StoreFault(.unreadableRecord, subject: topic.name, "message \(version)"))
-                return true
-            }
-            var state = seen[id] ?? (0, 0, topic.first - 1)
-            if version < topic.first || version > topic.head {
-                faults.append(
-                    StoreFault(.versionOutOfRange, subject: topic.name, "message \(version) is outside \(topic.first)...\(topic.head)"))
-            } else if version != state.last + 1 {
-                faults.append(StoreFault(.versionGap, subject: topic.name, "versions \(state.last + 1)...\(version - 1) are missing"))
-            }
-            state.count += 1
-            state.bytes += UInt64(message.payload.count)
-            state.last = max(state.last, version)
-            seen[id] = state
-            return true
-        }
-        for (id, topic) in topics.sorted(by: { $0.key < $1.key }) {
-            let state = seen[id] ?? (0, 0, topic.first - 1)
-            if state.last < topic.head {
-                faults.append(StoreFault(.versionGap, subject: topic.name, "versions \(state.last + 1)...\(topic.head) are missing"))
-            }
-            if state.count != topic.messages || state.bytes != topic.bytes {
-                faults.append(
-                    StoreFault(
-                        .countMismatch, subject: topic.name,
-                        "the record says \(topic.messages) messages of \(topic.bytes) bytes, the log holds \(state.count) of \(state.bytes)"))
-            }
-        }
-        for (id, count) in orphans.sorted(by: { $0.key < $1.key }) {
-            faults.append(StoreFault(.orphanMessage, "\(count) messages of topic id \(id), which no topic has"))
-        }
-        return faults
-    }
-
-    private func verifyDedup(_ txn: ReadTransaction, topics: [UInt64: TopicRecord]) throws(LMDBError) -> [StoreFault] {
-        var faults: [StoreFault] = []
-        try txn.forEach(dedup, from: []) { key, value throws(LMDBError) in
-            let messageID = String(decoding: key.dropFirst(8), as: UTF8.self)
-            guard let id = UInt64.bigEndian(key), let version = UInt64.bigEndian(value), let stamp = UInt64.bigEndian(value, at: 8) else {
-                faults.append(StoreFault(.unreadableRecord, "dedup entry \(messageID)"))
-                return true
-            }
-            guard let topic = topics[id] else {
-                faults.append(StoreFault(.dedupMismatch, "msg_id \(messageID) names topic id \(id), which no topic has"))
-                return true
-            }
-            if version > topic.head {
-                faults.append(StoreFault(.dedupMismatch, subject: topic.name, "msg_id \(messageID) names version \(version), above head \(topic.head)"))
-            }
-            if try txn.get(dedupByTime, Self.dedupTimeKey(stamp, key)) == nil {
-                faults.append(StoreFault(.dedupMismatch, subject: topic.name, "msg_id \(messageID) is missing from the expiry index"))
-            }
-            return true
-        }
-        return faults
-    }
-
-    // MARK: - Encoding
-
-    static let secretKey = Array("secret".utf8)
-    static let nextTopicIDKey = Array("next_topic_id".utf8)
-
-    static func messageKey(_ topicID: UInt64, _ version: UInt64) -> [UInt8] {
-        var writer = ByteWriter(capacity: 16)
-        writer.append(topicID)
-        writer.append(version)
-        return writer.bytes
-    }
-
-    static func dedupKey(_ topicID: UInt64, _ messageID: String) -> [UInt8] {
-        var writer = ByteWriter(capacity: 8 + messageID.utf8.count)
-        writer.append(topicID)
-        writer.append(messageID.utf8)
-        return writer.bytes
-    }
-
-    /// The expiry index's key of a dedup entry remembered at `stamp`.
-    static func dedupTimeKey(_ stamp: Timestamp, _ dedupKey: [UInt8]) -> [UInt8] {
-        var writer = ByteWriter(capacity: 8 + dedupKey.count)
-        writer.append(stamp)
-        writer.append(dedupKey)
-        return writer.bytes
-    }
-
-    static func subscriptionPrefix(_ clientID: String) -> [UInt8] {
-        Array(clientID.utf8) + [0]
-    }
-
-    static func subscriptionKey(_ clientID: String, _ topic: String) -> [UInt8] {
-        subscriptionPrefix(clientID) + Array(topic.utf8)
-    }
-
-    static func encodeMessage(_ message: NewMessage, timestamp: Timestamp) -> [UInt8] {
-        var writer = ByteWriter(capacity: message.payload.count + 16)
-        writer.append(timestamp)
-        writer.append(message.kind.rawValue)
-        writer.append(UInt8(clamping: message.headers.count))
-        for header in message.headers.prefix(Int(UInt8.max)) {
-            writer.appendShortString(header.name)
-            writer.appendShortString(header.value)
-        }
-        writer.append(message.payload)
-        return writer.bytes
-    }
-
-    static func decodeMessage(version: UInt64, _ value: [UInt8]) throws(StoreError) -> StoredMessage {
-        var reader = ByteReader(value)
-        let timestamp = try reader.uint64()
-        guard let kind = PayloadKind(rawValue: try reader.uint8()) else { throw StoreError.corrupted("payload kind") }
-        let headerCount = Int(try reader.uint8())
-        var headers: [Header] = []
-        for _ in 0..<headerCount {
-            headers.append(Header(try reader.shortString(), try reader.shortString()))
-        }
-        return StoredMessage(version: version, timestamp: timestamp, kind: kind, payload: reader.rest(), headers: headers)
-    }
-
-    /// Payload size of an encoded message without copying it.
-    static func payloadSize(_ value: UnsafeRawBufferPointer) -> Int {
-        guard value.count >= 10 else { return 0 }
-        var offset = 10
-        for _ in 0..<Int(value[9]) {
-            for _ in 0..<2 {
-                guard offset + 2 <= value.count else { return 0 }
-                offset += 2 + (Int(value[offset]) << 8 | Int(value[offset + 1]))
-            }
-        }
-        return max(0, value.count - offset)
-    }
-
-    static func encodeTopic(_ topic: TopicRecord) -> [UInt8] {
-        var writer = ByteWriter(capacity: 56)
-        writer.append(topic.id)
-        writer.append(topic.first)
-        writer.append(topic.head)
-        writer.append(topic.messages)
-        writer.append(topic.bytes)
-        writer.append(topic.epoch.utf8)
-        return writer.bytes
-    }
-
-    static func decodeTopic(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) -> TopicRecord {
-        var reader = ByteReader(value)
-        return TopicRecord(
-            name: String(decoding: key, as: UTF8.self), id: try reader.uint64(), epoch: "",
-            first: try reader.uint64(), head: try reader.uint64(), messages: try reader.uint64(), bytes: try reader.uint64()
-        ).withEpoch(reader.restString())
-    }
-
-    static func encodeSession(_ session: SessionRecord) -> [UInt8] {
-        var writer = ByteWriter(capacity: 32)
-        writer.append(session.createdAt)
-        writer.append(session.lastSeen)
-        writer.append(session.incarnation.utf8)
-        return writer.bytes
-    }
-
-    static func decodeSession(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) -> SessionRecord {
-        var reader = ByteReader(value)
-        let created = try reader.uint64()
-        let lastSeen = try reader.uint64()
-        return SessionRecord(
-            clientID: String(decoding: key, as: UTF8.self), incarnation: reader.restString(), createdAt: created, lastSeen: lastSeen)
-    }
-
-    static func encodeSubscription(_ subscription: SubscriptionRecord) -> [UInt8] {
-        var writer = ByteWriter(capacity: 32)
-        writer.append(subscription.ackFloor)
-        writer.append(UInt32(clamping: subscription.window))
-        writer.append(subscription.epoch.utf8)
-        return writer.bytes
-    }
-
-    static func decodeSubscription(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) -> SubscriptionRecord {
-        guard let separator = key.firstIndex(of: 0) else { throw StoreError.corrupted("subscription key") }
-        var reader = ByteReader(value)
-        let floor = try reader.uint64()
-        let window = Int(try reader.uint32())
-        return SubscriptionRecord(
-            clientID: String(decoding: key[..<separator], as: UTF8.self),
-            topic: String(decoding: key[(separator + 1)...], as: UTF8.self),
-            epoch: reader.restString(), ackFloor: floor, window: window)
-    }
 }
 
 extension LMDBMessageStore {
@@ -739,14 +334,6 @@ extension LMDBMessageStore {
             let name = key.map { " '" + String(decoding: $0, as: UTF8.self).replacingOccurrences(of: "\u{0}", with: "/") + "'" } ?? ""
             throw LMDBError.corrupted("\(what)\(name) does not decode (\(error))")
         }
-    }
-}
-
-extension TopicRecord {
-    fileprivate func withEpoch(_ epoch: String) -> TopicRecord {
-        var copy = self
-        copy.epoch = epoch
-        return copy
     }
 }
 

@@ -1,0 +1,225 @@
+import DequeModule
+import FerryProtocol
+import FerryStore
+import Logging
+import Synchronization
+
+/// What a connection does with each kind of client frame.
+extension Connection {
+    /// Attaches the session the hello names (read from the store when the broker has not seen
+    /// it since it started) and restores its subscriptions; later frames wait until it is done.
+    func hello(clientID: String?, resumeToken: String?) {
+        guard isAwaitingHello else {
+            reply(id: nil, ProtocolError(.badFrame, "hello was already accepted"))
+            return
+        }
+        waitForStore()
+        broker.attach(self, principal: principal, clientID: clientID, resumeToken: resumeToken) { [self] result in
+            switch result {
+            case .failure(let error):
+                broker.metrics.helloRejected(error, clientID: clientID)
+                reply(id: nil, error)
+                storeWaitEnded()
+            case .success(let session):
+                broker.metrics.hello(session)
+                broker.addSubscriber(self, to: session.subscriptions.map(\.topic)) { [self] topics in
+                    switch topics {
+                    case .success(let topics):
+                        welcome(session, topics: topics.map(\.topic))
+                    case .failure(let error):
+                        // The session is this connection's; closing releases it for a later hello.
+                        if let id = session.clientID { broker.release(id, from: self) }
+                        fail(error, close: .internalError)
+                    }
+                    storeWaitEnded()
+                }
+            }
+        }
+    }
+
+    /// Sends `welcome` and starts delivery on the restored subscriptions.
+    private func welcome(_ session: Broker.Attachment, topics: [Topic]) {
+        let welcome = ServerFrame.welcome(
+            clientID: session.clientID, resumeToken: session.resumeToken, resumed: session.resumed,
+            subscriptions: session.subscriptions.map {
+                RestoredSubscription(topic: $0.topic, epoch: $0.epoch, ackFloor: $0.ackFloor)
+            },
+            heartbeatSeconds: broker.configuration.heartbeatSeconds, limits: broker.configuration.limits)
+        let wake = state.withLock { state -> Bool? in
+            // Closed while the store was read: `closed()` could not release what it did not have yet.
+            guard state.phase != .closed else { return nil }
+            state.phase = .ready
+            state.clientID = session.clientID
+            state.queue(welcome)
+            for (record, topic) in zip(session.subscriptions, topics) {
+                state.generations += 1
+                state.subscriptions[record.topic] = Subscription(
+                    topic: topic, epoch: record.epoch, ackFloor: record.ackFloor, window: record.window,
+                    next: record.ackFloor + 1, durable: true, generation: state.generations)
+                state.ready.insert(record.topic)
+            }
+            return state.wake()
+        }
+        guard let wake else {
+            broker.removeSubscriber(self, from: topics)
+            if let id = session.clientID { broker.release(id, from: self) }
+            return
+        }
+        notify(wake)
+    }
+
+    func subscribe(id: Int64?, topic name: String, from: StartPosition, epoch: String?, window: Int) {
+        // Before anything is looked up, so a refused subscribe creates nothing.
+        guard principal.permissions.maySubscribe(name) else {
+            reply(id: id, ProtocolError(.forbidden, "not allowed to subscribe to \(name)"))
+            return
+        }
+        let clientID = state.withLock { $0.clientID }
+        let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
+        let maxSubscriptions = broker.configuration.limits.maxSubscriptions
+        let full = state.withLock { $0.subscriptions[name] == nil && $0.subscriptions.count >= maxSubscriptions }
+        guard !full else {
+            reply(id: id, ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
+            return
+        }
+        waitForStore()
+        broker.addSubscriber(self, to: [name]) { [self] result in
+            switch result {
+            case .success(let topics):
+                if let (topic, position) = topics.first {
+                    start(id: id, topic: topic, at: position, from: from, epoch: epoch, window: window, stored: stored, clientID: clientID)
+                }
+            case .failure(let error):
+                reply(id: id, error)
+            }
+            storeWaitEnded()
+        }
+    }
+
+    /// Puts a subscription in place once its topic is held: `subscribed`, then `reset` or `gap`
+    /// if its start calls for one, then delivery. Every commit after the topic was held notifies
+    /// the connection, and the delivery pass queued here reads the position afresh, so nothing
+    /// is missed before the subscription is in place.
+    private func start(
+        id: Int64?, topic: Topic, at position: Topic.Position, from: StartPosition, epoch: String?, window: Int,
+        stored: SubscriptionRecord?, clientID: String?
+    ) {
+        let name = topic.name
+        let subscribed: SubscriptionRecord? = state.withLock { state in
+            // Closed meanwhile: `closed()` has released its topics already.
+            guard state.phase != .closed else { return nil }
+            let start = SubscriptionStart(from: from, epoch: epoch, stored: stored, position: position)
+            state.generations += 1
+            state.subscriptions[name] = Subscription(
+                topic: topic, epoch: position.epoch, ackFloor: start.next - 1, window: window, next: start.next,
+                durable: clientID != nil, generation: state.generations)
+            state.queue(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start.next))
+            if let stale = start.resetFrom {
+                state.queue(ServerFrame.reset(topic: name, oldEpoch: stale, epoch: position.epoch))
+            }
+            if let gap = start.gap {
+                state.queue(ServerFrame.gap(topic: name, from: gap.lowerBound, to: gap.upperBound))
+                broker.metrics.sentGap()
+            }
+            state.ready.insert(name)
+            return SubscriptionRecord(
+                clientID: clientID ?? "", topic: name, epoch: position.epoch, ackFloor: start.next - 1, window: window)
+        }
+        guard let subscribed else {
+            broker.removeSubscriber(self, from: [topic])
+            return
+        }
+        if clientID != nil { broker.putDurableSubscription(subscribed) }
+        notify(state.withLock { $0.wake() })
+    }
+
+    func ack(topic name: String, version: UInt64) {
+        let outcome: Result<SubscriptionRecord?, ProtocolError> = state.withLock { state in
+            guard var subscription = state.subscriptions[name] else {
+                return .failure(ProtocolError(.notSubscribed, "not subscribed to \(name)"))
+            }
+            guard version < subscription.next else {
+                return .failure(ProtocolError(.badAck, "version \(version) of \(name) was not delivered"))
+            }
+            guard version > subscription.ackFloor else { return .success(nil) }
+            subscription.ackFloor = version
+            state.subscriptions[name] = subscription
+            state.ready.insert(name)
+            guard subscription.durable, let clientID = state.clientID else { return .success(nil) }
+            return .success(
+                SubscriptionRecord(
+                    clientID: clientID, topic: name, epoch: subscription.epoch, ackFloor: version, window: subscription.window))
+        }
+        switch outcome {
+        case .success(let record):
+            broker.metrics.acked()
+            if let record { broker.recordAck(record, from: self) }
+            notify(state.withLock { $0.wake() })
+        case .failure(let error):
+            reply(id: nil, error)
+        }
+    }
+
+    func unsubscribe(id: Int64?, topic name: String) {
+        let removed = state.withLock { state in
+            state.subscriptions.removeValue(forKey: name).map { ($0, state.clientID) }
+        }
+        guard let (subscription, clientID) = removed else {
+            reply(id: id, ProtocolError(.notSubscribed, "not subscribed to \(name)"))
+            return
+        }
+        broker.removeSubscriber(self, from: [subscription.topic])
+        if subscription.durable, let clientID { broker.removeDurableSubscription(clientID: clientID, topic: name) }
+        send(ServerFrame.unsubscribed(id: id, topic: name))
+    }
+
+    func publish(_ publishes: [(id: Int64?, request: PublishRequest)], at now: UInt64) {
+        let (admitted, refused, wake) = state.withLock { state in
+            guard state.rate != nil else {
+                state.pendingPublishes += publishes.count
+                return (publishes, 0, false)
+            }
+            var admitted: [(id: Int64?, request: PublishRequest)] = []
+            admitted.reserveCapacity(publishes.count)
+            var refused = 0
+            for publish in publishes {
+                let verdict = state.rate?.admit(at: now) ?? .allowed
+                if verdict == .allowed {
+                    admitted.append(publish)
+                    continue
+                }
+                // Over the rate: answered `rate_limited` and not stored; once a 4029 close is
+                // decided, later ones are dropped unanswered.
+                guard state.closing == nil else { continue }
+                refused += 1
+                state.queue(ServerFrame.error(id: publish.id, .overPublishRate(broker.configuration.limits)))
+                // A 4013 the queued error just decided stands.
+                if verdict == .exceeded, state.closing == nil { state.closing = (.rateLimited, "publishing over the rate limit") }
+            }
+            state.pendingPublishes += admitted.count
+            return (admitted, refused, refused > 0 && state.wake())
+        }
+        if refused > 0 { broker.metrics.rejected(by: .publishRate, count: refused) }
+        notify(wake)
+        guard !admitted.isEmpty else { return }
+        broker.publishEach(admitted.map(\.request)) { [self] results in
+            var frames: [Frame] = []
+            frames.reserveCapacity(results.count)
+            for ((id, _), result) in zip(admitted, results) {
+                switch result {
+                case .success(let outcome):
+                    frames.append(ServerFrame.published(id: id, topic: outcome.topic, version: outcome.version, duplicate: outcome.duplicate))
+                case .failure(let error):
+                    frames.append(ServerFrame.error(id: id, error))
+                }
+            }
+            // The frames wake the transport, which also resumes reading if it had paused.
+            notify(
+                state.withLock { state in
+                    state.pendingPublishes -= admitted.count
+                    for frame in frames { state.queue(frame) }
+                    return state.wake()
+                })
+        }
+    }
+}

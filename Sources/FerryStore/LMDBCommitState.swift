@@ -1,0 +1,162 @@
+import Foundation
+
+extension LMDBMessageStore {
+    /// The topics one commit touches, kept in memory until they are written once at the end.
+    struct CommitState {
+        let store: LMDBMessageStore
+        let txn: WriteTransaction
+        let now: Timestamp
+        var current: [String: TopicRecord] = [:]
+        var changed: [String: TopicRecord?] = [:]
+
+        init(store: LMDBMessageStore, txn: WriteTransaction, now: Timestamp) {
+            self.store = store
+            self.txn = txn
+            self.now = now
+        }
+
+        /// The topic, created with `epoch()` when it does not exist and an epoch is given (made only then:
+        /// a publish to an existing topic must not pay for random bytes).
+        mutating func topic(_ name: String, createWithEpoch epoch: @autoclosure () -> String?) throws(LMDBError) -> TopicRecord? {
+            if let topic = current[name] { return topic }
+            let key = Array(name.utf8)
+            if let value = try txn.get(store.topicTable, key) {
+                let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
+                current[name] = topic
+                return topic
+            }
+            guard let epoch = epoch() else { return nil }
+            // No counter yet means a new store, whose first topic id is 1.
+            var id: UInt64 = 1
+            if let value = try txn.get(store.meta, LMDBMessageStore.nextTopicIDKey) {
+                id = try decoded("topic id counter", LMDBMessageStore.nextTopicIDKey) { () throws(StoreError) -> UInt64 in
+                    var counter = ByteReader(value)
+                    return try counter.uint64()
+                }
+            }
+            var next = ByteWriter()
+            next.append(id + 1)
+            try txn.put(store.meta, LMDBMessageStore.nextTopicIDKey, next.bytes)
+            let topic = TopicRecord(name: name, id: id, epoch: epoch)
+            current[name] = topic
+            changed[name] = topic
+            return topic
+        }
+
+        mutating func publish(_ message: NewMessage) throws(LMDBError) -> CommitResult.Outcome {
+            guard var topic = try topic(message.topic, createWithEpoch: Epoch.random()) else { return .failed(.engine("topic not created")) }
+            var dedupKey: [UInt8]?
+            if let messageID = message.messageID {
+                let key = LMDBMessageStore.dedupKey(topic.id, messageID)
+                if let hit = try txn.get(store.dedup, key),
+                    let version = UInt64.bigEndian(hit), let stamp = UInt64.bigEndian(hit, at: 8),
+                    stamp + store.configuration.dedupWindow > now
+                {
+                    return .published(version: version, timestamp: stamp, duplicate: true)
+                }
+                dedupKey = key
+            }
+            topic.head += 1
+            topic.messages += 1
+            topic.bytes += UInt64(message.payload.count)
+            try txn.put(
+                store.messageLog, LMDBMessageStore.messageKey(topic.id, topic.head),
+                LMDBMessageStore.encodeMessage(message, timestamp: now))
+            if let dedupKey {
+                var value = ByteWriter(capacity: 16)
+                value.append(topic.head)
+                value.append(now)
+                try txn.put(store.dedup, dedupKey, value.bytes)
+                try txn.put(store.dedupByTime, LMDBMessageStore.dedupTimeKey(now, dedupKey), [])
+            }
+            current[topic.name] = topic
+            changed[topic.name] = topic
+            return .published(version: topic.head, timestamp: now, duplicate: false)
+        }
+
+        mutating func deleteTopic(_ name: String) throws(LMDBError) {
+            guard let topic = try topic(name, createWithEpoch: nil) else { return }
+            var prefixWriter = ByteWriter()
+            prefixWriter.append(topic.id)
+            let prefix = prefixWriter.bytes
+            try txn.deleteWhile(store.messageLog, from: prefix) { key, _ in key.starts(with: prefix) }
+            try txn.deleteWhile(store.dedup, from: prefix) { key, _ in key.starts(with: prefix) }
+            try txn.delete(store.topicTable, Array(name.utf8))
+            current[name] = nil
+            changed[name] = .some(nil)
+        }
+
+        /// Age retention on every topic, and expiry of remembered `msg_id`s.
+        mutating func sweep() throws(LMDBError) {
+            for (key, value) in try txn.entries(store.topicTable, prefix: []) {
+                let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
+                if current[topic.name] == nil { current[topic.name] = topic }
+            }
+            for name in current.keys {
+                try enforceRetention(name)
+            }
+            let window = store.configuration.dedupWindow
+            guard now > window else { return }
+            let cutoff = now - window
+            var expired: [[UInt8]] = []
+            try txn.deleteWhile(store.dedupByTime, from: []) { key, _ in
+                guard let stamp = UInt64.bigEndian(key), stamp <= cutoff else { return false }
+                expired.append(Array(key.dropFirst(8)))
+                return true
+            }
+            for key in expired {
+                // Delete only if not re-published since (a newer entry has a newer stamp).
+                if let value = try txn.get(store.dedup, key), let stamp = UInt64.bigEndian(value, at: 8), stamp <= cutoff {
+                    try txn.delete(store.dedup, key)
+                }
+            }
+        }
+
+        /// Deletes the oldest messages while a retention limit is exceeded.
+        mutating func enforceRetention(_ name: String) throws(LMDBError) {
+            let policy = store.configuration.retention
+            let ageCutoff = policy.maxAge.map { now > $0 ? now - $0 : 0 }
+            try dropOldest(name) { topic, _, value in
+                let overCount = policy.maxMessages.map { topic.messages > $0 } ?? false
+                let overBytes = policy.maxBytes.map { topic.bytes > $0 } ?? false
+                let tooOld = ageCutoff.map { cutoff in (UInt64.bigEndian(value) ?? 0) < cutoff } ?? false
+                return overCount || overBytes || tooOld
+            }
+        }
+
+        /// Deletes a topic's oldest messages, one at a time, while `shouldDelete` (given the topic
+        /// as it stands, the version and the encoded message) says so, keeping its record in step.
+        mutating func dropOldest(
+            _ name: String, while shouldDelete: (TopicRecord, UInt64, UnsafeRawBufferPointer) -> Bool
+        ) throws(LMDBError) {
+            guard var topic = try topic(name, createWithEpoch: nil), topic.messages > 0 else { return }
+            var removed = false
+            try txn.deleteWhile(store.messageLog, from: messageKey(topic.id, topic.first)) { key, value in
+                guard topic.messages > 0, UInt64.bigEndian(key) == topic.id, let version = UInt64.bigEndian(key, at: 8),
+                    shouldDelete(topic, version, value)
+                else { return false }
+                topic.messages -= 1
+                topic.bytes -= min(topic.bytes, UInt64(payloadSize(value)))
+                topic.first = version + 1
+                removed = true
+                return true
+            }
+            if topic.messages == 0 { topic.first = topic.head + 1 }
+            if removed {
+                current[name] = topic
+                changed[name] = topic
+            }
+        }
+
+        /// Retention for every topic that changed, then one write per topic record.
+        mutating func finish() throws(LMDBError) {
+            for (name, record) in changed where record != nil {
+                try enforceRetention(name)
+            }
+            for (name, record) in changed {
+                guard let record else { continue }
+                try txn.put(store.topicTable, Array(name.utf8), encodeTopic(record))
+            }
+        }
+    }
+}
