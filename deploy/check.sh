@@ -146,6 +146,15 @@ if need(services, "ferry.build.dockerfile", "compose.yaml") != "deploy/docker/Do
     sys.exit("deploy/docker/compose.yaml: needs the ferry service built from deploy/docker/Dockerfile, and nginx")
 print("ok   deploy/docker/compose.yaml: services " + ", ".join(services))
 
+cluster = yaml.safe_load(open("deploy/docker/compose.cluster.yaml"))
+cservices = need(cluster, "services", "compose.cluster.yaml")
+brokers = [n for n, s in cservices.items() if str((s.get("environment") or {}).get("FERRY_POSTGRES_URL", "")).startswith("postgres://")]
+if len(brokers) < 2 or "postgres" not in cservices or "nginx" not in cservices:
+    sys.exit("deploy/docker/compose.cluster.yaml: needs postgres, two brokers with FERRY_POSTGRES_URL, and nginx")
+if any(cservices[b].get("build", {}).get("dockerfile") != "deploy/docker/Dockerfile" for b in brokers):
+    sys.exit("deploy/docker/compose.cluster.yaml: brokers must be built from deploy/docker/Dockerfile")
+print("ok   deploy/docker/compose.cluster.yaml: services " + ", ".join(cservices) + f" ({len(brokers)} brokers on postgres)")
+
 dashboard = json.load(open("deploy/grafana/ferry.json"))
 variables = {v["name"]: v for v in dashboard["templating"]["list"]}
 if variables.get("datasource", {}).get("type") != "datasource" or variables["datasource"].get("query") != "prometheus":
@@ -171,6 +180,20 @@ if "127.0.0.1:8080" in site or "[::]:80" in site or site.count("server ferry:808
     sys.exit("the rewritten site still names loopback or IPv6, or its upstream is not ferry:8080")
 EOF
 ok "deploy/docker/compose.yaml: nginx's rewrite points the upstream at the ferry service"
+
+python3 - "$work/compose-cluster-site.conf" <<'EOF' || fail "deploy/docker/compose.cluster.yaml: the nginx command's rewrite of ferry.conf"
+import subprocess, sys, yaml
+services = yaml.safe_load(open("deploy/docker/compose.cluster.yaml"))["services"]
+command = services["nginx"]["command"][2]
+rewrite = command.split(" && exec ")[0].replace("/etc/ferry/ferry.conf", "deploy/nginx/ferry.conf").replace(
+    "/etc/nginx/conf.d/default.conf", sys.argv[1])
+subprocess.run(["sh", "-c", rewrite], check=True)
+site = open(sys.argv[1]).read()
+brokers = [n for n, s in services.items() if "FERRY_POSTGRES_URL" in (s.get("environment") or {})]
+if "127.0.0.1:8080" in site or "[::]:80" in site or any(site.count(f"server {b}:8080;") != 1 for b in brokers):
+    sys.exit("the rewritten site still names loopback or IPv6, or its upstream is not every broker")
+EOF
+ok "deploy/docker/compose.cluster.yaml: nginx's rewrite points the upstream at both brokers"
 
 # The Dockerfile builds with CI's steps (no engine here to run it).
 grep -q '^RUN ./scripts/install-deps.sh$' deploy/docker/Dockerfile && grep -q 'scripts/install-deps.sh' .ci/run \
