@@ -54,6 +54,7 @@ extension Broker {
     private func apply(_ refreshes: [Refresh]) {
         let cacheLimit = configuration.cachedMessagesPerTopic
         for refresh in refreshes {
+            if let record = refresh.record, renewIfTailLost(refresh.topic.name, seen: refresh.topic.record, found: record) { continue }
             let appended = refresh.messages.map { ($0.version, Self.encode($0, topic: refresh.topic.name)) }
             // Under the broker's lock, as the mirror of a commit of this broker is.
             let subscribers = state.withLock { state -> [Connection] in
@@ -62,5 +63,19 @@ extension Broker {
             }
             for connection in subscribers { connection.topicChanged(refresh.topic.name) }
         }
+    }
+
+    /// When the store's log of `topic` is shorter than this broker saw in the same epoch (a
+    /// failover to a replica that had not received the tail), its versions would be given again:
+    /// the topic gets a new epoch (one broker's renewal wins; the rest find the epoch changed), so
+    /// every subscriber is told `reset` rather than handed a reused version. True when renewing.
+    @discardableResult
+    func renewIfTailLost(_ name: String, seen: TopicRecord?, found record: TopicRecord) -> Bool {
+        guard let seen, seen.epoch == record.epoch, record.head < seen.head else { return false }
+        logger.warning(
+            "topic log is shorter than seen: giving it a new epoch",
+            metadata: ["ferry.topic": "\(name)", "ferry.head_seen": "\(seen.head)", "ferry.head_found": "\(record.head)"])
+        committer.submit([.renewEpoch(name, from: record.epoch, to: Epoch.random())], completion: nil)
+        return true
     }
 }

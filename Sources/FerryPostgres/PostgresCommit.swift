@@ -83,6 +83,13 @@ struct PostgresCommit {
             case .ensureTopic(let name, let epoch):
                 _ = try topic(name, createWithEpoch: epoch)
                 outcomes.append(.done)
+            case .renewEpoch(let name, let from, let to):
+                if var topic = current[name], topic.epoch == from {
+                    topic.epoch = to
+                    current[name] = topic
+                    changed[name] = topic
+                }
+                outcomes.append(.done)
             case .deleteTopic(let name):
                 if let topic = current.removeValue(forKey: name) {
                     deletedIDs.insert(topic.id)
@@ -145,7 +152,7 @@ struct PostgresCommit {
             case .ensureTopic(let name, let epoch):
                 touched.insert(name)
                 if creatable[name] == nil { creatable[name] = epoch }
-            case .deleteTopic(let name), .trimTopic(let name, _):
+            case .deleteTopic(let name), .trimTopic(let name, _), .renewEpoch(let name, _, _):
                 touched.insert(name)
             case .sweep:
                 sweep = sweeping

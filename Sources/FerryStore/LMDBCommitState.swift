@@ -74,6 +74,13 @@ extension LMDBMessageStore {
             return .published(version: topic.head, timestamp: now, duplicate: false)
         }
 
+        mutating func renewEpoch(_ name: String, from: String, to: String) throws(LMDBError) {
+            guard var topic = try topic(name, createWithEpoch: nil), topic.epoch == from else { return }
+            topic.epoch = to
+            current[name] = topic
+            changed[name] = topic
+        }
+
         mutating func deleteTopic(_ name: String) throws(LMDBError) {
             guard let topic = try topic(name, createWithEpoch: nil) else { return }
             var prefixWriter = ByteWriter()

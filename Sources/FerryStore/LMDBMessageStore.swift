@@ -227,6 +227,9 @@ public final class LMDBMessageStore: MessageStore {
             case .ensureTopic(let name, let epoch):
                 _ = try state.topic(name, createWithEpoch: epoch)
                 outcomes.append(.done)
+            case .renewEpoch(let name, let from, let to):
+                try state.renewEpoch(name, from: from, to: to)
+                outcomes.append(.done)
             case .deleteTopic(let name):
                 try state.deleteTopic(name)
                 outcomes.append(.done)

@@ -261,6 +261,10 @@ public enum StoreOperation: Sendable, Equatable {
     case deleteTopic(String)
     /// Deletes a topic's messages with versions `<= through`; versions are never reused.
     case trimTopic(String, through: UInt64)
+    /// Gives the topic epoch `to` if its epoch is still `from`, keeping its messages and versions:
+    /// a broker found the log shorter than it had seen (a database failover lost its tail), so
+    /// versions will be given again, and every position in the old epoch must be reset.
+    case renewEpoch(String, from: String, to: String)
     case putSession(SessionRecord)
     /// Deletes a session and all its subscriptions.
     case deleteSession(String)

@@ -106,6 +106,35 @@ struct ClusterTests {
         }
     }
 
+    /// A failover to a replica that had not received the tail: the database's log is shorter than
+    /// a broker saw. Versions must not be handed out again under the epoch clients know.
+    @Test func aLogFoundShorterThanSeenGetsANewEpochAndSubscribersAreReset() throws {
+        let server = try PostgresTestServer.shared.get()
+        try withCluster { a, b in
+            try a.publishNumbered("ledger", count: 10)
+            let (subscriber, _) = try b.session()
+            let subscribed = try subscriber.subscribe("ledger", from: "earliest")
+            let epoch = try #require(subscribed.string("epoch"))
+            #expect(try subscriber.collectMessages(count: 10, timeout: 10).versions == Array(1...10))
+            // What the failover does: versions 8-10 are gone, and the head is 7.
+            let database = try #require(b.environmentValue("FERRY_POSTGRES_URL")?.split(separator: "/").last.map(String.init))
+            try server.run(
+                """
+                DELETE FROM messages WHERE version > 7 AND topic_id = (SELECT id FROM topics WHERE name = 'ledger');
+                UPDATE topics SET head = 7, messages = 7, bytes = (SELECT sum(length(payload)) FROM messages
+                    WHERE topic_id = topics.id) WHERE name = 'ledger';
+                """, database: database)
+            let reset = try subscriber.expectOp("reset", timeout: 10)
+            #expect(reset.string("old_epoch") == epoch)
+            let renewed = try #require(reset.string("epoch"))
+            #expect(renewed != epoch)
+            // From the first version of the renewed epoch, then the next publish at 8, not a silent 8.
+            #expect(try subscriber.collectMessages(count: 7, timeout: 10).versions == Array(1...7))
+            #expect(try a.publishJSON("ledger", "{}").string("epoch") == renewed)
+            #expect(try subscriber.collectMessages(count: 1, timeout: 10).versions == [8])
+        }
+    }
+
     @Test func aBrokerKilledUnderPublishLoadLosesNothingConfirmed() throws {
         try withCluster { a, b in
             let confirmed = Mutex<[Int]>([])

@@ -60,6 +60,28 @@ struct MessageStoreTests {
         }
     }
 
+    @Test("renewEpoch gives a new epoch only from the one named, keeping messages and versions", arguments: StoreEngine.allCases)
+    func renewEpoch(engine: StoreEngine) throws {
+        try withStore(engine) { store in
+            try store.publish(publishJSON("t", "1"))
+            try store.publish(publishJSON("t", "2"))
+            let before = try #require(try store.topic("t"))
+            let stale = try store.commit([.renewEpoch("t", from: "not-its-epoch", to: "x1")], now: t0)
+            #expect(stale.outcomes == [.done])
+            #expect(try store.topic("t") == before)
+            let renewed = try store.commit([.renewEpoch("t", from: before.epoch, to: "e-renewed")], now: t0)
+            #expect((renewed.topics["t"] ?? nil)?.epoch == "e-renewed")
+            let after = try #require(try store.topic("t"))
+            #expect([after.id, after.first, after.head, after.messages, after.bytes] == [before.id, before.first, before.head, before.messages, before.bytes])
+            #expect(after.epoch == "e-renewed")
+            #expect(try store.storedVersions("t") == [1, 2])
+            #expect(try store.publish(publishJSON("t", "3")) == 3)
+            // A name with no topic stays without one.
+            _ = try store.commit([.renewEpoch("nothing", from: "a", to: "b")], now: t0)
+            #expect(try store.topic("nothing") == nil)
+        }
+    }
+
     @Test("messages(topicID:after:limit:) returns versions after `after`, oldest first, at most `limit`", arguments: StoreEngine.allCases)
     func messageRanges(engine: StoreEngine) throws {
         try withStore(engine) { store in
