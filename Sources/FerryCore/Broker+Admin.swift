@@ -13,11 +13,10 @@ extension Broker {
     /// empty (head 0) with the epoch its `subscribed` frame gave.
     public func topicInfo(_ name: String) async throws(ProtocolError) -> TopicInfo? {
         guard let topic = try await topicView(name) else { return nil }
-        return Self.info(of: topic, sessions: try await sessionViews())
+        return Self.info(of: topic, durable: try await subscriptionViews(of: name))
     }
 
-    private static func info(of topic: TopicView, sessions: [String: SessionView]) -> TopicInfo {
-        let durable = sessions.values.filter { $0.subscriptions[topic.name] != nil }
+    private static func info(of topic: TopicView, durable: [(record: SubscriptionRecord, connected: Bool)]) -> TopicInfo {
         let ephemeral = max(0, topic.connected - durable.filter(\.connected).count)
         let log = topic.log
         return TopicInfo(
@@ -31,7 +30,8 @@ extension Broker {
         let sessions = try await sessionViews()
         var infos: [TopicInfo] = []
         for name in topics.keys.sorted() {
-            if let topic = topics[name] { infos.append(await adminInfo(of: topic, sessions: sessions, listingSubscriptions: false)) }
+            guard let topic = topics[name] else { continue }
+            infos.append(await adminInfo(of: topic, durable: Self.durableSubscriptions(of: name, in: sessions), listingSubscriptions: false))
         }
         return infos
     }
@@ -110,7 +110,8 @@ extension Broker {
         return (log.head, log.head - record.ackFloor, stamp.map { now > $0 ? now - $0 : 0 })
     }
 
-    /// The durable subscriptions of topic `name`, with whether their client is connected.
+    /// The durable subscriptions of topic `name` among `sessions` (all of them, read once for a
+    /// listing of every topic), with whether their client is connected.
     private static func durableSubscriptions(of name: String, in sessions: [String: SessionView])
         -> [(record: SubscriptionRecord, connected: Bool)]
     {
@@ -122,14 +123,16 @@ extension Broker {
     /// with `listingSubscriptions`, each durable subscription. Nil when the topic does not exist.
     public func adminTopicInfo(_ name: String, listingSubscriptions: Bool) async throws(ProtocolError) -> TopicInfo? {
         guard let topic = try await topicView(name) else { return nil }
-        return await adminInfo(of: topic, sessions: try await sessionViews(), listingSubscriptions: listingSubscriptions)
+        return await adminInfo(of: topic, durable: try await subscriptionViews(of: name), listingSubscriptions: listingSubscriptions)
     }
 
-    private func adminInfo(of topic: TopicView, sessions: [String: SessionView], listingSubscriptions: Bool) async -> TopicInfo {
-        var info = Self.info(of: topic, sessions: sessions)
+    private func adminInfo(
+        of topic: TopicView, durable: [(record: SubscriptionRecord, connected: Bool)], listingSubscriptions: Bool
+    ) async -> TopicInfo {
+        var info = Self.info(of: topic, durable: durable)
         let now = configuration.now()
         var subscriptions: [TopicSubscription] = []
-        for entry in Self.durableSubscriptions(of: topic.name, in: sessions) {
+        for entry in durable {
             let standing = await standing(of: entry.record, in: topic.log, now: now, withAge: listingSubscriptions)
             subscriptions.append(
                 TopicSubscription(
@@ -157,7 +160,7 @@ extension Broker {
             throw ProtocolError(.badFrame, "to (\(through)) is above the head of \(name) (\(before.head))")
         }
         if !force {
-            let losses = Self.durableSubscriptions(of: name, in: try await sessionViews()).compactMap { entry -> TrimLoss? in
+            let losses = try await subscriptionViews(of: name).compactMap { entry -> TrimLoss? in
                 let from = max(entry.record.ackFloor + 1, before.first)
                 guard entry.record.epoch == before.epoch, from <= through else { return nil }
                 return TrimLoss(clientID: entry.record.clientID, ackFloor: entry.record.ackFloor, from: from, to: through)

@@ -72,6 +72,19 @@ extension Broker {
         session.owner != nil || state.dirtySessions[clientID] != nil
     }
 
+    /// The durable subscriptions to `topic`, with whether their client is connected here, by
+    /// client id: the store's, with those of the sessions memory holds newer over them.
+    func subscriptionViews(of topic: String) async throws(ProtocolError) -> [(record: SubscriptionRecord, connected: Bool)] {
+        let stored = try await readForView("subscriptions to \(topic)") { store throws(StoreError) in try store.subscriptions(topic: topic) }
+        var byClient = Dictionary(stored.map { ($0.clientID, (record: $0, connected: false)) }) { $1 }
+        state.withLock { state in
+            for (clientID, session) in state.sessions where Self.isNewerThanStored(clientID, session, state) {
+                byClient[clientID] = session.subscriptions[topic].map { ($0, session.owner != nil) }
+            }
+        }
+        return byClient.values.sorted { $0.record.clientID < $1.record.clientID }
+    }
+
     /// One durable session, or nil when there is none.
     func sessionView(_ clientID: String) async throws(ProtocolError) -> SessionView? {
         let held = state.withLock { state in

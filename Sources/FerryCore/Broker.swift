@@ -160,9 +160,7 @@ public final class Broker: Sendable {
             return
         }
         reader.read({ store throws(StoreError) in
-            var stored: [String: TopicRecord] = [:]
-            for name in unknown { stored[name] = try store.topic(named: name) }
-            return stored
+            Dictionary(try store.topics(named: unknown).map { ($0.name, $0) }) { $1 }
         }) { [self] result in
             switch result {
             case .success(let stored):

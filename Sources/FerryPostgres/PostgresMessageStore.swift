@@ -93,17 +93,26 @@ public final class PostgresMessageStore: MessageStore {
         }
     }
 
+    public func subscriptions(topic: String) throws(StoreError) -> [SubscriptionRecord] {
+        try connections.withSession { session throws(StoreError) in
+            try Self.decodeRows(
+                try session.query("SELECT client_id, topic, epoch, ack_floor, window_size FROM subscriptions WHERE topic = \(topic)"),
+                "subscription record", Self.subscription)
+        }
+    }
+
+    static func subscription(_ row: PostgresRow) throws -> SubscriptionRecord {
+        let (clientID, topic, epoch, floor, window) = try row.decode((String, String, String, Int64, Int32).self)
+        return SubscriptionRecord(clientID: clientID, topic: topic, epoch: epoch, ackFloor: floor.unsigned, window: Int(window))
+    }
+
     /// Sessions and subscriptions as `SELECT`ed above, each session with its own.
     private static func stored(sessions: PostgresQueryResult, subscriptions: PostgresQueryResult) throws(StoreError) -> [StoredSession] {
         let records = try decodeRows(sessions, "session record") { row throws in
             let (clientID, incarnation, created, lastSeen) = try row.decode((String, String, Int64, Int64).self)
             return SessionRecord(clientID: clientID, incarnation: incarnation, createdAt: created.unsigned, lastSeen: lastSeen.unsigned)
         }
-        let byClient = Dictionary(
-            grouping: try decodeRows(subscriptions, "subscription record") { row throws in
-                let (clientID, topic, epoch, floor, window) = try row.decode((String, String, String, Int64, Int32).self)
-                return SubscriptionRecord(clientID: clientID, topic: topic, epoch: epoch, ackFloor: floor.unsigned, window: Int(window))
-            }, by: \.clientID)
+        let byClient = Dictionary(grouping: try decodeRows(subscriptions, "subscription record", subscription), by: \.clientID)
         return records.map { StoredSession(record: $0, subscriptions: byClient[$0.clientID] ?? []) }
     }
 

@@ -70,6 +70,8 @@ enum PostgresSchema {
                 PRIMARY KEY (client_id, topic)
             )
             """,
+            // A topic's subscribers are looked up by topic (its info, a trim's check).
+            "CREATE INDEX subscriptions_by_topic ON subscriptions (topic)",
             "CREATE TABLE meta (key text PRIMARY KEY, value bytea NOT NULL)",
         ]
     ]

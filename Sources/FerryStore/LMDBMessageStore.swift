@@ -152,6 +152,25 @@ public final class LMDBMessageStore: MessageStore {
         }
     }
 
+    /// A pass over the subscription keys (client id, then topic), decoding only those of `topic`.
+    public func subscriptions(topic: String) throws(StoreError) -> [SubscriptionRecord] {
+        let suffix = [0] + Array(topic.utf8)
+        return try withCorruptionNamed { () throws(LMDBError) in
+            try env.read { txn throws(LMDBError) in
+                var found: [SubscriptionRecord] = []
+                try txn.forEach(subscriptionTable, from: []) { key, value throws(LMDBError) in
+                    guard key.count > suffix.count, key.suffix(suffix.count).elementsEqual(suffix),
+                        !key.dropLast(suffix.count).contains(0)
+                    else { return true }
+                    found.append(
+                        try Self.decoded("subscription record", key) { () throws(StoreError) in try Self.decodeSubscription(key, value) })
+                    return true
+                }
+                return found
+            }
+        }
+    }
+
     func subscriptions(in txn: some LMDBReading, prefix: [UInt8]) throws(LMDBError) -> [SubscriptionRecord] {
         try txn.entries(subscriptionTable, prefix: prefix).map { entry throws(LMDBError) in
             try Self.decoded("subscription record", entry.key) { () throws(StoreError) in try Self.decodeSubscription(entry.key, entry.value) }

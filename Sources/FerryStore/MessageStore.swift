@@ -35,6 +35,9 @@ public protocol MessageStore: AnyObject, Sendable {
     /// Every durable session with its subscriptions, by client id (admin listings, metrics, expiry).
     func sessions() throws(StoreError) -> [StoredSession]
 
+    /// The durable subscriptions to `topic`, any order (a topic's subscriber count, its admin view, a trim's check).
+    func subscriptions(topic: String) throws(StoreError) -> [SubscriptionRecord]
+
     /// Starts telling `handler` about changes other brokers sharing this store make (on a
     /// thread of the engine's). An engine only one broker uses (LMDB) never calls it. Delivery
     /// is at least once and may be late or coalesced; the engine says `.everything` when it may

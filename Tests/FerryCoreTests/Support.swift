@@ -110,6 +110,7 @@ final class ReadsThatMayBlock: MessageStore {
     func topics() throws(StoreError) -> [TopicRecord] { try store.topics() }
     func session(clientID: String) throws(StoreError) -> StoredSession? { try store.session(clientID: clientID) }
     func sessions() throws(StoreError) -> [StoredSession] { try store.sessions() }
+    func subscriptions(topic: String) throws(StoreError) -> [SubscriptionRecord] { try store.subscriptions(topic: topic) }
     func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
         try store.commit(operations, now: now)
     }

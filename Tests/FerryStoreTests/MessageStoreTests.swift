@@ -174,6 +174,22 @@ struct MessageStoreTests {
         }
     }
 
+    @Test("subscriptions(topic:) finds every client's subscription to that topic and no other", arguments: StoreEngine.allCases)
+    func subscriptionsOfATopic(engine: StoreEngine) throws {
+        try withStore(engine) { store in
+            _ = try store.commit(
+                [
+                    .putSession(session("a")), .putSession(session("ab")),
+                    .putSubscription(subscription("a", "t1")), .putSubscription(subscription("a", "t10")),
+                    .putSubscription(subscription("ab", "t1", floor: 4)), .putSubscription(subscription("ab", "t")),
+                ], now: t0)
+            let found = try store.subscriptions(topic: "t1").sorted { $0.clientID < $1.clientID }
+            #expect(found == [subscription("a", "t1"), subscription("ab", "t1", floor: 4)])
+            #expect(try store.subscriptions(topic: "t").map(\.clientID) == ["ab"])
+            #expect(try store.subscriptions(topic: "nothing").isEmpty)
+        }
+    }
+
     @Test("ensureTopic creates the topic with the given epoch, once", arguments: StoreEngine.allCases)
     func ensureTopic(engine: StoreEngine) throws {
         try withStore(engine) { store in
