@@ -59,8 +59,13 @@ extension Broker {
         let stored = try await readForView("sessions") { store throws(StoreError) in try store.sessions() }
         var views = Dictionary(stored.map { ($0.record.clientID, Self.view(of: $0)) }) { $1 }
         state.withLock { state in
-            for (clientID, session) in state.sessions where Self.isNewerThanStored(clientID, session, state) {
-                views[clientID] = view(of: session)
+            for (clientID, session) in state.sessions {
+                if Self.isNewerThanStored(clientID, session, state) {
+                    views[clientID] = view(of: session)
+                } else {
+                    // Only memory knows what the last hello here did.
+                    views[clientID]?.lastResume = session.lastResume
+                }
             }
         }
         return views
@@ -87,12 +92,17 @@ extension Broker {
 
     /// One durable session, or nil when there is none.
     func sessionView(_ clientID: String) async throws(ProtocolError) -> SessionView? {
-        let held = state.withLock { state in
-            state.sessions[clientID].flatMap { Self.isNewerThanStored(clientID, $0, state) ? $0 : nil }
+        let (held, newer) = state.withLock { state in
+            (state.sessions[clientID], state.sessions[clientID].map { Self.isNewerThanStored(clientID, $0, state) } ?? false)
         }
-        if let held { return view(of: held) }
-        return try await readForView("session \(clientID)") { store throws(StoreError) in try store.session(clientID: clientID) }
-            .map(Self.view(of:))
+        if let held, newer { return view(of: held) }
+        let stored = try await readForView("session \(clientID)") { store throws(StoreError) in try store.session(clientID: clientID) }
+        return stored.map { stored in
+            var view = Self.view(of: stored)
+            // Only memory knows what the last hello here did.
+            view.lastResume = held?.lastResume
+            return view
+        }
     }
 
     /// One topic: its stored log (the store has every commit this broker mirrors, and those of

@@ -62,6 +62,19 @@ struct LazyLoadingTests {
         await fixture.remove()
     }
 
+    @Test("a client's last resume stays shown after it left and its state was flushed (PROTOCOL: last_resume)")
+    func lastResumeAfterFlush() async throws {
+        let fixture = try BrokerFixture()
+        let client = TestClient(fixture.broker)
+        _ = try await client.hello("c")
+        client.disconnect()
+        // A commit carries the deferred session write with it: the store's copy is current now.
+        try await fixture.publish("t", count: 1)
+        #expect(try await fixture.broker.clientDetail("c")?.lastResume?.resumed == false)
+        #expect(try await fixture.broker.clientSummaries().map(\.clientID) == ["c"])
+        await fixture.remove()
+    }
+
     @Test("a session nobody named since the restart still expires")
     func expiryOfASessionNotInMemory() async throws {
         let fixture = try await reopenedWithState(readsOnThreads: false)
