@@ -226,6 +226,8 @@ extension Broker {
         if case .failure(let error) = await commit([.deleteSession(clientID)]) {
             throw ProtocolError(.unavailable, "\(error)")
         }
+        // A broker sharing the store that holds its connection closes it too.
+        store.announce(.deleted(clientID))
         return true
     }
 
@@ -233,11 +235,14 @@ extension Broker {
         let topics = try await topicViews().values.filter { $0.record != nil }.count
         let sessions = try await sessionViews().count
         let usage = try await readForView("usage") { store throws(StoreError) in store.usage() }
+        let nodes = try await readForView("nodes") { store throws(StoreError) in try store.nodes() }.map {
+            NodeStats(id: $0.id, name: $0.name, connectedSince: $0.startedAt, isThisBroker: $0.isThisBroker)
+        }
         return state.withLock { state in
             BrokerStats(
                 version: Self.version, uptimeSeconds: (configuration.now() - startedAt) / 1000, connections: state.connections,
                 topics: topics, sessions: sessions, published: state.published, delivered: state.delivered, dataBytes: usage.usedBytes,
-                mapSize: usage.mapSize, sync: usage.syncOnCommit ? "full" : "none")
+                mapSize: usage.mapSize, sync: usage.syncOnCommit ? "full" : "none", nodes: nodes.isEmpty ? nil : nodes)
         }
     }
 

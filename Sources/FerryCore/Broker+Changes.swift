@@ -17,11 +17,21 @@ extension Broker {
     }
 
     func changed(_ change: StoreChange) {
+        switch change {
+        case .topics, .everything: topicsChanged(change)
+        case .sessionWanted(let clientID, let generation): sessionWanted(clientID, generation: generation)
+        case .sessionReleased(let clientID, let generation): sessionReleased(clientID, generation: generation)
+        case .sessionDeleted(let clientID): sessionDeletedElsewhere(clientID)
+        }
+    }
+
+    private func topicsChanged(_ change: StoreChange) {
         let held: [(topic: Topic, seen: UInt64, position: Topic.Position)] = state.withLock { state in
             let topics: [Topic] =
                 switch change {
                 case .topics(let names): names.compactMap { state.topics[$0] }
                 case .everything: Array(state.topics.values)
+                case .sessionWanted, .sessionReleased, .sessionDeleted: []
                 }
             // Only subscribers here read a topic's memory; listings read the store.
             return topics.filter { $0.subscriberCount > 0 }.map { ($0, $0.changeCount, $0.position) }

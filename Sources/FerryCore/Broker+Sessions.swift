@@ -9,10 +9,11 @@ extension Broker {
     // MARK: - Sessions
 
     /// Resolves a `hello`: a new or resumed durable session owned by `connection`, or an
-    /// ephemeral one. A previous owner of the session is closed with 4009. A durable session,
-    /// named by client id or by resume token, is `forbidden` unless `principal` may use its id:
-    /// a resume token proves a session exists, not who may take it. A session this broker has
-    /// not seen since it started is read from the store first; `completion` may run inline.
+    /// ephemeral one. A durable session, named by client id or by resume token, is `forbidden`
+    /// unless `principal` may use its id: a resume token proves a session exists, not who may take
+    /// it. The session is claimed in the store (``claimSession(_:for:completion:)``): a previous
+    /// owner here is closed with 4009, one on another broker is asked to let go first. `completion`
+    /// may run inline.
     func attach(
         _ connection: Connection, principal: Principal, clientID: String?, resumeToken: String?,
         completion: @escaping @Sendable (Result<Attachment, ProtocolError>) -> Void
@@ -28,19 +29,7 @@ extension Broker {
             completion(.failure(error))
             return
         }
-        if state.withLock({ $0.sessions[id] != nil }) {
-            completion(.success(claim(id, for: connection, stored: nil)))
-            return
-        }
-        reader.read({ store throws(StoreError) in try store.session(clientID: id) }) { [self] result in
-            switch result {
-            case .success(let stored):
-                completion(.success(claim(id, for: connection, stored: stored)))
-            case .failure(let error):
-                metrics.storeFailed(.read, error, ["ferry.client_id": "\(id)"])
-                completion(.failure(ProtocolError(.unavailable, "the session of \(id) cannot be read: \(error)")))
-            }
-        }
+        claimSession(id, for: connection, completion: completion)
     }
 
     /// The durable session a `hello` names, or nil for an ephemeral one.
@@ -63,45 +52,6 @@ extension Broker {
             throw ProtocolError(.forbidden, "this token may not use client id \(id)")
         }
         return id
-    }
-
-    /// Makes `connection` the owner of session `id`: the one in memory, else `stored` (as read
-    /// from the store), else a new one; closes a previous owner with 4009.
-    private func claim(_ id: String, for connection: Connection, stored: StoredSession?) -> Attachment {
-        let now = configuration.now()
-        let (attachment, previousOwner, created) = state.withLock { state in
-            // Another hello may have brought the session in while this one read it.
-            if state.sessions[id] == nil, let stored {
-                state.sessions[id] = DurableSession(
-                    record: stored.record, subscriptions: Dictionary(stored.subscriptions.map { ($0.topic, $0) }) { $1 }, owner: nil,
-                    lastResume: nil)
-            }
-            if var session = state.sessions[id] {
-                let previous = session.owner
-                session.owner = connection
-                session.record.lastSeen = now
-                session.lastResume = ResumeInfo(at: now, resumed: true, subscriptions: session.subscriptions.count)
-                metrics.countRedeliveries(session.subscriptions.values, sentThrough: session.sentThrough)
-                session.sentThrough = [:]  // counted once; a takeover of a live session knows nothing sent
-                state.sessions[id] = session
-                state.dirtySessions[id] = session.record
-                let attachment = Attachment(
-                    clientID: id, resumeToken: tokens.token(clientID: id, incarnation: session.record.incarnation), resumed: true,
-                    subscriptions: session.subscriptions.values.sorted { $0.topic < $1.topic })
-                return (attachment, previous, SessionRecord?.none)
-            }
-            let record = SessionRecord(clientID: id, incarnation: Epoch.random(), createdAt: now, lastSeen: now)
-            state.sessions[id] = DurableSession(
-                record: record, subscriptions: [:], owner: connection, lastResume: ResumeInfo(at: now, resumed: false, subscriptions: 0))
-            let attachment = Attachment(
-                clientID: id, resumeToken: tokens.token(clientID: id, incarnation: record.incarnation), resumed: false, subscriptions: [])
-            return (attachment, nil, record)
-        }
-        if let created { committer.submit([.putSession(created)], completion: nil) }
-        if let previousOwner, previousOwner !== connection {
-            previousOwner.close(.sessionTakenOver, reason: "session taken over by a newer connection")
-        }
-        return attachment
     }
 
     /// `connection` gives up session `clientID` without closing (its hello could not finish).

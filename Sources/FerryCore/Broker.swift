@@ -40,6 +40,8 @@ public final class Broker: Sendable {
         var lastResume: ResumeInfo?
         /// In memory only: what the last connection had sent, to count redeliveries on resume.
         var sentThrough: [String: SentPosition] = [:]
+        /// The store's count of claims when this broker took the session (``SessionClaim/generation``).
+        var generation: UInt64 = 0
     }
 
     struct State {
@@ -50,6 +52,9 @@ public final class Broker: Sendable {
         var dirtySessions: [String: SessionRecord] = [:]
         /// Deletes whose commit failed, retried with the next flush of deferred writes.
         var failedDeletes: [StoreOperation] = []
+        /// Hellos claiming a session, and those waiting for another broker to let it go.
+        var handovers = SessionHandovers()
+        var waitingHellos: [UInt64: WaitingHello] = [:]
         var lastFlush: Timestamp = 0
         var lastSweep: Timestamp = 0
         var lastSessionSweep: Timestamp = 0
@@ -421,7 +426,7 @@ public final class Broker: Sendable {
                     if state.dirtySessions[record.clientID] == nil, let session = state.sessions[record.clientID] {
                         state.dirtySessions[record.clientID] = session.record
                     }
-                case .putSubscription(let record):
+                case .putSubscription(let record), .raiseAckFloor(let record):
                     let key = Self.key(record.clientID, record.topic)
                     if state.dirtySubscriptions[key] == nil, let current = state.sessions[record.clientID]?.subscriptions[record.topic] {
                         state.dirtySubscriptions[key] = current
@@ -457,7 +462,7 @@ public final class Broker: Sendable {
             }
             if busy || !sweeping.isEmpty || now >= state.lastFlush + configuration.ackFlushInterval {
                 operations += state.dirtySessions.values.map { .putSession($0) }
-                operations += state.dirtySubscriptions.values.map { .putSubscription($0) }
+                operations += state.dirtySubscriptions.values.map { .raiseAckFloor($0) }
                 // Only those memory still agrees with: a session or subscription made since stays.
                 operations += state.failedDeletes.filter { operation in
                     switch operation {

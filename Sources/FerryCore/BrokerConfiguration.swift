@@ -12,6 +12,9 @@ public struct BrokerConfiguration: Sendable {
     public var ackFlushInterval: UInt64 = 50
     /// How often age retention and `msg_id` expiry run (milliseconds).
     public var sweepInterval: UInt64 = 1000
+    /// How long a `hello` waits for another broker of a cluster to let its session go (close its
+    /// connection, commit its acks) before it resumes from the stored floors anyway (milliseconds).
+    public var handoverTimeout: UInt64 = 2000
     /// How often sessions past `sessionTTL` are looked for (a pass over every stored session), in milliseconds.
     public var sessionSweepInterval: UInt64 = 60_000
     /// Publishes refused for the rate limit within 10 s that close the connection with 4029.

@@ -33,7 +33,9 @@ struct PostgresCommit {
     private var sessions: [String: SessionRecord?] = [:]
     private var clearedClients: Set<String> = []
     private var deletedSubscriptions: Set<SubscriptionKey> = []
-    private var subscriptions: [SubscriptionKey: SubscriptionRecord] = [:]
+    /// `exact` for records stored as given (``StoreOperation/putSubscription(_:)``), else acks
+    /// whose floor only rises within an epoch (``StoreOperation/raiseAckFloor(_:)``).
+    private var subscriptions: [SubscriptionKey: (record: SubscriptionRecord, exact: Bool)] = [:]
     /// `expireSessions` operations: the index of each one's outcome, and its cutoff.
     private var expiries: [(index: Int, cutoff: Timestamp)] = []
 
@@ -108,10 +110,16 @@ struct PostgresCommit {
                 subscriptions = subscriptions.filter { $0.key.clientID != clientID }
                 outcomes.append(.done)
             case .putSubscription(let record):
+                subscriptions[SubscriptionKey(clientID: record.clientID, topic: record.topic)] = (record, exact: true)
+                outcomes.append(.done)
+            case .raiseAckFloor(let record):
                 let key = SubscriptionKey(clientID: record.clientID, topic: record.topic)
-                var merged = record
-                // Within one epoch an ack floor never moves back (GREATEST in the upsert, too).
-                if let earlier = subscriptions[key], earlier.epoch == record.epoch { merged.ackFloor = max(earlier.ackFloor, record.ackFloor) }
+                var merged = (record: record, exact: false)
+                // On top of a record this commit wrote: the same rule as the upsert's.
+                if let earlier = subscriptions[key] {
+                    merged.exact = earlier.exact
+                    if earlier.record.epoch == record.epoch { merged.record.ackFloor = max(earlier.record.ackFloor, record.ackFloor) }
+                }
                 subscriptions[key] = merged
                 outcomes.append(.done)
             case .deleteSubscription(let clientID, let topic):
@@ -389,17 +397,23 @@ extension PostgresCommit {
                 WHERE s.client_id = k.client_id AND s.topic = k.topic
                 """)
         }
-        if !subscriptions.isEmpty {
-            let records = subscriptions.sorted { $0.key < $1.key }.map(\.value)
+        let sorted = subscriptions.sorted { $0.key < $1.key }.map(\.value)
+        for exact in [true, false] {
+            let records = sorted.filter { $0.exact == exact }.map(\.record)
+            guard !records.isEmpty else { continue }
+            let floor = exact
+                ? "excluded.ack_floor"
+                : """
+                CASE WHEN subscriptions.epoch = excluded.epoch
+                    THEN GREATEST(subscriptions.ack_floor, excluded.ack_floor) ELSE excluded.ack_floor END
+                """
             try session.query(
                 """
                 INSERT INTO subscriptions (client_id, topic, epoch, ack_floor, window_size)
                 SELECT * FROM unnest(\(records.map(\.clientID))::text[], \(records.map(\.topic))::text[], \(records.map(\.epoch))::text[],
                     \(records.map(\.ackFloor.signed))::bigint[], \(records.map { Int32(clamping: $0.window) })::integer[])
                 ON CONFLICT (client_id, topic) DO UPDATE SET
-                    ack_floor = CASE WHEN subscriptions.epoch = excluded.epoch
-                        THEN GREATEST(subscriptions.ack_floor, excluded.ack_floor) ELSE excluded.ack_floor END,
-                    epoch = excluded.epoch, window_size = excluded.window_size
+                    ack_floor = \(unescaped: floor), epoch = excluded.epoch, window_size = excluded.window_size
                 """)
         }
         let deletedSessions = sessions.filter { $0.value == nil }.keys.sorted()

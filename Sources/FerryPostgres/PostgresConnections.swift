@@ -19,14 +19,18 @@ final class PostgresConnections: Sendable {
     private let nextID = Atomic<Int>(1)
     let logger: Logger
 
-    init(_ configuration: PostgresStoreConfiguration) {
+    /// - Parameter node: This broker's id: every connection carries it as its `application_name`,
+    ///   so other brokers see whether this one is alive (``PostgresNodes``).
+    init(_ configuration: PostgresStoreConfiguration, node: String) {
         // One thread: the database, not the socket, is the bottleneck.
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         var connection = PostgresConnection.Configuration(
             host: configuration.host, port: configuration.port, username: configuration.username,
             password: configuration.password, database: configuration.database, tls: .disable)
         // A commit is confirmed only once durable, whatever the database or role default says.
-        connection.options.additionalStartupParameters = [("synchronous_commit", "on")]
+        connection.options.additionalStartupParameters = [
+            ("synchronous_commit", "on"), ("application_name", PostgresNodes.applicationName(node, name: configuration.nodeName)),
+        ]
         self.configuration = connection
         idleLimit = max(1, configuration.idleConnections)
         var logger = Logger(label: "ferry.postgres")

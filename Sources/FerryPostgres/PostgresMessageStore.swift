@@ -13,14 +13,16 @@ public final class PostgresMessageStore: MessageStore {
     /// What the store was opened with.
     public let configuration: PostgresStoreConfiguration
     let connections: PostgresConnections
+    /// This broker's id among those sharing the database.
+    let node = Epoch.random()
     private let watcher: PostgresWatch
     private let sweepLock: PostgresSweepLock
 
     /// Connects, then creates or migrates the schema.
     public init(configuration: PostgresStoreConfiguration) throws(StoreError) {
         self.configuration = configuration
-        connections = PostgresConnections(configuration)
-        watcher = PostgresWatch(connections: connections)
+        connections = PostgresConnections(configuration, node: node)
+        watcher = PostgresWatch(connections: connections, node: node)
         sweepLock = PostgresSweepLock(connections: connections)
         try PostgresSchema.migrate(connections)
     }
@@ -32,6 +34,27 @@ public final class PostgresMessageStore: MessageStore {
 
     /// Every read waits for the database.
     public var readsMayBlock: Bool { true }
+
+    // MARK: - Sharing
+
+    /// Claims in one statement (``PostgresNodes``); a live previous owner is asked to let go.
+    public func claimSession(_ proposed: SessionRecord) throws(StoreError) -> SessionClaim {
+        let (claim, previousOwner) = try connections.withSession { session throws(StoreError) in
+            try PostgresNodes.claim(proposed, node: node, in: session)
+        }
+        if claim.handover == .ownerAsked, let previousOwner {
+            watcher.ask(previousOwner, toRelease: proposed.clientID, generation: claim.generation)
+        }
+        return claim
+    }
+
+    public func announce(_ notice: SessionNotice) {
+        watcher.tell(notice)
+    }
+
+    public func nodes() throws(StoreError) -> [NodeInfo] {
+        try connections.withSession { session throws(StoreError) in try PostgresNodes.live(thisNode: node, in: session) }
+    }
 
     // MARK: - Reading state
 

@@ -9,7 +9,8 @@ import PostgresNIO
 /// - `messages`: (topic id, version) → commit time, kind, payload, headers (encoded as
 ///   ``PostgresHeaders`` describes).
 /// - `dedup`: (topic id, msg_id) → version, stamp; indexed by stamp for the sweep's expiry.
-/// - `sessions`, `subscriptions`: as `SessionRecord` and `SubscriptionRecord`.
+/// - `sessions`, `subscriptions`: as `SessionRecord` and `SubscriptionRecord`; a session also
+///   names the node that claimed it last and the one before (``PostgresNodes``).
 /// - `meta`: the resume-token secret, created once for all nodes.
 /// - `ferry_schema`: the migrations applied.
 ///
@@ -73,7 +74,12 @@ enum PostgresSchema {
             // A topic's subscribers are looked up by topic (its info, a trim's check).
             "CREATE INDEX subscriptions_by_topic ON subscriptions (topic)",
             "CREATE TABLE meta (key text PRIMARY KEY, value bytea NOT NULL)",
-        ]
+        ],
+        [
+            // A session's owner is the node that claimed it last (``PostgresNodes``); `claims`
+            // counts claims, so a notice about an older one is known to be stale.
+            "ALTER TABLE sessions ADD COLUMN owner text, ADD COLUMN previous_owner text, ADD COLUMN claims bigint NOT NULL DEFAULT 0"
+        ],
     ]
 
     /// Any constant shared by every node: the key of the advisory lock that serializes migrations.

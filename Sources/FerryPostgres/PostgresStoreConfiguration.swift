@@ -22,6 +22,9 @@ public struct PostgresStoreConfiguration: Sendable {
     public var dedupWindow: UInt64 = 24 * 3600 * 1000
     /// Idle connections kept open for reads and commits; more are opened while callers overlap.
     public var idleConnections = 4
+    /// How this broker is named to operators among the brokers sharing the database (its host
+    /// and port, say): at most 44 ASCII bytes are kept.
+    public var nodeName = ProcessInfo.processInfo.hostName
 
     public init(host: String, port: Int = 5432, username: String, password: String? = nil, database: String) {
         self.host = host

@@ -19,14 +19,15 @@ final class PostgresWatch: Sendable {
     static let pollInterval = Duration.milliseconds(500)
 
     /// This store's id in its notices, so it skips its own.
-    private let node = Epoch.random()
+    private let node: String
     private let connections: PostgresConnections
-    private let pending = PendingTopics()
+    private let pending = PendingNotices()
     private let wake: AsyncStream<Void>.Continuation
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
-    init(connections: PostgresConnections) {
+    init(connections: PostgresConnections, node: String) {
         self.connections = connections
+        self.node = node
         let (stream, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.wake = wake
         let notifier = Task { [connections, pending, node] in
@@ -47,6 +48,17 @@ final class PostgresWatch: Sendable {
         wake.yield()
     }
 
+    /// Queues a notice about a session: asking `owner` to let it go, or telling every broker.
+    func tell(_ notice: SessionNotice) {
+        pending.add(PostgresNotice.line(notice))
+        wake.yield()
+    }
+
+    func ask(_ owner: String, toRelease clientID: String, generation: UInt64) {
+        pending.add(PostgresNotice.wanted(clientID, generation: generation, of: owner))
+        wake.yield()
+    }
+
     /// Starts listening for other stores' notices and polling; `handler` gets both.
     func watch(_ handler: @escaping @Sendable (StoreChange) -> Void) {
         let node = self.node
@@ -63,22 +75,22 @@ final class PostgresWatch: Sendable {
 
     /// Sends what is pending, one NOTIFY per wake, on a connection of its own.
     private static func notify(
-        from wakes: AsyncStream<Void>, pending: PendingTopics, node: String, connections: PostgresConnections
+        from wakes: AsyncStream<Void>, pending: PendingNotices, node: String, connections: PostgresConnections
     ) async {
         var connection: PostgresConnection?
         for await _ in wakes {
-            let topics = pending.take()
-            guard !topics.isEmpty else { continue }
-            var payload = ([node] + topics.sorted()).joined(separator: "\n")
-            if payload.utf8.count > payloadLimit { payload = node + "\n*" }
-            do {
-                if connection == nil || connection?.isClosed == true { connection = try await connections.connect() }
-                _ = try await connection?.query("SELECT pg_notify(\(channel), \(payload))", logger: connections.logger).get()
-            } catch {
-                // Lost: the listeners' poll reads the heads again within `pollInterval`.
-                connections.logger.debug("notify failed", metadata: ["error": "\(error)"])
-                if let broken = connection { try? await broken.close() }
-                connection = nil
+            let (topics, sessions) = pending.take()
+            for payload in PostgresNotice.payloads(from: node, topics: topics, sessions: sessions) {
+                do {
+                    if connection == nil || connection?.isClosed == true { connection = try await connections.connect() }
+                    _ = try await connection?.query("SELECT pg_notify(\(channel), \(payload))", logger: connections.logger).get()
+                } catch {
+                    // Lost: the listeners' poll reads the heads again within `pollInterval`, and a
+                    // broker waiting for a session's release stops waiting at its deadline.
+                    connections.logger.debug("notify failed", metadata: ["error": "\(error)"])
+                    if let broken = connection { try? await broken.close() }
+                    connection = nil
+                }
             }
         }
         if let connection { try? await connection.close() }
@@ -94,9 +106,7 @@ final class PostgresWatch: Sendable {
                     // Whatever was sent while no connection listened is lost: read everything again.
                     handler(.everything)
                     for try await notice in notices {
-                        let lines = notice.payload.split(separator: "\n").map(String.init)
-                        guard lines.first != node else { continue }
-                        handler(lines.dropFirst() == ["*"] ? .everything : .topics(Array(lines.dropFirst())))
+                        for change in PostgresNotice.changes(in: notice.payload, for: node) { handler(change) }
                     }
                 }
             } catch {
@@ -109,18 +119,22 @@ final class PostgresWatch: Sendable {
     }
 }
 
-/// Topics changed by commits whose notice is not sent yet.
-private final class PendingTopics: Sendable {
-    private let topics = Mutex<Set<String>>([])
+/// Notices not sent yet: the topics changed by commits, coalesced, and session notices in order.
+private final class PendingNotices: Sendable {
+    private let notices = Mutex<(topics: Set<String>, sessions: [String])>(([], []))
 
-    func add(_ names: some Collection<String>) {
-        topics.withLock { $0.formUnion(names) }
+    func add(_ topics: some Collection<String>) {
+        notices.withLock { $0.topics.formUnion(topics) }
     }
 
-    func take() -> Set<String> {
-        topics.withLock { topics in
-            defer { topics.removeAll() }
-            return topics
+    func add(_ sessionLine: String) {
+        notices.withLock { $0.sessions.append(sessionLine) }
+    }
+
+    func take() -> (topics: Set<String>, sessions: [String]) {
+        notices.withLock { notices in
+            defer { notices = ([], []) }
+            return notices
         }
     }
 }

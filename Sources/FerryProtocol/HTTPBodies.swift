@@ -270,10 +270,12 @@ public struct BrokerStats: Codable, Sendable {
     public var dataBytes: Int
     public var mapSize: Int
     public var sync: String
+    /// The brokers sharing this broker's database (cluster mode), this one included; nil for one broker alone.
+    public var nodes: [NodeStats]?
 
     public init(
         version: String, uptimeSeconds: UInt64, connections: Int, topics: Int, sessions: Int, published: UInt64,
-        delivered: UInt64, dataBytes: Int, mapSize: Int, sync: String
+        delivered: UInt64, dataBytes: Int, mapSize: Int, sync: String, nodes: [NodeStats]? = nil
     ) {
         self.version = version
         self.uptimeSeconds = uptimeSeconds
@@ -285,11 +287,35 @@ public struct BrokerStats: Codable, Sendable {
         self.dataBytes = dataBytes
         self.mapSize = mapSize
         self.sync = sync
+        self.nodes = nodes
     }
 
     enum CodingKeys: String, CodingKey {
         case version, uptimeSeconds = "uptime_seconds", connections, topics, sessions, published, delivered
-        case dataBytes = "data_bytes", mapSize = "map_size", sync
+        case dataBytes = "data_bytes", mapSize = "map_size", sync, nodes
+    }
+}
+
+/// One broker of a cluster, in ``BrokerStats/nodes``.
+public struct NodeStats: Codable, Sendable, Equatable {
+    /// Random, made when the broker started.
+    public var id: String
+    /// Its host and port, as it names itself.
+    public var name: String
+    /// Milliseconds since 1970 since when it has been connected to the database.
+    public var connectedSince: UInt64
+    /// True for the broker that answered.
+    public var isThisBroker: Bool
+
+    public init(id: String, name: String, connectedSince: UInt64, isThisBroker: Bool) {
+        self.id = id
+        self.name = name
+        self.connectedSince = connectedSince
+        self.isThisBroker = isThisBroker
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, connectedSince = "connected_since", isThisBroker = "this"
     }
 }
 

@@ -268,6 +268,14 @@ public final class LMDBMessageStore: MessageStore {
                     subscriptionTable, Self.subscriptionKey(subscription.clientID, subscription.topic),
                     Self.encodeSubscription(subscription))
                 outcomes.append(.done)
+            case .raiseAckFloor(var subscription):
+                let key = Self.subscriptionKey(subscription.clientID, subscription.topic)
+                if let value = try txn.get(subscriptionTable, key) {
+                    let stored = try Self.decoded("subscription record", key) { () throws(StoreError) in try Self.decodeSubscription(key, value) }
+                    if stored.epoch == subscription.epoch { subscription.ackFloor = max(stored.ackFloor, subscription.ackFloor) }
+                }
+                try txn.put(subscriptionTable, key, Self.encodeSubscription(subscription))
+                outcomes.append(.done)
             case .deleteSubscription(let clientID, let topic):
                 try txn.delete(subscriptionTable, Self.subscriptionKey(clientID, topic))
                 outcomes.append(.done)

@@ -45,6 +45,18 @@ public protocol MessageStore: AnyObject, Sendable {
     /// one notification arriving.
     func watch(_ handler: @escaping @Sendable (StoreChange) -> Void)
 
+    /// Makes this broker the owner of the durable session `proposed.clientID` among the brokers
+    /// sharing the store, creating it as `proposed` if the engine can and it does not exist, and
+    /// returns it as stored, with what its previous owner means (``SessionClaim``). Called when a
+    /// `hello` names the session; a live previous owner is asked to let it go.
+    func claimSession(_ proposed: SessionRecord) throws(StoreError) -> SessionClaim
+
+    /// Tells the other brokers sharing the store about a session; never blocks, may be lost.
+    func announce(_ notice: SessionNotice)
+
+    /// The brokers sharing the store now, this one included; empty when it is the only one.
+    func nodes() throws(StoreError) -> [NodeInfo]
+
     /// Applies `operations` in order in one durable commit. An operation that cannot be applied
     /// (a publish when space is exhausted) fails alone; the rest still commit.
     func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult
@@ -271,7 +283,11 @@ public enum StoreOperation: Sendable, Equatable {
     case putSession(SessionRecord)
     /// Deletes a session and all its subscriptions.
     case deleteSession(String)
+    /// Stores a subscription as given: a new one, a rewind, a subscribe from an explicit position.
     case putSubscription(SubscriptionRecord)
+    /// Stores acks: within the stored epoch the floor only rises (two brokers may commit one
+    /// client's acks out of order during a takeover); in another epoch the record replaces it.
+    case raiseAckFloor(SubscriptionRecord)
     case deleteSubscription(clientID: String, topic: String)
     /// Applies age retention to every topic and forgets expired `msg_id`s.
     case sweep
@@ -307,6 +323,13 @@ public enum StoreChange: Sendable, Equatable {
     case topics([String])
     /// Anything may have changed: read again every topic this broker holds.
     case everything
+    /// Another broker claimed this session (claim `generation`): if this broker holds it, close
+    /// its connection with 4009, commit its acks and announce ``SessionNotice/released(_:generation:)``.
+    case sessionWanted(String, generation: UInt64)
+    /// The broker asked for this session let it go for claim `generation`.
+    case sessionReleased(String, generation: UInt64)
+    /// An operator deleted this session through another broker.
+    case sessionDeleted(String)
 }
 
 /// A durable session as stored: its record and its subscriptions, by topic.

@@ -75,6 +75,15 @@ struct Status: AsyncParsableCommand {
         guard interval >= 0 else { throw ValidationError("--interval must be 0 or more seconds") }
     }
 
+    /// One line per broker of a cluster: its name and id, the one that answered marked.
+    static func nodeFields(_ nodes: [NodeStats]) -> [(String, String)] {
+        guard !nodes.isEmpty else { return [] }
+        return [("nodes", "\(nodes.count) on the database")]
+            + nodes.map { node in
+                ("  " + (node.name.isEmpty ? node.id : node.name), "id \(node.id)" + (node.isThisBroker ? "  (this broker)" : ""))
+            }
+    }
+
     func run() async throws {
         let client = try admin.client()
         let first = try await Sample.take(client, withTopics: false)
@@ -96,14 +105,16 @@ struct Status: AsyncParsableCommand {
                 ("broker", client.base),
                 ("version", stats.version),
                 ("uptime", Format.duration(milliseconds: stats.uptimeSeconds * 1000)),
-                ("data", "\(Format.bytes(stats.dataBytes)) of a \(Format.bytes(stats.mapSize)) map (\(String(format: "%.1f", used))% used)"),
+                stats.mapSize > 0
+                    ? ("data", "\(Format.bytes(stats.dataBytes)) of a \(Format.bytes(stats.mapSize)) map (\(String(format: "%.1f", used))% used)")
+                    : ("data", "\(Format.bytes(stats.dataBytes)) in the database"),
                 ("sync", stats.sync),
                 ("connections", "\(stats.connections)"),
                 ("topics", "\(stats.topics)"),
                 ("sessions", "\(stats.sessions) durable"),
                 ("publish", "\(Format.rate(rates.publishPerSecond))  (\(stats.published) since start)"),
                 ("delivery", "\(Format.rate(rates.deliveryPerSecond))  (\(stats.delivered) since start)"),
-            ]))
+            ] + Self.nodeFields(stats.nodes ?? [])))
     }
 }
 

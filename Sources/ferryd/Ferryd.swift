@@ -54,6 +54,7 @@ struct Ferryd: AsyncParsableCommand {
     @Option(help: "Age of the oldest message kept (FERRY_RETENTION_MAX_AGE, default 7d).") var retentionMaxAge: String?
     @Option(help: "How long a msg_id is remembered per topic (FERRY_DEDUP_WINDOW, default 24h).") var dedupWindow: String?
     @Option(help: "A durable session unused this long is removed (FERRY_SESSION_TTL, default 7d).") var sessionTTL: String?
+    @Option(help: "Acks are committed at most this long after they arrive (FERRY_ACK_FLUSH, default 50ms, at most 10s).") var ackFlush: String?
     @Option(help: "Bearer token of the admin API, also accepted as the operator's client token; unset turns it off (FERRY_ADMIN_TOKEN).")
     var adminToken: String?
     @Option(help: "HS256 secret of client JWTs, at least 32 bytes; turns authentication on (FERRY_JWT_SECRET).") var jwtSecret: String?
@@ -91,7 +92,9 @@ struct Ferryd: AsyncParsableCommand {
         let (storeConfiguration, brokerConfiguration, serverConfiguration) = (settings.store, settings.broker, settings.server)
         let store: any MessageStore
         let location: String
-        if let postgres = settings.postgres {
+        if var postgres = settings.postgres {
+            // How operators tell the brokers of a cluster apart in `ferryctl status`.
+            postgres.nodeName = "\(ProcessInfo.processInfo.hostName):\(serverConfiguration.port)"
             store = try PostgresMessageStore(configuration: postgres)
             location = "postgres=\(postgres.host):\(postgres.port)/\(postgres.database)"
         } else {
@@ -146,6 +149,7 @@ struct Ferryd: AsyncParsableCommand {
         case .retentionMaxAge: retentionMaxAge
         case .dedupWindow: dedupWindow
         case .sessionTTL: sessionTTL
+        case .ackFlush: ackFlush
         case .adminToken: adminToken
         case .jwtSecret: jwtSecret
         case .jwtPublicKey: jwtPublicKey

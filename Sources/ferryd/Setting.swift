@@ -20,6 +20,7 @@ enum Setting: String, CaseIterable, Sendable {
     case retentionMaxAge = "retention-max-age"
     case dedupWindow = "dedup-window"
     case sessionTTL = "session-ttl"
+    case ackFlush = "ack-flush"
     case adminToken = "admin-token"
     case jwtSecret = "jwt-secret"
     case jwtPublicKey = "jwt-public-key"

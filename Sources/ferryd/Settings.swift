@@ -108,6 +108,8 @@ struct FerrydSettings {
         // Below this, replies to an ordinary burst of requests could trip it.
         if let bytes = reader.read(.maxPendingBytes, .size(in: 64 << 10...UInt64(Int.max))) { broker.limits.maxPendingBytes = Int(bytes) }
         if let ttl = reader.read(.sessionTTL, .duration()) { broker.sessionTTL = ttl }
+        // Past this, a crash redelivers more than a client would think reasonable.
+        if let interval = reader.read(.ackFlush, .duration(in: 1...10_000)) { broker.ackFlushInterval = interval }
     }
 
     private mutating func readServer(_ reader: inout SettingsReader, openFiles: UInt64) async {

@@ -9,26 +9,6 @@ import Testing
     "Cluster: two brokers on one PostgreSQL", .serialized,
     .enabled(if: PostgresTestServer.isAvailable, Comment(rawValue: PostgresTestServer.unavailableReason)))
 struct ClusterTests {
-    /// Two brokers on a fresh database, with the admin API on; the database is dropped after `body`.
-    private func withCluster(_ body: (Ferryd, Ferryd) throws -> Void) throws {
-        let server = try PostgresTestServer.shared.get()
-        let database = try server.createDatabase()
-        defer { _ = try? server.dropDatabase(database) }
-        let environment = ["FERRY_POSTGRES_URL": server.url(database: database), "FERRY_ADMIN_TOKEN": testAdminToken]
-        // One after the other: two starts at once are covered by the store's own tests.
-        let a = try Ferryd(environment: environment)
-        let b = try Ferryd(environment: environment)
-        try body(a, b)
-    }
-
-    /// The database a broker of ``withCluster(_:)`` runs on.
-    private static func database(of broker: Ferryd) throws -> String {
-        guard let name = broker.environmentValue("FERRY_POSTGRES_URL")?.split(separator: "/").last else {
-            throw TestFailure("the broker has no FERRY_POSTGRES_URL")
-        }
-        return String(name)
-    }
-
     @Test func aSubscriberOnOneBrokerGetsWhatIsPublishedOnTheOtherInOrder() throws {
         try withCluster { a, b in
             let (subscriber, _) = try b.session(clientID: "reader")
@@ -105,7 +85,7 @@ struct ClusterTests {
             try subscriber.subscribe("alerts", from: "earliest")
             #expect(try subscriber.collectMessages(count: 5, timeout: 10).versions == Array(1...5))
             // Every LISTEN of the database's brokers is cut, as a failover or a network cut would.
-            let database = try Self.database(of: b)
+            let database = try clusterDatabase(of: b)
             let killed = try server.run(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '\(database)' AND query LIKE 'LISTEN%'")
             #expect(Int(killed) ?? 0 >= 1, "no LISTEN connection found to kill")
@@ -125,7 +105,7 @@ struct ClusterTests {
             let epoch = try #require(subscribed.string("epoch"))
             #expect(try subscriber.collectMessages(count: 10, timeout: 10).versions == Array(1...10))
             // What the failover does: versions 8-10 are gone, and the head is 7.
-            let database = try Self.database(of: b)
+            let database = try clusterDatabase(of: b)
             try server.run(
                 """
                 DELETE FROM messages WHERE version > 7 AND topic_id = (SELECT id FROM topics WHERE name = 'ledger');

@@ -42,6 +42,7 @@ struct SettingsTests {
         Case(flag: "retention-max-age", bad: "1e300", accepted: "a duration"),
         Case(flag: "dedup-window", bad: "1y", accepted: "a duration"),
         Case(flag: "session-ttl", bad: "forever", accepted: "a duration"),
+        Case(flag: "ack-flush", bad: "11s", accepted: "a duration"),
         Case(flag: "admin-token", bad: "two words", accepted: "visible ASCII", secret: true),
         Case(flag: "jwt-secret", bad: "tooShortSecret", accepted: "at least 32 bytes", secret: true),
         Case(flag: "jwt-public-key", bad: "/nonexistent/key.pem", accepted: "a readable file"),

@@ -174,6 +174,48 @@ struct MessageStoreTests {
         }
     }
 
+    @Test("acks only raise a floor within its epoch, another epoch replaces it; putSubscription stores as given", arguments: StoreEngine.allCases)
+    func ackFloors(engine: StoreEngine) throws {
+        try withStore(engine) { store in
+            func floor() throws -> UInt64? { try store.load().subscriptions.first?.ackFloor }
+            let record = SubscriptionRecord(clientID: "c", topic: "t", epoch: "e1", ackFloor: 5, window: 4)
+            _ = try store.commit([.putSession(session("c")), .raiseAckFloor(record)], now: t0)
+            var lower = record
+            lower.ackFloor = 3
+            // Two brokers may commit one client's acks out of order during a takeover.
+            _ = try store.commit([.raiseAckFloor(lower)], now: t0)
+            #expect(try floor() == 5)
+            _ = try store.commit([.raiseAckFloor(lower), .raiseAckFloor(record), .raiseAckFloor(lower)], now: t0)
+            #expect(try floor() == 5)
+            // A rewind, or a subscribe from an earlier version, is stored as given, and acks rise from it.
+            _ = try store.commit([.putSubscription(lower)], now: t0)
+            #expect(try floor() == 3)
+            var four = lower
+            four.ackFloor = 4
+            _ = try store.commit([.putSubscription(SubscriptionRecord(clientID: "c", topic: "t", epoch: "e1", ackFloor: 1, window: 4)), .raiseAckFloor(four)], now: t0)
+            #expect(try floor() == 4)
+            lower.epoch = "e2"
+            _ = try store.commit([.raiseAckFloor(lower)], now: t0)
+            #expect(try store.load().subscriptions == [lower])
+            // Deleted then acked again in one commit: the new record, not the greater floor.
+            _ = try store.commit([.deleteSubscription(clientID: "c", topic: "t"), .raiseAckFloor(SubscriptionRecord(clientID: "c", topic: "t", epoch: "e2", ackFloor: 1, window: 4))], now: t0)
+            #expect(try floor() == 1)
+        }
+    }
+
+    @Test("a store one broker uses grants every claim of a session as stored, with nothing to hand over", arguments: [StoreEngine.lmdb])
+    func uncontestedClaims(engine: StoreEngine) throws {
+        try withStore(engine) { store in
+            let proposed = session("c")
+            #expect(try store.claimSession(proposed) == SessionClaim(stored: nil, generation: 0, handover: .memoryIsNewest))
+            _ = try store.commit([.putSession(proposed), .putSubscription(subscription("c", "t", floor: 2))], now: t0)
+            let claim = try store.claimSession(session("c", at: t0 + 9))
+            #expect(claim.stored == StoredSession(record: proposed, subscriptions: [subscription("c", "t", floor: 2)]))
+            #expect(claim.handover == .memoryIsNewest)
+            #expect(try store.nodes().isEmpty)
+        }
+    }
+
     @Test("subscriptions(topic:) finds every client's subscription to that topic and no other", arguments: StoreEngine.allCases)
     func subscriptionsOfATopic(engine: StoreEngine) throws {
         try withStore(engine) { store in

@@ -111,7 +111,7 @@ struct PostgresStoreTests {
             #expect(all.count == 4)
             #expect(Set(all).count == 1)
             #expect(all.first?.count == 32)
-            #expect(try fixture.sql("SELECT string_agg(version::text, ',') FROM ferry_schema") == "1")
+            #expect(try fixture.sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM ferry_schema") == "1,2")
         }
     }
 
@@ -126,25 +126,52 @@ struct PostgresStoreTests {
         }
     }
 
-    @Test("within one epoch an ack floor never moves back; another epoch replaces it")
-    func ackFloorsOnlyRise() throws {
-        try withStore(.postgres) { store in
-            func floor() throws -> UInt64? { try store.load().subscriptions.first?.ackFloor }
-            let record = SubscriptionRecord(clientID: "c", topic: "t", epoch: "e1", ackFloor: 5, window: 4)
-            _ = try store.commit([.putSession(session("c")), .putSubscription(record)], now: t0)
-            var lower = record
-            lower.ackFloor = 3
-            // Two nodes may write acks of one client out of order during a takeover.
-            _ = try store.commit([.putSubscription(lower)], now: t0)
-            #expect(try floor() == 5)
-            _ = try store.commit([.putSubscription(lower), .putSubscription(record), .putSubscription(lower)], now: t0)
-            #expect(try floor() == 5)
-            lower.epoch = "e2"
-            _ = try store.commit([.putSubscription(lower)], now: t0)
-            #expect(try store.load().subscriptions == [lower])
-            // Deleted then put again in one commit: the new record, not the greater floor.
-            _ = try store.commit([.deleteSubscription(clientID: "c", topic: "t"), .putSubscription(SubscriptionRecord(clientID: "c", topic: "t", epoch: "e2", ackFloor: 1, window: 4))], now: t0)
-            #expect(try floor() == 1)
+    @Test("a session has one owner: a claim creates it, says whom it replaced, and asks a live owner to let go")
+    func claims() throws {
+        try withFixture(.postgres) { fixture in
+            let first = try fixture.open()
+            var second: (any MessageStore)? = try fixture.open()
+            let listening = DispatchSemaphore(value: 0)
+            let heard = Mutex<[StoreChange]>([])
+            let wanted = DispatchSemaphore(value: 0)
+            first.watch { change in
+                switch change {
+                case .everything: listening.signal()
+                case .topics: break
+                default:
+                    heard.withLock { $0.append(change) }
+                    wanted.signal()
+                }
+            }
+            #expect(listening.wait(timeout: .now() + 10) == .success)
+            let proposed = session("c")
+            #expect(
+                try first.claimSession(proposed)
+                    == SessionClaim(stored: StoredSession(record: proposed, subscriptions: []), generation: 1, handover: .storeIsNewest))
+            // The same broker again: what it holds is newer than the store.
+            #expect(try first.claimSession(session("c", at: t0 + 5)).handover == .memoryIsNewest)
+            _ = try first.commit([.putSubscription(subscription("c", "t", floor: 4))], now: t0)
+            // Another broker: the first is alive, so it is asked, and the claim waits for it.
+            #expect(try second?.claimSession(session("c", at: t0 + 9)) == SessionClaim(stored: nil, generation: 3, handover: .ownerAsked))
+            #expect(wanted.wait(timeout: .now() + 10) == .success)
+            #expect(heard.withLock { $0 } == [.sessionWanted("c", generation: 3)])
+            second?.announce(.released("c", generation: 3))
+            second?.announce(.deleted("c"))
+            #expect(wanted.wait(timeout: .now() + 10) == .success)
+            #expect(wanted.wait(timeout: .now() + 10) == .success)
+            #expect(heard.withLock { $0 }.suffix(2) == [.sessionReleased("c", generation: 3), .sessionDeleted("c")])
+            let nodes = try first.nodes()
+            #expect(nodes.count == 2)
+            #expect(nodes.filter(\.isThisBroker).count == 1)
+            // The second broker goes away: a claim of what it held is not asked of it, and reads the store.
+            second = nil
+            let deadline = Date().addingTimeInterval(10)
+            while try first.nodes().count > 1, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            #expect(try first.nodes().count == 1)
+            let claim = try first.claimSession(session("c", at: t0 + 20))
+            #expect(claim.handover == .storeIsNewest)
+            #expect(claim.generation == 4)
+            #expect(claim.stored == StoredSession(record: proposed, subscriptions: [subscription("c", "t", floor: 4)]))
         }
     }
 
