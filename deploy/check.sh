@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Checks everything in deploy/ as far as this machine allows (no Docker engine, no systemd as
 # PID 1): the systemd unit with systemd-analyze, the nginx site (and its TLS example) with
-# nginx -t, the Kubernetes manifests, compose file and Grafana dashboard as data, the
-# Dockerfile's health check against a real ferryd, every metric the dashboard and README name
-# against a real /metrics, and a real nginx proxying a WebSocket session that resumes
-# (the NginxProxyTests suite). Installs nginx, systemd's tools and PyYAML when missing
-# (apt-get, with sudo when not root), as scripts/install-deps.sh does for LMDB.
+# nginx -t, the Kubernetes manifests (single node and cluster), compose files and Grafana
+# dashboard as data, the Dockerfile's health check and the manifests' probe paths against a real
+# ferryd, every metric the dashboard and README name against a real /metrics, and a real nginx
+# proxying a WebSocket session that resumes (the NginxProxyTests suite). Installs nginx, systemd's
+# tools and PyYAML when missing (apt-get, with sudo when not root), as scripts/install-deps.sh
+# does for LMDB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -168,6 +169,117 @@ for panel in dashboard["panels"]:
 print(f"ok   deploy/grafana/ferry.json: {len(ids)} panels")
 EOF
 
+# Cluster mode's manifests: stateless brokers on PostgreSQL, the URL from a Secret.
+python3 - <<'EOF' || fail "deploy/k8s/cluster"
+import glob, re, sys, yaml
+
+def need(doc, path, where):
+    value = doc
+    for key in path.split("."):
+        if not isinstance(value, dict) or key not in value:
+            sys.exit(f"{where}: missing {path}")
+        value = value[key]
+    return value
+
+folder = "deploy/k8s/cluster"
+kinds = {}
+for name in sorted(glob.glob(f"{folder}/*.yaml")):
+    for doc in yaml.safe_load_all(open(name)):
+        where = f"{name} ({doc.get('kind')} {doc.get('metadata', {}).get('name')})"
+        for field in ("apiVersion", "kind") if doc.get("kind") == "Kustomization" else ("apiVersion", "kind", "metadata.name"):
+            need(doc, field, where)
+        kinds.setdefault(doc["kind"], []).append((where, doc))
+for kind in ("Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Secret", "Kustomization"):
+    if kind not in kinds:
+        sys.exit(f"{folder}: no {kind}")
+if "StatefulSet" in kinds or "PersistentVolumeClaim" in kinds:
+    sys.exit(f"{folder}: brokers on PostgreSQL keep no state: no StatefulSet or volume claim")
+
+(where, deployment), = kinds["Deployment"]
+spec = need(deployment, "spec", where)
+replicas = spec.get("replicas")
+if not isinstance(replicas, int) or replicas < 2:
+    sys.exit(f"{where}: replicas must be 2 or more")
+selector = need(spec, "selector.matchLabels", where)
+labels = need(spec, "template.metadata.labels", where)
+if any(labels.get(k) != v for k, v in selector.items()):
+    sys.exit(f"{where}: selector does not match the pod labels")
+pod = need(spec, "template.spec", where)
+if pod.get("volumes"):
+    sys.exit(f"{where}: a broker on PostgreSQL needs no volume")
+if not isinstance(pod.get("terminationGracePeriodSeconds"), int):
+    sys.exit(f"{where}: terminationGracePeriodSeconds is not a number")
+(container,) = need(pod, "containers", where)
+if container.get("volumeMounts"):
+    sys.exit(f"{where}: a broker on PostgreSQL mounts nothing")
+ports = {p.get("name"): p.get("containerPort") for p in need(container, "ports", where)}
+for probe, path in (("startupProbe", "/healthz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+    if need(container, f"{probe}.httpGet.path", where) != path:
+        sys.exit(f"{where}: {probe} must GET {path}")
+    if container[probe]["httpGet"].get("port") not in ports:
+        sys.exit(f"{where}: {probe} names a port the container does not declare")
+need(container, "resources.requests.cpu", where)
+need(container, "resources.requests.memory", where)
+need(container, "resources.limits.memory", where)
+
+env, secrets = {}, []
+for source in container.get("envFrom", []):
+    if "configMapRef" in source:
+        names = [c for w, c in kinds["ConfigMap"] if c["metadata"]["name"] == source["configMapRef"]["name"]]
+        if not names:
+            sys.exit(f"{where}: ConfigMap {source['configMapRef']['name']} is not in {folder}")
+        env.update(names[0].get("data", {}))
+    if "secretRef" in source:
+        secrets.append(source["secretRef"])
+if env.get("FERRY_HOST") != "0.0.0.0":
+    sys.exit(f"{where}: FERRY_HOST must be 0.0.0.0 for the probes and the Service to reach it")
+if str(ports.get("http")) != str(env.get("FERRY_PORT", "8080")):
+    sys.exit(f"{where}: the http port is not FERRY_PORT ({env.get('FERRY_PORT')})")
+if any(not key.startswith("FERRY_") for key in env):
+    sys.exit(f"{where}: the ConfigMap holds a setting that is not FERRY_*")
+for key in ("FERRY_POSTGRES_URL", "FERRY_ADMIN_TOKEN", "FERRY_JWT_SECRET", "FERRY_DATA"):
+    if key in env:
+        sys.exit(f"{where}: {key} must not be in the ConfigMap (secrets go in a Secret; FERRY_DATA is LMDB's)")
+examples = {s["metadata"]["name"]: s for w, s in kinds["Secret"]}
+url_secrets = [ref for ref in secrets if "FERRY_POSTGRES_URL" in examples.get(ref["name"], {}).get("stringData", {})]
+if len(url_secrets) != 1 or url_secrets[0].get("optional"):
+    sys.exit(f"{where}: FERRY_POSTGRES_URL must come from one required Secret shown in {folder}/secret.example.yaml")
+url = examples[url_secrets[0]["name"]]["stringData"]["FERRY_POSTGRES_URL"]
+# What ferryd accepts (PostgresStoreConfiguration(url:)): no query string, one database.
+if not re.fullmatch(r"postgres(ql)?://[^:@/?#]+(:[^@/?#]*)?@[^/?#]+/[^/?#]+", url):
+    sys.exit(f"{folder}/secret.example.yaml: {url} is not postgres://user[:password]@host[:port]/database")
+
+for swhere, service in kinds["Service"]:
+    if any(labels.get(k) != v for k, v in need(service, "spec.selector", swhere).items()):
+        sys.exit(f"{swhere}: selector does not match the Deployment's pods")
+    if service["spec"].get("sessionAffinity", "None") != "None":
+        sys.exit(f"{swhere}: no session affinity: a client resumes on any broker")
+    for port in need(service, "spec.ports", swhere):
+        if port.get("targetPort") not in ports:
+            sys.exit(f"{swhere}: targetPort {port.get('targetPort')} is not a container port")
+for pwhere, budget in kinds["PodDisruptionBudget"]:
+    if need(budget, "spec.selector.matchLabels", pwhere) != selector:
+        sys.exit(f"{pwhere}: selector does not match the Deployment")
+    allowed = budget["spec"].get("maxUnavailable", replicas - budget["spec"].get("minAvailable", replicas))
+    if not isinstance(allowed, int) or not 1 <= allowed < replicas:
+        sys.exit(f"{pwhere}: must let one broker at a time be evicted, not all")
+
+(_, kustomization), = kinds["Kustomization"]
+listed = set(kustomization["resources"])
+present = {n.split("/")[-1] for n in glob.glob(f"{folder}/*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+if listed != present:
+    sys.exit(f"{folder}/kustomization.yaml lists {sorted(listed)}, the folder has {sorted(present)}")
+print(f"ok   {folder}: " + ", ".join(f"{len(v)} {k}" for k, v in sorted(kinds.items())) + f" ({replicas} brokers, no volume, URL from Secret {url_secrets[0]['name']})")
+EOF
+
+# Where kubectl is installed, its kustomize must build both folders as they list them.
+if command -v kubectl >/dev/null; then
+    for folder in deploy/k8s deploy/k8s/cluster; do
+        kubectl kustomize "$folder" >"$work/kustomize.yaml" 2>"$work/kustomize.err" || fail "kubectl kustomize $folder: $(cat "$work/kustomize.err")"
+        ok "kubectl kustomize $folder: $(grep -c '^kind:' "$work/kustomize.yaml") objects"
+    done
+fi
+
 # compose's nginx rewrites the shipped site for the container network: run its rewrite here.
 python3 - "$work/compose-site.conf" <<'EOF' || fail "deploy/docker/compose.yaml: the nginx command's rewrite of ferry.conf"
 import subprocess, sys, yaml
@@ -220,6 +332,24 @@ EOF
 FERRY_PORT="$port" bash -c "$health" || fail "the Dockerfile's HEALTHCHECK fails against a running ferryd: $health"
 FERRY_PORT="$((port + 1))" bash -c "$health" 2>/dev/null && fail "the Dockerfile's HEALTHCHECK passes with no broker"
 ok "Dockerfile HEALTHCHECK: passes against a running ferryd, fails without one"
+
+probes="$(python3 - <<'EOF'
+import glob, yaml
+paths = set()
+for name in glob.glob("deploy/k8s/*.yaml") + glob.glob("deploy/k8s/cluster/*.yaml"):
+    for doc in yaml.safe_load_all(open(name)):
+        if doc.get("kind") in ("StatefulSet", "Deployment"):
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                    if probe in container:
+                        paths.add(container[probe]["httpGet"]["path"])
+print(" ".join(sorted(paths)))
+EOF
+)"
+for path in $probes; do
+    curl -sf "http://127.0.0.1:$port$path" >/dev/null || fail "the probe path $path of deploy/k8s does not answer 200 on a running ferryd"
+done
+ok "deploy/k8s probes: $probes answer 200 on a running ferryd"
 
 curl -sf -X POST -H 'Content-Type: application/json' -d '{"n":1}' "http://127.0.0.1:$port/v1/topics/check/messages" >/dev/null
 FERRY_URL="http://127.0.0.1:$port" "$bin/ferryctl" tail check --client check-client >"$work/tail.out" 2>&1 &
