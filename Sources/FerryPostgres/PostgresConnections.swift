@@ -181,7 +181,9 @@ final class PostgresSession {
             return try connection.query(query, logger: logger).wait()
         } catch {
             lastSQLState = Self.sqlState(error)
-            if lastSQLState == nil { broken = true }
+            // No server answer, or the server ending the connection (57P01 when an operator
+            // terminates it, 57P02/57P03 around a restart, class 08): it cannot be used again.
+            if lastSQLState.map({ $0.hasPrefix("57P") || $0.hasPrefix("08") }) ?? true { broken = true }
             throw Self.storeError(error)
         }
     }

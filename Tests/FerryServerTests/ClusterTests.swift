@@ -123,6 +123,29 @@ struct ClusterTests {
         }
     }
 
+    @Test func aTopicDeletedThroughOneBrokerIsResetForSubscribersOnTheOther() throws {
+        try withCluster { a, b in
+            try a.publishNumbered("prices", count: 3)
+            let (subscriber, _) = try b.session()
+            let oldEpoch = try #require(try subscriber.subscribe("prices", from: "earliest").string("epoch"))
+            #expect(try subscriber.collectMessages(count: 3, timeout: 10).versions == [1, 2, 3])
+            #expect(try a.admin("DELETE", "/topics/prices").status == 200)
+            let reply = try a.publishJSON("prices", #""new log""#)
+            #expect(reply.int("version") == 1)
+            let newEpoch = try #require(reply.string("epoch"))
+            #expect(newEpoch != oldEpoch)
+            // B may see the delete and the new log in one read or two: either way one reset to the new log.
+            var reset = try subscriber.expectOp("reset", timeout: 10)
+            #expect(reset.string("old_epoch") == oldEpoch)
+            if reset.string("epoch") != newEpoch { reset = try subscriber.expectOp("reset", timeout: 10) }
+            #expect(reset.string("epoch") == newEpoch)
+            let message = try #require(try subscriber.collectMessages(count: 1, timeout: 10).first)
+            #expect(message.int("version") == 1)
+            #expect(message.string("data") == "new log")
+            #expect(try b.topicInfo("prices").string("epoch") == newEpoch)
+        }
+    }
+
     @Test func aBrokerKilledUnderPublishLoadLosesNothingConfirmed() throws {
         try withCluster { a, b in
             let confirmed = Mutex<[Int]>([])

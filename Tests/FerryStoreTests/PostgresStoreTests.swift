@@ -31,6 +31,12 @@ struct PostgresURLTests {
     }
 }
 
+extension StoreChange {
+    var isTopics: Bool {
+        if case .topics = self { true } else { false }
+    }
+}
+
 @Suite("PostgresMessageStore: several nodes on one database", .enabled(if: PostgresTestServer.isAvailable, Comment(rawValue: PostgresTestServer.unavailableReason)))
 struct PostgresStoreTests {
     /// Runs `body` on `count` threads at once (the core calls the store from threads of its own) and waits for all.
@@ -126,53 +132,63 @@ struct PostgresStoreTests {
         }
     }
 
-    @Test("a session has one owner: a claim creates it, says whom it replaced, and asks a live owner to let go")
-    func claims() throws {
-        try withFixture(.postgres) { fixture in
-            let first = try fixture.open()
-            var second: (any MessageStore)? = try fixture.open()
-            let listening = DispatchSemaphore(value: 0)
-            let heard = Mutex<[StoreChange]>([])
-            let wanted = DispatchSemaphore(value: 0)
-            first.watch { change in
-                switch change {
-                case .everything: listening.signal()
-                case .topics: break
-                default:
-                    heard.withLock { $0.append(change) }
-                    wanted.signal()
-                }
+    /// The next change in `changes` that `wanted` accepts, or nil after `seconds` (awaited, so the
+    /// store's LISTEN task has the cooperative pool to run on).
+    private func next(_ changes: AsyncStream<StoreChange>, within seconds: Double, _ wanted: @escaping @Sendable (StoreChange) -> Bool)
+        async -> StoreChange?
+    {
+        await withTaskGroup(of: StoreChange?.self) { group in
+            group.addTask {
+                for await change in changes where wanted(change) { return change }
+                return nil
             }
-            #expect(listening.wait(timeout: .now() + 10) == .success)
-            let proposed = session("c")
-            #expect(
-                try first.claimSession(proposed)
-                    == SessionClaim(stored: StoredSession(record: proposed, subscriptions: []), generation: 1, handover: .storeIsNewest))
-            // The same broker again: what it holds is newer than the store.
-            #expect(try first.claimSession(session("c", at: t0 + 5)).handover == .memoryIsNewest)
-            _ = try first.commit([.putSubscription(subscription("c", "t", floor: 4))], now: t0)
-            // Another broker: the first is alive, so it is asked, and the claim waits for it.
-            #expect(try second?.claimSession(session("c", at: t0 + 9)) == SessionClaim(stored: nil, generation: 3, handover: .ownerAsked))
-            #expect(wanted.wait(timeout: .now() + 10) == .success)
-            #expect(heard.withLock { $0 } == [.sessionWanted("c", generation: 3)])
-            second?.announce(.released("c", generation: 3))
-            second?.announce(.deleted("c"))
-            #expect(wanted.wait(timeout: .now() + 10) == .success)
-            #expect(wanted.wait(timeout: .now() + 10) == .success)
-            #expect(heard.withLock { $0 }.suffix(2) == [.sessionReleased("c", generation: 3), .sessionDeleted("c")])
-            let nodes = try first.nodes()
-            #expect(nodes.count == 2)
-            #expect(nodes.filter(\.isThisBroker).count == 1)
-            // The second broker goes away: a claim of what it held is not asked of it, and reads the store.
-            second = nil
-            let deadline = Date().addingTimeInterval(10)
-            while try first.nodes().count > 1, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-            #expect(try first.nodes().count == 1)
-            let claim = try first.claimSession(session("c", at: t0 + 20))
-            #expect(claim.handover == .storeIsNewest)
-            #expect(claim.generation == 4)
-            #expect(claim.stored == StoredSession(record: proposed, subscriptions: [subscription("c", "t", floor: 4)]))
+            group.addTask {
+                try? await Task.sleep(for: .seconds(seconds))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
         }
+    }
+
+    @Test("a session has one owner: a claim creates it, says whom it replaced, and asks a live owner to let go")
+    func claims() async throws {
+        let fixture = try StoreFixture(.postgres, settings: StoreSettings())
+        defer { fixture.remove() }
+        let first = try fixture.open()
+        var second: (any MessageStore)? = try fixture.open()
+        let (changes, heard) = AsyncStream.makeStream(of: StoreChange.self)
+        first.watch { heard.yield($0) }
+        // A listener that (re)connects says "everything" first.
+        #expect(await next(changes, within: 20) { $0 == .everything } != nil)
+        let isSessionNotice: @Sendable (StoreChange) -> Bool = { $0 != .everything && !($0.isTopics) }
+        let proposed = session("c")
+        #expect(
+            try first.claimSession(proposed)
+                == SessionClaim(stored: StoredSession(record: proposed, subscriptions: []), generation: 1, handover: .storeIsNewest))
+        // The same broker again: what it holds is newer than the store.
+        #expect(try first.claimSession(session("c", at: t0 + 5)).handover == .memoryIsNewest)
+        _ = try first.commit([.putSubscription(subscription("c", "t", floor: 4))], now: t0)
+        // Another broker: the first is alive, so it is asked, and the claim waits for it.
+        #expect(try second?.claimSession(session("c", at: t0 + 9)) == SessionClaim(stored: nil, generation: 3, handover: .ownerAsked))
+        #expect(await next(changes, within: 20, isSessionNotice) == .sessionWanted("c", generation: 3))
+        second?.announce(.released("c", generation: 3))
+        second?.announce(.deleted("c"))
+        #expect(await next(changes, within: 20, isSessionNotice) == .sessionReleased("c", generation: 3))
+        #expect(await next(changes, within: 20, isSessionNotice) == .sessionDeleted("c"))
+        let nodes = try first.nodes()
+        #expect(nodes.count == 2)
+        #expect(nodes.filter(\.isThisBroker).count == 1)
+        // The second broker goes away: a claim of what it held is not asked of it, and reads the store.
+        second = nil
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try first.nodes().count > 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(try first.nodes().count == 1)
+        let claim = try first.claimSession(session("c", at: t0 + 20))
+        #expect(claim.handover == .storeIsNewest)
+        #expect(claim.generation == 4)
+        #expect(claim.stored == StoredSession(record: proposed, subscriptions: [subscription("c", "t", floor: 4)]))
     }
 
     @Test("reading past the highest bigint returns nothing; backup points to PostgreSQL's tools; usage reports the database")
