@@ -54,36 +54,27 @@ extension Broker {
             lastResume: nil)
     }
 
+    // Memory's copy of a session is the newer whenever this broker holds it: its commits may be
+    // in flight, and another broker that claims the session makes this one let it go
+    // (``sessionWanted(_:generation:)``). Other sessions are as stored.
+
     /// Every durable session, by client id.
     func sessionViews() async throws(ProtocolError) -> [String: SessionView] {
         let stored = try await readForView("sessions") { store throws(StoreError) in try store.sessions() }
         var views = Dictionary(stored.map { ($0.record.clientID, Self.view(of: $0)) }) { $1 }
         state.withLock { state in
-            for (clientID, session) in state.sessions {
-                if Self.isNewerThanStored(clientID, session, state) {
-                    views[clientID] = view(of: session)
-                } else {
-                    // Only memory knows what the last hello here did.
-                    views[clientID]?.lastResume = session.lastResume
-                }
-            }
+            for (clientID, session) in state.sessions { views[clientID] = view(of: session) }
         }
         return views
     }
 
-    /// Memory's copy of a session is the newer while its connection is here or its changes wait
-    /// for the next flush; otherwise the store's is (another broker may have moved it on).
-    private static func isNewerThanStored(_ clientID: String, _ session: DurableSession, _ state: State) -> Bool {
-        session.owner != nil || state.dirtySessions[clientID] != nil
-    }
-
     /// The durable subscriptions to `topic`, with whether their client is connected here, by
-    /// client id: the store's, with those of the sessions memory holds newer over them.
+    /// client id: the store's, with those of the sessions memory holds over them.
     func subscriptionViews(of topic: String) async throws(ProtocolError) -> [(record: SubscriptionRecord, connected: Bool)] {
         let stored = try await readForView("subscriptions to \(topic)") { store throws(StoreError) in try store.subscriptions(topic: topic) }
         var byClient = Dictionary(stored.map { ($0.clientID, (record: $0, connected: false)) }) { $1 }
         state.withLock { state in
-            for (clientID, session) in state.sessions where Self.isNewerThanStored(clientID, session, state) {
+            for (clientID, session) in state.sessions {
                 byClient[clientID] = session.subscriptions[topic].map { ($0, session.owner != nil) }
             }
         }
@@ -92,17 +83,9 @@ extension Broker {
 
     /// One durable session, or nil when there is none.
     func sessionView(_ clientID: String) async throws(ProtocolError) -> SessionView? {
-        let (held, newer) = state.withLock { state in
-            (state.sessions[clientID], state.sessions[clientID].map { Self.isNewerThanStored(clientID, $0, state) } ?? false)
-        }
-        if let held, newer { return view(of: held) }
+        if let held = state.withLock({ $0.sessions[clientID] }) { return view(of: held) }
         let stored = try await readForView("session \(clientID)") { store throws(StoreError) in try store.session(clientID: clientID) }
-        return stored.map { stored in
-            var view = Self.view(of: stored)
-            // Only memory knows what the last hello here did.
-            view.lastResume = held?.lastResume
-            return view
-        }
+        return stored.map(Self.view(of:))
     }
 
     /// One topic: its stored log (the store has every commit this broker mirrors, and those of

@@ -108,6 +108,12 @@ struct ClusterSessionTests {
                 #expect(nodes.filter { $0.bool("this") == true }.count == 1)
                 #expect(Set(nodes.compactMap { $0.string("id") }).count == 2)
             }
+            let status = try ferryctl(["status", "--interval", "0"], broker: a)
+            #expect(status.status == 0, "\(status)")
+            let lines = status.stdout.split(separator: "\n")
+            #expect(lines.contains { $0.hasPrefix("nodes ") && $0.hasSuffix(" 2 on the database") }, "\(status)")
+            #expect(status.stdout.components(separatedBy: "(this broker)").count == 2, "\(status)")
+            #expect(status.stdout.contains("in the database"), "\(status)")
             try a.kill()
             // A broker that is gone leaves the list once the database has seen its connections close.
             let deadline = Deadline(seconds: 10)
