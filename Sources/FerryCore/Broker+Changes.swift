@@ -12,6 +12,9 @@ extension Broker {
         var topic: Topic
         /// The topic's change count before the read.
         var seen: UInt64
+        /// The log as this broker knew it before the read: a read cannot find less unless the
+        /// database lost it (a log it knows now may be newer than the read).
+        var known: TopicRecord?
         var record: TopicRecord?
         var messages: [StoredMessage]
     }
@@ -26,7 +29,7 @@ extension Broker {
     }
 
     private func topicsChanged(_ change: StoreChange) {
-        let held: [(topic: Topic, seen: UInt64, position: Topic.Position)] = state.withLock { state in
+        let held: [(topic: Topic, seen: UInt64, known: TopicRecord?, position: Topic.Position)] = state.withLock { state in
             let topics: [Topic] =
                 switch change {
                 case .topics(let names): names.compactMap { state.topics[$0] }
@@ -34,7 +37,7 @@ extension Broker {
                 case .sessionWanted, .sessionReleased, .sessionDeleted: []
                 }
             // Only subscribers here read a topic's memory; listings read the store.
-            return topics.filter { $0.subscriberCount > 0 }.map { ($0, $0.changeCount, $0.position) }
+            return topics.filter { $0.subscriberCount > 0 }.map { ($0, $0.changeCount, $0.record, $0.position) }
         }
         guard !held.isEmpty else { return }
         let cacheLimit = configuration.cachedMessagesPerTopic
@@ -48,7 +51,7 @@ extension Broker {
                     let after = max(entry.position.head, record.head - UInt64(min(Int(record.head - entry.position.head), cacheLimit)))
                     messages = try store.messages(topicID: record.id, after: after, limit: Int(record.head - after))
                 }
-                return Refresh(topic: entry.topic, seen: entry.seen, record: record, messages: messages)
+                return Refresh(topic: entry.topic, seen: entry.seen, known: entry.known, record: record, messages: messages)
             }
         }) { [self] result in
             switch result {
@@ -64,7 +67,11 @@ extension Broker {
     private func apply(_ refreshes: [Refresh]) {
         let cacheLimit = configuration.cachedMessagesPerTopic
         for refresh in refreshes {
-            if let record = refresh.record, renewIfTailLost(refresh.topic.name, seen: refresh.topic.record, found: record) { continue }
+            if let record = refresh.record, let known = refresh.known,
+                renewIfTailLost(refresh.topic.name, epoch: record.epoch, seen: known, firstFound: record.epoch == known.epoch ? record.head + 1 : nil)
+            {
+                continue
+            }
             let appended = refresh.messages.map { ($0.version, Self.encode($0, topic: refresh.topic.name)) }
             // Under the broker's lock, as the mirror of a commit of this broker is.
             let subscribers = state.withLock { state -> [Connection] in
@@ -75,17 +82,20 @@ extension Broker {
         }
     }
 
-    /// When the store's log of `topic` is shorter than this broker saw in the same epoch (a
-    /// failover to a replica that had not received the tail), its versions would be given again:
-    /// the topic gets a new epoch (one broker's renewal wins; the rest find the epoch changed), so
-    /// every subscriber is told `reset` rather than handed a reused version. True when renewing.
+    /// When the store gives out again, in `epoch`, a version this broker had seen there (a
+    /// failover to a replica that had not received the tail), the topic gets a new epoch (one
+    /// broker's renewal wins; the rest find the epoch changed), so every subscriber is told `reset`
+    /// rather than handed a reused version. `seen` must be what this broker knew *before* the
+    /// store was read or written (a later mirror may be newer than that read), and `firstFound`
+    /// the first version the store would give next after it (the found head + 1), or the first a
+    /// commit gave. True when renewing.
     @discardableResult
-    func renewIfTailLost(_ name: String, seen: TopicRecord?, found record: TopicRecord) -> Bool {
-        guard let seen, seen.epoch == record.epoch, record.head < seen.head else { return false }
+    func renewIfTailLost(_ name: String, epoch: String, seen: TopicRecord, firstFound: UInt64?) -> Bool {
+        guard let firstFound, seen.epoch == epoch, firstFound <= seen.head else { return false }
         logger.warning(
             "topic log is shorter than seen: giving it a new epoch",
-            metadata: ["ferry.topic": "\(name)", "ferry.head_seen": "\(seen.head)", "ferry.head_found": "\(record.head)"])
-        committer.submit([.renewEpoch(name, from: record.epoch, to: Epoch.random())], completion: nil)
+            metadata: ["ferry.topic": "\(name)", "ferry.head_seen": "\(seen.head)", "ferry.version_found": "\(firstFound)"])
+        committer.submit([.renewEpoch(name, from: epoch, to: Epoch.random())], completion: nil)
         return true
     }
 }

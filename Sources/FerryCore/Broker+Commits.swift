@@ -33,14 +33,10 @@ extension Broker {
             let subscribers: [Connection]
             if let record {
                 // Under the broker's lock, so the topic is not forgotten before it holds its record.
-                let (seen, notified) = state.withLock { state in
-                    let topic = topic(named: name, in: &state)
-                    let seen = topic.record
-                    return (seen, topic.committed(record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic))
+                subscribers = state.withLock { state in
+                    topic(named: name, in: &state).committed(
+                        record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic)
                 }
-                subscribers = notified
-                // This commit gave versions again that this broker had seen: the log went back.
-                renewIfTailLost(name, seen: seen, found: record)
             } else {
                 subscribers = state.withLock { state -> [Connection] in
                     guard let topic = state.topics[name] else { return [] }

@@ -190,12 +190,13 @@ public final class Broker: Sendable {
 
     /// The topic `name` for a commit that writes to it; when its log does not exist yet, the
     /// commit creating it is counted on the topic (``finishCreation(_:)`` when it is done).
-    func topicForWrite(named name: String) -> (topic: Topic, creating: Bool) {
+    /// `known` is the log as the broker knew it before the commit.
+    func topicForWrite(named name: String) -> (topic: Topic, creating: Bool, known: TopicRecord?) {
         state.withLock { state in
             let topic = topic(named: name, in: &state)
-            guard topic.record == nil else { return (topic, false) }
+            if let known = topic.record { return (topic, false, known) }
             topic.creation(started: true)
-            return (topic, true)
+            return (topic, true, nil)
         }
     }
 
@@ -262,6 +263,8 @@ public final class Broker: Sendable {
         var publishIndexes: [Int] = []
         var topics: [Topic] = []
         var creating: [Topic] = []
+        /// What the broker knew of each topic before this commit, to check the versions it gives.
+        var known: [(topic: ObjectIdentifier, record: TopicRecord)] = []
         operations.reserveCapacity(requests.count)
         // A read's publishes usually share a topic: look it up (broker lock, hash) once per run.
         var previous: Topic?
@@ -272,6 +275,7 @@ public final class Broker: Sendable {
             } else {
                 let write = topicForWrite(named: request.topic)
                 topic = write.topic
+                if let record = write.known { known.append((ObjectIdentifier(topic), record)) }
                 if write.creating {
                     operations.append(.ensureTopic(request.topic, epoch: topic.position.epoch))
                     creating.append(topic)
@@ -286,18 +290,24 @@ public final class Broker: Sendable {
                         topic: request.topic, kind: request.payload.isJSON ? .json : .bytes, payload: request.payload.bytes,
                         messageID: request.messageID, headers: request.headers.map { Header($0.0, $0.1) })))
         }
-        committer.submit(operations) { [self, publishIndexes, topics, creating] result in
+        committer.submit(operations) { [self, publishIndexes, topics, creating, known] result in
             finishCreation(creating)
             switch result {
             case .success(let outcomes):
                 var results: [PublishResult] = []
                 results.reserveCapacity(publishIndexes.count)
+                var unchecked = known
                 for (index, topic) in zip(publishIndexes, topics) {
                     guard case .published(let version, _, let duplicate) = outcomes[outcomes.startIndex + index] else {
                         completion(.failure(ProtocolError(.unavailable, "the store is full; nothing was published")))
                         return
                     }
-                    results.append(PublishResult(topic: topic.name, version: version, epoch: topic.position.epoch, duplicate: duplicate))
+                    let epoch = topic.position.epoch
+                    // The first new version of each topic: given again if this broker had seen it.
+                    if !duplicate, let seen = unchecked.firstIndex(where: { $0.topic == ObjectIdentifier(topic) }) {
+                        renewIfTailLost(topic.name, epoch: epoch, seen: unchecked.remove(at: seen).record, firstFound: version)
+                    }
+                    results.append(PublishResult(topic: topic.name, version: version, epoch: epoch, duplicate: duplicate))
                 }
                 completion(.success(results))
             case .failure(let error):

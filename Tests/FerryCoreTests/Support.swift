@@ -106,7 +106,42 @@ final class ReadsThatMayBlock: MessageStore {
         watcher.withLock { $0 }?(change)
     }
     func open() throws(StoreError) -> [UInt8] { try store.open() }
-    func topic(named name: String) throws(StoreError) -> TopicRecord? { try store.topic(named: name) }
+    func topic(named name: String) throws(StoreError) -> TopicRecord? {
+        let record = try store.topic(named: name)
+        if let gate = heldRead.withLock({ held in
+            defer { held = nil }
+            return held
+        }) {
+            gate.read.signal()
+            gate.release.wait()
+        }
+        return record
+    }
+
+    /// A topic read that finishes late: the next `topic(named:)` reads the store, signals `read`,
+    /// then waits for `release` before it returns (on the broker's read thread).
+    struct HeldRead: Sendable {
+        let read = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+
+        /// Until the held read has read the store.
+        func hasRead() async {
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    read.wait()
+                    continuation.resume()
+                }
+            }
+        }
+    }
+
+    private let heldRead = Mutex<HeldRead?>(nil)
+
+    func holdNextTopicRead() -> HeldRead {
+        let gate = HeldRead()
+        heldRead.withLock { $0 = gate }
+        return gate
+    }
     func topics() throws(StoreError) -> [TopicRecord] { try store.topics() }
     func session(clientID: String) throws(StoreError) -> StoredSession? { try store.session(clientID: clientID) }
     func sessions() throws(StoreError) -> [StoredSession] { try store.sessions() }

@@ -123,6 +123,25 @@ struct ClusterTests {
         }
     }
 
+    /// Under load, the other broker's reads of the topic overlap and finish in any order: an
+    /// older read must never look like a log that went back (which would reset the subscriber).
+    @Test func aSubscriberOfATopicPublishedAtFullSpeedOnTheOtherBrokerStaysInOneEpoch() throws {
+        try withCluster { a, b in
+            try a.publishNumbered("stream", count: 1)
+            let (subscriber, _) = try b.session()
+            try subscriber.subscribe("stream", from: "earliest", window: 8192)
+            let (publisher, _) = try a.session()
+            for batch in 0..<400 {
+                // A few publishes in flight at a time: a commit, and a notice to B, per batch or so.
+                for n in 0..<10 { try publisher.sendText(TestWebSocket.publishFrame("stream", data: "\(batch * 10 + n)")) }
+                for _ in 0..<10 { try publisher.expectOp("published", timeout: 20) }
+            }
+            let messages = try subscriber.collectMessages(count: 4001, timeout: 30)
+            #expect(messages.versions == Array(1...4001))
+            #expect(try b.topicInfo("stream").string("epoch") == (try a.topicInfo("stream").string("epoch")))
+        }
+    }
+
     @Test func aTopicDeletedThroughOneBrokerIsResetForSubscribersOnTheOther() throws {
         try withCluster { a, b in
             try a.publishNumbered("prices", count: 3)
