@@ -72,22 +72,10 @@ ok "nginx -t deploy/nginx/ferry.conf with its TLS example uncommented"
 # Manifests, compose file and dashboard: parse them and require what each kind needs.
 python3 - <<'EOF' || fail "deploy/k8s, deploy/docker/compose.yaml or deploy/grafana/ferry.json"
 import glob, json, sys, yaml
+sys.path.insert(0, "deploy")
+from manifests import need, load_kinds
 
-def need(doc, path, where):
-    value = doc
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            sys.exit(f"{where}: missing {path}")
-        value = value[key]
-    return value
-
-kinds = {}
-for name in sorted(glob.glob("deploy/k8s/*.yaml")):
-    for doc in yaml.safe_load_all(open(name)):
-        where = f"{name} ({doc.get('kind')} {doc.get('metadata', {}).get('name')})"
-        for field in ("apiVersion", "kind") if doc.get("kind") == "Kustomization" else ("apiVersion", "kind", "metadata.name"):
-            need(doc, field, where)
-        kinds.setdefault(doc["kind"], []).append((where, doc))
+kinds = load_kinds("deploy/k8s")
 
 for kind in ("StatefulSet", "Service", "PodDisruptionBudget", "ConfigMap", "Kustomization"):
     if kind not in kinds:
@@ -172,23 +160,11 @@ EOF
 # Cluster mode's manifests: stateless brokers on PostgreSQL, the URL from a Secret.
 python3 - <<'EOF' || fail "deploy/k8s/cluster"
 import glob, re, sys, yaml
-
-def need(doc, path, where):
-    value = doc
-    for key in path.split("."):
-        if not isinstance(value, dict) or key not in value:
-            sys.exit(f"{where}: missing {path}")
-        value = value[key]
-    return value
+sys.path.insert(0, "deploy")
+from manifests import need, load_kinds
 
 folder = "deploy/k8s/cluster"
-kinds = {}
-for name in sorted(glob.glob(f"{folder}/*.yaml")):
-    for doc in yaml.safe_load_all(open(name)):
-        where = f"{name} ({doc.get('kind')} {doc.get('metadata', {}).get('name')})"
-        for field in ("apiVersion", "kind") if doc.get("kind") == "Kustomization" else ("apiVersion", "kind", "metadata.name"):
-            need(doc, field, where)
-        kinds.setdefault(doc["kind"], []).append((where, doc))
+kinds = load_kinds(folder)
 for kind in ("Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Secret", "Kustomization"):
     if kind not in kinds:
         sys.exit(f"{folder}: no {kind}")

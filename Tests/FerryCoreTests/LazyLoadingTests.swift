@@ -89,19 +89,29 @@ struct LazyLoadingTests {
 /// engine's notices: one read per topic, then delivery as for its own commits.
 @Suite("Changes made elsewhere")
 struct ChangesElsewhereTests {
-    @Test func appendsTrimsAndDeletesMadeElsewhereReachSubscribers() async throws {
-        let fixture = try BrokerFixture(readsOnThreads: true)
-        let shared = try #require(fixture.shared)
+    /// A client subscribed to `t`, which this broker published versions 1 and 2 to.
+    private func subscriber(of fixture: BrokerFixture) async throws -> TestClient {
         let client = TestClient(fixture.broker)
         _ = try await client.hello("c")
         client.send(#"{"op":"subscribe","topic":"t","from":"latest"}"#)
         _ = try await client.next(op: "subscribed")
         try await fixture.publish("t", count: 2)
         try await client.waitFor { _ in client.versions("t") == [1, 2] }
+        return client
+    }
 
-        // "Another broker": commits straight to the store; this broker learns of it only by the notice.
-        let other = (3...5).map { StoreOperation.publish(NewMessage(topic: "t", kind: .json, payload: Array("{\"n\":\($0)}".utf8))) }
-        _ = try shared.store.commit(other, now: fixture.clock.now)
+    /// "Another broker" publishes `numbers` to `t`: straight to the store, so this broker learns
+    /// of it only by a notice.
+    private func publishElsewhere(_ numbers: ClosedRange<Int>, in fixture: BrokerFixture, _ shared: ReadsThatMayBlock) throws {
+        let operations = numbers.map { StoreOperation.publish(NewMessage(topic: "t", kind: .json, payload: Array("{\"n\":\($0)}".utf8))) }
+        _ = try shared.store.commit(operations, now: fixture.clock.now)
+    }
+
+    @Test func appendsTrimsAndDeletesMadeElsewhereReachSubscribers() async throws {
+        let fixture = try BrokerFixture(readsOnThreads: true)
+        let shared = try #require(fixture.shared)
+        let client = try await subscriber(of: fixture)
+        try publishElsewhere(3...5, in: fixture, shared)
         try await Task.sleep(for: .milliseconds(50))
         #expect(client.versions("t") == [1, 2], "delivered without a notice")
         shared.announce(.topics(["t"]))
@@ -124,24 +134,15 @@ struct ChangesElsewhereTests {
     @Test func aReadThatFinishesLateIsNoLostTail() async throws {
         let fixture = try BrokerFixture(readsOnThreads: true)
         let shared = try #require(fixture.shared)
-        let client = TestClient(fixture.broker)
-        _ = try await client.hello("c")
-        client.send(#"{"op":"subscribe","topic":"t","from":"latest"}"#)
-        _ = try await client.next(op: "subscribed")
-        try await fixture.publish("t", count: 2)
-        try await client.waitFor { _ in client.versions("t") == [1, 2] }
+        let client = try await subscriber(of: fixture)
         let epoch = try #require(try shared.store.topic(named: "t")).epoch
-        func publishElsewhere(_ numbers: ClosedRange<Int>) throws {
-            let operations = numbers.map { StoreOperation.publish(NewMessage(topic: "t", kind: .json, payload: Array("{\"n\":\($0)}".utf8))) }
-            _ = try shared.store.commit(operations, now: fixture.clock.now)
-        }
 
         // The read of the first change finds head 5, and is held; a second read finds head 8.
-        try publishElsewhere(3...5)
+        try publishElsewhere(3...5, in: fixture, shared)
         let late = shared.holdNextTopicRead()
         shared.announce(.topics(["t"]))
         await late.hasRead()
-        try publishElsewhere(6...8)
+        try publishElsewhere(6...8, in: fixture, shared)
         shared.announce(.topics(["t"]))
         try await client.waitFor { _ in client.versions("t") == Array(1...8) }
         late.release.signal()
