@@ -6,8 +6,9 @@ import PostgresNIO
 /// of the topics they touch (locked first), then written with a fixed number of set-based
 /// statements, whatever the number of operations:
 ///
-/// 1. `INSERT ... ON CONFLICT DO NOTHING` of the topics a publish or ensure may create, in name order;
-/// 2. `SELECT ... ORDER BY name FOR UPDATE` of every touched topic (all of them for a sweep);
+/// 1. `SELECT ... ORDER BY name FOR UPDATE` of every touched topic (all of them for a sweep);
+/// 2. only when some do not exist: `INSERT ... ON CONFLICT DO NOTHING` of those a publish or
+///    ensure creates, and the same `SELECT` of them;
 /// 3. one `SELECT` of the dedup entries of the commit's msg_ids;
 /// then, each only when needed: delete the deleted topics' rows; delete trimmed versions; insert
 /// all new messages (one `INSERT ... SELECT FROM unnest(...)`); read the oldest messages of the
@@ -147,8 +148,10 @@ struct PostgresCommit {
 
     // MARK: - Reading and locking
 
-    /// Creates the topics a publish or ensure may need, then locks every touched topic's row, both in
-    /// name order: two nodes never wait for each other in a cycle.
+    /// Locks every touched topic's row in name order, then creates (and locks) those a publish or
+    /// ensure needs that do not exist. Nodes lock existing rows before new ones, in name order
+    /// within each step; a cycle through a topic two nodes create at once is a deadlock that
+    /// PostgreSQL breaks and the commit retries.
     private mutating func lockTopics(_ operations: [StoreOperation]) throws(StoreError) {
         var creatable: [String: String] = [:]
         var touched: Set<String> = []
@@ -168,25 +171,30 @@ struct PostgresCommit {
                 break
             }
         }
-        var created: Set<String> = []
-        if !creatable.isEmpty {
-            let names = creatable.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
-            let epochs = names.map { creatable[$0] ?? "" }
-            let rows = try session.query(
-                """
-                INSERT INTO topics (name, id, epoch, first, head, messages, bytes)
-                SELECT name, nextval('ferry_topic_ids'), epoch, 1, 0, 0, 0
-                FROM unnest(\(names)::text[], \(epochs)::text[]) WITH ORDINALITY AS n(name, epoch, position) ORDER BY position
-                ON CONFLICT (name) DO NOTHING RETURNING name
-                """)
-            created = Set(try PostgresMessageStore.decodeRows(rows, "created topic name") { try $0.decode(String.self) })
-        }
         guard sweep || !touched.isEmpty else { return }
         let select = "SELECT name, id, epoch, first, head, messages, bytes FROM topics"
-        let rows =
+        try lock(
             sweep
-            ? try session.query(PostgresQuery(unsafeSQL: select + " ORDER BY name FOR UPDATE"))
-            : try session.query("\(unescaped: select) WHERE name = ANY(\(Array(touched))::text[]) ORDER BY name FOR UPDATE")
+                ? try session.query(PostgresQuery(unsafeSQL: select + " ORDER BY name FOR UPDATE"))
+                : try session.query("\(unescaped: select) WHERE name = ANY(\(Array(touched))::text[]) ORDER BY name FOR UPDATE"),
+            created: [])
+        // Usually every topic exists, and this is the commit's only statement before its writes.
+        let missing = creatable.keys.filter { current[$0] == nil }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        guard !missing.isEmpty else { return }
+        let rows = try session.query(
+            """
+            INSERT INTO topics (name, id, epoch, first, head, messages, bytes)
+            SELECT name, nextval('ferry_topic_ids'), epoch, 1, 0, 0, 0
+            FROM unnest(\(missing)::text[], \(missing.map { creatable[$0] ?? "" })::text[]) WITH ORDINALITY AS n(name, epoch, position)
+            ORDER BY position
+            ON CONFLICT (name) DO NOTHING RETURNING name
+            """)
+        let created = Set(try PostgresMessageStore.decodeRows(rows, "created topic name") { try $0.decode(String.self) })
+        // Those another node created meanwhile are locked now (deadlocks with it are retried).
+        try lock(try session.query("\(unescaped: select) WHERE name = ANY(\(missing)::text[]) ORDER BY name FOR UPDATE"), created: created)
+    }
+
+    private mutating func lock(_ rows: PostgresQueryResult, created: Set<String>) throws(StoreError) {
         for topic in try PostgresMessageStore.decodeRows(rows, "topic record", PostgresMessageStore.topic) {
             current[topic.name] = topic
             if created.contains(topic.name) { changed[topic.name] = topic }
