@@ -25,6 +25,43 @@ func cpuSeconds(of pid: Int32) -> Double {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
+/// CPU seconds the whole machine spent so far over all its cores: busy (all but idle and I/O
+/// wait) and in all. Two samples give how busy it was between them, whoever the work was for.
+func machineCPUSeconds() -> (busy: Double, total: Double) {
+    guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8), let line = stat.split(separator: "\n").first
+    else { return (.nan, .nan) }
+    // cpu user nice system idle iowait irq softirq steal (guest time is inside user).
+    let ticks = line.split(separator: " ").dropFirst().prefix(8).compactMap { Double($0) }
+    guard ticks.count == 8 else { return (.nan, .nan) }
+    let hertz = Double(sysconf(Int32(_SC_CLK_TCK)))
+    let total = ticks.reduce(0, +)
+    return ((total - ticks[3] - ticks[4]) / hertz, total / hertz)
+}
+
+/// CPU seconds of the PostgreSQL server listening on `port` (started with `-p port`, as
+/// `scripts/local-postgres.sh` starts it): its postmaster and every process it started, with the
+/// backends that already ended (their server counts them as its children's time). NaN when no
+/// such server runs here.
+func postgresCPUSeconds(port: Int) -> Double {
+    let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
+    // After the name: ppid is field 4, utime, stime, cutime and cstime fields 14 to 17.
+    var processes: [(pid: Int32, parent: Int32, seconds: Double)] = []
+    var server: Int32?
+    for pid in pids {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), stat.contains("(postgres)"),
+            let close = stat.lastIndex(of: ")")
+        else { continue }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 14, let parent = Int32(fields[1]) else { continue }
+        processes.append((pid, parent, fields[11...14].compactMap { Double($0) }.reduce(0, +)))
+        let arguments = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.split(separator: "\0") ?? []
+        if zip(arguments, arguments.dropFirst()).contains(where: { $0 == "-p" && $1 == "\(port)" }) { server = pid }
+    }
+    guard let server else { return .nan }
+    let ticks = processes.filter { $0.pid == server || $0.parent == server }.map(\.seconds).reduce(0, +)
+    return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 /// Resident anonymous memory of a process in MiB (`RssAnon`: not the LMDB pages it mapped).
 func anonymousMemoryMiB(of pid: Int32) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return .nan }

@@ -179,9 +179,11 @@ final class Subscriber: FrameSink {
     }
 }
 
-/// The publisher: `inFlight` unconfirmed publishes outstanding, or a fixed rate.
+/// The publisher: `inFlight` unconfirmed publishes outstanding, or a fixed rate; message n goes
+/// to `topics[n % topics.count]`.
 final class Publisher: FrameSink {
     private let total: Int
+    private let topics: [String]
     private let inFlight: Int
     private let rate: Int?
     private let confirmed: Countdown
@@ -193,9 +195,13 @@ final class Publisher: FrameSink {
     private var started: UInt64 = 0
     private weak var connection: BenchConnection?
 
-    init(total: Int, size: Int, inFlight: Int, rate: Int?, confirmed: Countdown, confirmedSoFar: ConfirmationCount? = nil) {
+    init(
+        total: Int, size: Int, inFlight: Int, rate: Int?, topics: [String] = ["bench"], confirmed: Countdown,
+        confirmedSoFar: ConfirmationCount? = nil
+    ) {
         self.confirmedSoFar = confirmedSoFar
         self.total = total
+        self.topics = topics.isEmpty ? ["bench"] : topics
         self.inFlight = inFlight
         self.rate = rate
         self.confirmed = confirmed
@@ -222,25 +228,32 @@ final class Publisher: FrameSink {
 
     /// Publishes what the schedule says is due by now, each stamped with its scheduled time.
     private func publishDue(rate: Int, task: RepeatedTask) {
+        // Closed before the schedule ran out (a scenario that stops the stream itself).
+        guard let connection else {
+            task.cancel()
+            return
+        }
         let due = min(total, Int(Double(monotonicNanoseconds() - started) * Double(rate) / 1e9) + 1)
         while sent < due {
-            publish(at: started + UInt64(Double(sent) * 1e9 / Double(rate)))
+            publish(at: started + UInt64(Double(sent) * 1e9 / Double(rate)), on: connection)
         }
-        connection?.flush()
+        connection.flush()
         if sent == total { task.cancel() }
     }
 
     private func fill() {
-        while sent < total && sent - confirmations < inFlight { publish(at: monotonicNanoseconds()) }
-        connection?.flush()
+        guard let connection else { return }
+        while sent < total && sent - confirmations < inFlight { publish(at: monotonicNanoseconds(), on: connection) }
+        connection.flush()
     }
 
-    private func publish(at time: UInt64) {
-        guard let connection else { return }
+    private func publish(at time: UInt64, on connection: BenchConnection) {
         var buffer = connection.allocate(padding.count + 96)
         buffer.writeString(#"{"op":"publish","id":"#)
         buffer.writeString(String(sent))
-        buffer.writeString(#","topic":"bench","data":{"t":"#)
+        buffer.writeString(#","topic":""#)
+        buffer.writeString(topics[sent % topics.count])
+        buffer.writeString(#"","data":{"t":"#)
         let stamp = String(time)
         buffer.writeString(stamp)
         buffer.writeString(#","p":""#)

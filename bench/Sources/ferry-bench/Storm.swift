@@ -22,18 +22,10 @@ struct Storm: AsyncParsableCommand {
     func run() async throws {
         let started = Date()
         let ferryd = try Ferryd(environment: ["FERRY_SYNC": sync])
-        let perWorker = (clients + workers - 1) / workers
-        var children: [WorkerProcess] = []
-        for index in 0..<workers {
-            let count = min(perWorker, clients - index * perWorker)
-            guard count > 0 else { break }
-            children.append(
-                try WorkerProcess(arguments: [
-                    "storm-worker", "--port", "\(ferryd.port)", "--clients", "\(count)", "--prefix", "w\(index)-",
-                    "--messages", "\(messages * 2)", "--timeout", "\(timeout)",
-                ] + (noJitter ? ["--no-jitter"] : [])))
-        }
-        for child in children { try await child.expectLine("ready") }
+        let pool = try WorkerPool(
+            clients: clients, workers: workers,
+            arguments: ["--port", "\(ferryd.port)", "--messages", "\(messages * 2)", "--timeout", "\(timeout)"] + (noJitter ? ["--no-jitter"] : []))
+        try await pool.ready()
         try ferryd.publishNumbered("storm", count: messages)
 
         let killedAt = Date()
@@ -43,15 +35,11 @@ struct Storm: AsyncParsableCommand {
         let restartedPID = ferryd.processID ?? 0
         try ferryd.publishNumbered("storm", count: messages, startingAt: messages + 1)
 
-        var logs: [StormWorker.ClientLog] = []
-        for child in children {
-            let line = try await child.nextLine()
-            logs += try JSONDecoder().decode([StormWorker.ClientLog].self, from: Data(line.utf8))
-        }
+        let workerReport = try await pool.report()
         let brokerCPU = cpuSeconds(of: restartedPID)
         let report = StormReport(
-            clients: clients, workers: children.count, jitter: !noJitter, messages: messages * 2, killedAt: killedAt, backAt: backAt, logs: logs,
-            seconds: Date().timeIntervalSince(started), brokerCPU: brokerCPU)
+            clients: clients, workers: pool.children.count, jitter: !noJitter, messages: messages * 2, killedAt: killedAt, backAt: backAt,
+            logs: workerReport.clients, logged: workerReport.logged, seconds: Date().timeIntervalSince(started), brokerCPU: brokerCPU)
         print(report.table)
         print(report.jsonLine)
         if !report.passed { throw ExitCode.failure }
@@ -67,43 +55,31 @@ struct StormReport {
     let killedAt: Date
     let backAt: Date
     let logs: [StormWorker.ClientLog]
+    /// The clients' log lines by error code.
+    let logged: [String: Int]
     let seconds: Double
     /// CPU seconds of the restarted broker: start-up plus taking every client back.
     let brokerCPU: Double
 
-    /// Per client, milliseconds from the kill to its first welcome after it; nil if it never came back.
-    var reconnects: [Double?] {
-        logs.map { log in log.connectedAt.first { $0 > killedAt.timeIntervalSince1970 }.map { ($0 - killedAt.timeIntervalSince1970) * 1000 } }
-    }
-
-    var resumed: [Double] { reconnects.compactMap { $0 }.sorted() }
-    var exact: Int { logs.filter { $0.problem == nil }.count }
+    /// Milliseconds from the kill to each client's first welcome after it, of those that came back.
+    var resumed: [Double] { logs.compactMap { $0.reconnect(after: killedAt) }.sorted() }
+    /// Clients that saw versions 1…messages once each, in order (the storm's FerryClient removes
+    /// duplicates itself, so one here is a client bug).
+    var exactLogs: [Bool] { logs.map { $0.problem == nil && $0.duplicates == 0 && $0.highest == UInt64(messages) } }
+    var exact: Int { exactLogs.filter { $0 }.count }
     var downMilliseconds: Double { backAt.timeIntervalSince(killedAt) * 1000 }
     var passed: Bool { resumed.count == clients && exact == clients }
 
     /// Reconnects per 100 ms after the kill.
-    var buckets: [Int] { Self.histogram(resumed, width: 100) }
+    var buckets: [Int] { histogram(resumed, width: 100) }
 
     /// The most connect attempts the broker saw in one 10 ms: the herd, if there is one.
     var attemptPeak: Int {
         let kill = killedAt.timeIntervalSince1970
-        return Self.histogram(logs.flatMap(\.attemptsAt).map { ($0 - kill) * 1000 }, width: 10).max() ?? 0
+        return histogram(logs.flatMap(\.attemptsAt).map { ($0 - kill) * 1000 }, width: 10).max() ?? 0
     }
 
-    private static func histogram(_ milliseconds: [Double], width: Double) -> [Int] {
-        var counts: [Int] = []
-        for value in milliseconds where value >= 0 {
-            let bucket = Int(value / width)
-            if counts.count <= bucket { counts += Array(repeating: 0, count: bucket - counts.count + 1) }
-            counts[bucket] += 1
-        }
-        return counts
-    }
-
-    func percentile(_ p: Double) -> Double {
-        guard !resumed.isEmpty else { return .nan }
-        return resumed[min(resumed.count - 1, Int(Double(resumed.count) * p))]
-    }
+    func percentile(_ p: Double) -> Double { Spread(resumed).percentile(p) }
 
     var table: String {
         let attempts = logs.map(\.attemptsAt.count).sorted()
@@ -124,7 +100,11 @@ struct StormReport {
             String(format: "restarted ferryd CPU                 %.2f s (%.0f µs per client)", brokerCPU, brokerCPU * 1e6 / Double(max(1, clients))),
             "reconnects per 100 ms after the kill: " + buckets.map(String.init).joined(separator: " "),
         ]
-        for problem in logs.compactMap(\.problem).prefix(5) { lines.append("problem: \(problem)") }
+        if let line = loggedLine(logged) { lines.append(line) }
+        for (log, exact) in zip(logs, exactLogs) where !exact {
+            lines.append("problem: \(log.problem ?? "highest version \(log.highest), \(log.duplicates) duplicates")")
+            if lines.count > 16 { break }
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -132,12 +112,54 @@ struct StormReport {
         let object: [String: Any] = [
             "scenario": "storm", "clients": clients, "workers": workers, "jitter": jitter, "messages": messages, "down_ms": downMilliseconds.rounded(),
             "resumed": resumed.count, "exactly_once_in_order": exact,
-            "reconnect_ms": [
-                "min": resumed.first ?? -1, "p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99), "max": resumed.last ?? -1,
-            ].mapValues { $0.rounded() },
+            "reconnect_ms": Spread(resumed).json,
             "per_100ms": buckets, "attempt_peak_10ms": attemptPeak, "cores": ProcessInfo.processInfo.activeProcessorCount, "seconds": seconds.rounded(), "ferryd_cpu_s": brokerCPU,
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Values (milliseconds, say) in order, and their percentiles.
+struct Spread {
+    let sorted: [Double]
+
+    init(_ values: [Double]) { sorted = values.sorted() }
+
+    /// NaN when there are no values.
+    func percentile(_ p: Double) -> Double {
+        guard !sorted.isEmpty else { return .nan }
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+
+    /// min, p50, p90, p99 and max, rounded, for a JSON line (-1 when there are no values).
+    var json: [String: Double] {
+        let values = ["min": percentile(0), "p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99), "max": sorted.last ?? .nan]
+        return values.mapValues { $0.isNaN ? -1 : $0.rounded() }
+    }
+}
+
+/// The clients' log lines counted by error code, most frequent first; nil when there were none.
+func loggedLine(_ logged: [String: Int]) -> String? {
+    guard !logged.isEmpty else { return nil }
+    return "client log lines (the first 3 of each written to stderr): "
+        + logged.sorted { $0.value > $1.value }.prefix(6).map { "\($0.key.prefix(60)) ×\($0.value)" }.joined(separator: ", ")
+}
+
+/// How many values fall in each `width` from 0 on (negative ones are left out).
+func histogram(_ values: [Double], width: Double) -> [Int] {
+    var counts: [Int] = []
+    for value in values where value >= 0 {
+        let bucket = Int(value / width)
+        if counts.count <= bucket { counts += Array(repeating: 0, count: bucket - counts.count + 1) }
+        counts[bucket] += 1
+    }
+    return counts
+}
+
+extension StormWorker.ClientLog {
+    /// Milliseconds from `kill` to this client's first welcome after it; nil if it never came back.
+    func reconnect(after kill: Date) -> Double? {
+        connectedAt.first { $0 > kill.timeIntervalSince1970 }.map { ($0 - kill.timeIntervalSince1970) * 1000 }
     }
 }

@@ -37,6 +37,8 @@ final class WorkerProcess {
         if process.isRunning { process.terminate() }
     }
 
+    var processID: Int32 { process.processIdentifier }
+
     /// The next line the worker prints.
     func nextLine() async throws -> String {
         guard let line = await lines.next() else { throw TestFailure("a worker exited early") }
@@ -46,5 +48,43 @@ final class WorkerProcess {
     func expectLine(_ expected: String) async throws {
         let line = try await nextLine()
         guard line == expected else { throw TestFailure("a worker said \(line.prefix(200)) instead of \(expected)") }
+    }
+}
+
+/// The subscribers of `storm` and `failover`: `clients` FerryClients spread over `workers`
+/// `storm-worker` child processes.
+struct WorkerPool {
+    let children: [WorkerProcess]
+
+    /// `arguments` go to every worker, after its share of the clients and its client-id prefix.
+    init(clients: Int, workers: Int, arguments: [String]) throws {
+        let perWorker = (clients + workers - 1) / max(1, workers)
+        children = try (0..<workers).compactMap { index in
+            let count = min(perWorker, clients - index * perWorker)
+            guard count > 0 else { return nil }
+            return try WorkerProcess(arguments: ["storm-worker", "--clients", "\(count)", "--prefix", "w\(index)-"] + arguments)
+        }
+    }
+
+    /// CPU seconds the workers used so far.
+    var cpu: Double { children.map { cpuSeconds(of: $0.processID) }.reduce(0, +) }
+
+    /// Returns once every client of every worker is connected.
+    func ready() async throws {
+        for child in children { try await child.expectLine("ready") }
+    }
+
+    /// Every client's log, the clients' log lines counted and the workers' CPU, once each worker
+    /// has all its messages or reached its timeout.
+    func report() async throws -> StormWorker.Report {
+        var report = StormWorker.Report(clients: [], logged: [:], cpuSeconds: 0)
+        for child in children {
+            let line = try await child.nextLine()
+            let part = try JSONDecoder().decode(StormWorker.Report.self, from: Data(line.utf8))
+            report.clients += part.clients
+            report.logged.merge(part.logged, uniquingKeysWith: +)
+            report.cpuSeconds += part.cpuSeconds
+        }
+        return report
     }
 }
