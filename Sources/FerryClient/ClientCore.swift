@@ -158,8 +158,10 @@ actor ClientCore {
         return try await withCheckedThrowingContinuation { waiters[id, default: []].append($0) }
     }
 
-    func ack(topic name: String, version: UInt64) {
-        guard var topic = topics[name], version > topic.acked else { return }
+    /// Acks `version` of `name` if it is of the topic's current `epoch`: a message handed out
+    /// before a `reset` names a version of the old log, which the new one may reuse.
+    func ack(topic name: String, version: UInt64, epoch: String?) {
+        guard var topic = topics[name], topic.epoch == epoch, version > topic.acked else { return }
         topic.acked = version
         topics[name] = topic
         saved.topics[name] = ClientStore.TopicPosition(epoch: topic.epoch, acked: version)
@@ -337,7 +339,7 @@ actor ClientCore {
                 FerryMessage(
                     topic: message.topic, version: message.version,
                     timestamp: Date(timeIntervalSince1970: Double(message.timestamp) / 1000), payload: payload, isJSON: isJSON,
-                    headers: message.headers, events: topic.announced, core: self))
+                    headers: message.headers, events: topic.announced, epoch: topic.epoch, core: self))
             topic.announced = []
         }
         topics[message.topic] = topic

@@ -21,6 +21,8 @@ public struct FerryMessage: Sendable {
     /// (versions deleted before this client received them) or a ``FerryEvent/reset(topic:oldEpoch:epoch:)``.
     /// Usually empty; the same events are also on ``FerryClient/events``.
     public let events: [FerryEvent]
+    /// The topic's epoch when it was delivered: after a `reset`, an ack of it acks nothing.
+    let epoch: String?
     let core: ClientCore
 
     /// Decodes a JSON payload.
@@ -31,7 +33,7 @@ public struct FerryMessage: Sendable {
     /// Acknowledges this message and every earlier one of its topic (acks are cumulative).
     /// In ``FerryClientConfiguration/AckMode/afterProcessing`` mode the subscription does this for you.
     public func ack() async {
-        await core.ack(topic: topic, version: version)
+        await core.ack(topic: topic, version: version, epoch: epoch)
     }
 }
 

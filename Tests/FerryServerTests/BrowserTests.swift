@@ -204,6 +204,33 @@ struct BrowserTests {
         }
     }
 
+    /// A message handed out before a `reset` names a version of the old log: acking it must not
+    /// ack that version of the new one.
+    @Test(.needsChromium, .timeLimit(.minutes(2)))
+    func anAckOfAMessageHandedOutBeforeAResetAcksNothingInTheNewLog() throws {
+        let ferryd = try Ferryd.withAdmin()
+        let browser = try openPage(ferryd, client: "browser-reset", expect: 0)
+        let page = try devTools(browser)
+        try page.evaluate("page.held = [], page.client.subscribe('ledger', (m) => { page.held.push(m) }, {from: 'earliest', autoAck: false})")
+        try awaitSubscriptions(ferryd, "browser-reset", ["feed", "ledger"])
+        try ferryd.publishNumbered("ledger", count: 3)
+        try page.waitUntil("page.held.length === 3", browser.logTail())
+        #expect(try ferryd.admin("DELETE", "/topics/ledger").status == 200)
+        try ferryd.publishNumbered("ledger", count: 5)
+        try page.waitUntil("page.held.length === 8", browser.logTail())
+        #expect(try page.evaluate("page.held.map((m) => m.version).join()") as? String == "1,2,3,1,2,3,4,5")
+        // Version 3 of the old log, then version 2 of the new one.
+        try page.evaluate("page.held[2].ack(), page.held[4].ack(), page.client.publish('side', {})")
+        let deadline = Deadline(seconds: 10)
+        var floor: Int?
+        while floor != 2, !deadline.hasPassed {
+            floor = try ferryd.admin("GET", "/clients/browser-reset").json?.objects("subscriptions")?.first { $0.string("topic") == "ledger" }?
+                .int("ack_floor")
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        #expect(floor == 2)
+    }
+
     // MARK: Helpers
 
     struct Report {

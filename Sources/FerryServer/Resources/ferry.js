@@ -473,10 +473,11 @@ export class FerryClient {
     topic.received = Math.max(topic.received, frame.version);
     if (frame.version > topic.delivered) {
       topic.delivered = frame.version;
+      const epoch = topic.epoch;
       const message = {
         topic: frame.topic, version: frame.version, ts: frame.ts, data: frame.data, dataB64: frame.data_b64,
         headers: frame.headers, events: topic.announced,
-        ack: () => this.ack(frame.topic, frame.version),
+        ack: () => this.ack(frame.topic, frame.version, epoch),
       };
       topic.announced = [];
       topic.chain = topic.chain.then(async () => {
@@ -492,9 +493,10 @@ export class FerryClient {
     this.flushAck(frame.topic);
   }
 
-  ack(name, version) {
+  // A message handed out before a `reset` names a version of the old log: acking it acks nothing.
+  ack(name, version, epoch) {
     const topic = this.topics.get(name);
-    if (!topic || version <= topic.acked) return;
+    if (!topic || topic.epoch !== epoch || version <= topic.acked) return;
     topic.acked = version;
     this.remember(name, topic);
     this.flushAck(name);
