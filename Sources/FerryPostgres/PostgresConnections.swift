@@ -31,6 +31,9 @@ final class PostgresConnections: Sendable {
         connection.options.additionalStartupParameters = [
             ("synchronous_commit", "on"), ("application_name", PostgresNodes.applicationName(node, name: configuration.nodeName)),
         ]
+        // A server that is down refuses at once; one that cannot be reached, or does not finish
+        // the startup handshake, fails the connect (and the commit or read that needed it) after this.
+        connection.options.connectTimeout = .seconds(10)
         self.configuration = connection
         idleLimit = max(1, configuration.idleConnections)
         var logger = Logger(label: "ferry.postgres")
@@ -94,7 +97,7 @@ final class PostgresConnections: Sendable {
                 }
             }
             do {
-                _ = try session.connection.query("COMMIT", logger: logger).wait()
+                _ = try session.connection.queryIfOpen("COMMIT", logger: logger).wait()
             } catch {
                 session.broken = true
                 session.outcomeUnknown = true
@@ -178,7 +181,7 @@ final class PostgresSession {
     @discardableResult
     func query(_ query: PostgresQuery) throws(StoreError) -> PostgresQueryResult {
         do {
-            return try connection.query(query, logger: logger).wait()
+            return try connection.queryIfOpen(query, logger: logger).wait()
         } catch {
             lastSQLState = Self.sqlState(error)
             // No server answer, or the server ending the connection (57P01 when an operator
@@ -195,7 +198,7 @@ final class PostgresSession {
     /// Ends a failed transaction; a connection that cannot is dropped instead.
     func rollback() {
         do {
-            _ = try connection.query("ROLLBACK", logger: logger).wait()
+            _ = try connection.queryIfOpen("ROLLBACK", logger: logger).wait()
         } catch {
             broken = true
         }
@@ -221,4 +224,24 @@ final class PostgresSession {
         if let underlying = error.underlying { return "\(error.code): \(underlying)" }
         return "\(error.code)"
     }
+}
+
+extension PostgresConnection {
+    /// `query(_:logger:)`, written from the connection's event loop and only while it is open.
+    ///
+    /// PostgresNIO (1.33.2) drops a query written after its channel closed without completing it,
+    /// and whoever waits for it waits forever: the committer did, on the ROLLBACK after a statement
+    /// the server's immediate shutdown failed. On the event loop nothing comes between the check and
+    /// the write, and a query written to an open channel is always answered or failed.
+    func queryIfOpen(_ query: PostgresQuery, logger: Logger) -> EventLoopFuture<PostgresQueryResult> {
+        eventLoop.flatSubmit { [self] in
+            guard !isClosed else { return eventLoop.makeFailedFuture(PostgresConnectionClosed()) }
+            return self.query(query, logger: logger)
+        }
+    }
+}
+
+/// A query was not sent: its connection had closed (the server went away).
+struct PostgresConnectionClosed: Error, CustomStringConvertible {
+    var description: String { "the connection to PostgreSQL is closed" }
 }

@@ -30,10 +30,12 @@ final class PostgresSweepLock: Sendable {
                 guard let held else { return false }
                 // Asked again each time: a lock already held is granted again (and counted twice,
                 // which costs nothing while the connection lives).
-                let rows = try held.query("SELECT pg_try_advisory_lock(\(Self.key))", logger: connections.logger).wait()
+                let rows = try held.queryIfOpen("SELECT pg_try_advisory_lock(\(Self.key))", logger: connections.logger).wait()
                 return try rows.first?.decode(Bool.self) ?? false
             } catch {
                 connections.logger.debug("sweep lock not asked", metadata: ["error": "\(error)"])
+                // A new connection asks next time; this one is closed first, as a connection must be.
+                if let broken = held { broken.close().whenComplete { _ in withExtendedLifetime(broken) {} } }
                 held = nil
                 return false
             }

@@ -83,7 +83,7 @@ final class PostgresWatch: Sendable {
             for payload in PostgresNotice.payloads(from: node, topics: topics, sessions: sessions) {
                 do {
                     if connection == nil || connection?.isClosed == true { connection = try await connections.connect() }
-                    _ = try await connection?.query("SELECT pg_notify(\(channel), \(payload))", logger: connections.logger).get()
+                    _ = try await connection?.queryIfOpen("SELECT pg_notify(\(channel), \(payload))", logger: connections.logger).get()
                 } catch {
                     // Lost: the listeners' poll reads the heads again within `pollInterval`, and a
                     // broker waiting for a session's release stops waiting at its deadline.

@@ -80,7 +80,7 @@ struct HTTPAPI: Sendable {
                 : jsonResponse(status: .serviceUnavailable, bytes: Array(#"{"status":"shutting_down"}"#.utf8))
         }
         router.get("/metrics") { _, _ in
-            try await gauges.update()
+            await gauges.update()
             var text: [UInt8] = []
             metrics.emit(into: &text)
             return Response(

@@ -5,7 +5,9 @@ import Synchronization
 
 /// The gauges that describe the broker's state rather than count events: durable sessions,
 /// topics, store use, per-topic heads and per-client lag. They are set when `/metrics` is
-/// scraped, so they cost nothing between scrapes and are never stale when read.
+/// scraped, so they cost nothing between scrapes and are never stale when read, unless the store
+/// cannot be read then (PostgreSQL down): they keep the last values, and the scrape still serves
+/// the counters, `ferry_store_errors_total` among them, which say what is going on.
 ///
 /// Per-topic and per-client series are bounded: only the `limit` topics with the highest heads
 /// and the `limit` clients with the largest lag (none that has caught up) get a series, so a
@@ -60,8 +62,13 @@ final class StateGauges: Sendable {
 
     /// Reads the broker's state and sets every gauge; serialised, so two scrapes never race on
     /// the labelled series.
-    func update() async throws(ProtocolError) {
-        let snapshot = try await broker.metricsSnapshot()
+    func update() async {
+        let snapshot: MetricsSnapshot
+        do {
+            snapshot = try await broker.metricsSnapshot()
+        } catch {
+            return  // the broker logged and counted the failed read
+        }
         series.withLock { series in
             sessions.set(Int64(snapshot.sessions))
             topics.set(Int64(snapshot.topicHeads.count))

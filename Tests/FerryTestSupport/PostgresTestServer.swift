@@ -6,7 +6,7 @@ import Foundation
 
 /// A PostgreSQL server for the tests: the one `FERRY_TEST_POSTGRES_URL` names (its user must be
 /// allowed to create databases), else a throwaway one started once per test process from the
-/// installed binaries (`/usr/lib/postgresql/*/bin`) and stopped with SIGTERM once the process is gone.
+/// installed binaries (``ThrowawayPostgres``) and stopped once the process is gone.
 ///
 /// Each test gets a database of its own (``createDatabase()``), dropped after it.
 package struct PostgresTestServer: Sendable {
@@ -84,64 +84,14 @@ package struct PostgresTestServer: Sendable {
         }
     }
 
+    /// A server of this process's own, never stopped by the tests: its watcher stops it and
+    /// removes its folder once the process is gone.
     private static func startThrowaway() throws -> PostgresTestServer {
-        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
-        guard let version = versions.compactMap(Int.init).max() else {
-            throw ServerUnavailable(reason: "no /usr/lib/postgresql/*/bin/initdb (run scripts/install-deps.sh)")
-        }
-        let bin = "/usr/lib/postgresql/\(version)/bin"
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-pg-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        // PostgreSQL refuses to run as root: run it as a system user of its own.
-        var asUser: [String] = []
-        if getuid() == 0 {
-            let user = "ferrytest"
-            if try execute("/usr/bin/id", ["-u", user]).status != 0 {
-                let added = try execute("/usr/sbin/useradd", ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
-                guard added.status == 0 else { throw ServerUnavailable(reason: "useradd \(user) failed: \(added.output)") }
-            }
-            let owned = try execute("/bin/chown", [user, folder])
-            guard owned.status == 0 else { throw ServerUnavailable(reason: "chown failed: \(owned.output)") }
-            // setpriv execs in place, so SIGTERM reaches the postmaster itself.
-            asUser = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"]
-        }
-        let data = folder + "/data"
-        let initialized = try execute(
-            asUser.first ?? bin + "/initdb",
-            Array(asUser.dropFirst()) + (asUser.isEmpty ? [] : [bin + "/initdb"])
-                + ["-D", data, "-U", "ferry", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
-        guard initialized.status == 0 else { throw ServerUnavailable(reason: "initdb failed: \(initialized.output)") }
-        let port = try freePort()
-        let log = folder + "/postgres.log"
-        let command = (asUser + [bin + "/postgres"]).map(shellQuoted).joined(separator: " ")
-        // A watcher, not an exit handler: it also stops the server when the tests crash or are killed.
-        let script = """
-            \(command) -D \(shellQuoted(data)) -k \(shellQuoted(folder)) -h 127.0.0.1 -p \(port) \
-                -c fsync=on -c synchronous_commit=on -c max_connections=300 2>\(shellQuoted(log)) &
-            server=$!
-            while kill -0 \(getpid()) 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.5; done
-            kill -TERM $server 2>/dev/null; wait $server; rm -rf \(shellQuoted(folder))
-            """
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/bin/sh")
-        server.arguments = ["-c", script]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        let candidate = PostgresTestServer(host: "127.0.0.1", port: port, user: "ferry", password: nil, adminDatabase: "postgres", psql: bin + "/psql")
-        let deadline = Date().addingTimeInterval(30)
-        while (try? candidate.run("SELECT 1")) != "1" {
-            guard server.isRunning, Date() < deadline else {
-                let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-                throw ServerUnavailable(reason: "postgres did not accept connections on 127.0.0.1:\(port) within 30 s: \(output)")
-            }
-            Thread.sleep(forTimeInterval: 0.1)
-        }
-        return candidate
+        try ThrowawayPostgres().server
     }
 
     /// A port nothing listens on now.
-    private static func freePort() throws -> Int {
+    static func freePort() throws -> Int {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard descriptor >= 0 else { throw ServerUnavailable(reason: "socket() failed") }
         defer { close(descriptor) }
@@ -172,6 +122,6 @@ package struct PostgresTestServer: Sendable {
     }
 }
 
-private func shellQuoted(_ text: String) -> String {
+func shellQuoted(_ text: String) -> String {
     "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
