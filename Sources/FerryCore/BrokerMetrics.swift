@@ -2,6 +2,7 @@ import FerryProtocol
 import FerryStore
 import Logging
 import Metrics
+import Synchronization
 
 /// The names of Ferry's metrics that a metrics backend must treat specially (histogram buckets),
 /// and the buckets that fit them. `ferryd` hands these to the Prometheus factory.
@@ -28,6 +29,9 @@ public enum MetricLabels {
 /// map use) is computed when `/metrics` is scraped.
 struct BrokerMetrics: Sendable {
     private let logger = Logger(label: "ferry.broker")
+    /// While the store is down every deferred flush fails again (every ack-flush interval): one
+    /// line per kind of failure every few seconds says so without flooding the log.
+    private let failureLog = SharedLogThrottle(interval: 5_000_000_000)
     let published = Counter(label: "ferry_messages_published_total")
     let delivered = Counter(label: "ferry_messages_delivered_total")
     let commits = Counter(label: "ferry_store_commits_total")
@@ -71,9 +75,12 @@ struct BrokerMetrics: Sendable {
     func storeFailed(_ activity: StoreActivity, _ error: StoreError, count: Int = 1, _ metadata: Logger.Metadata = [:]) {
         let kind = StoreFailureKind(error)
         storeFailures[activity]?[kind]?.increment(by: Int64(count))
+        let (due, unlogged) = failureLog.due("\(activity.rawValue) \(kind)", now: monotonicNanoseconds())
+        guard due else { return }
         var metadata = metadata
         metadata["ferry.error"] = "\(error)"
         metadata["ferry.operation"] = "\(activity.rawValue)"
+        if unlogged > 0 { metadata["ferry.unlogged_since"] = "\(unlogged)" }
         logger.log(level: kind == .full ? .warning : .error, "store failure", metadata: metadata)
     }
 
@@ -241,5 +248,39 @@ public struct MetricsSnapshot: Sendable {
         }
         usedBytes = usage.usedBytes
         mapSize = usage.mapSize
+    }
+}
+
+/// At most one log line per key every `interval` nanoseconds, counting the lines left out.
+struct LogThrottle {
+    let interval: UInt64
+    private var last: [String: (at: UInt64, unlogged: Int)] = [:]
+
+    init(interval: UInt64) {
+        self.interval = interval
+    }
+
+    /// Whether a line for `key` is due now, and how many were left out since the last one.
+    mutating func due(_ key: String, now: UInt64) -> (due: Bool, unlogged: Int) {
+        let previous = last[key]
+        if let previous, now < previous.at + interval {
+            last[key] = (previous.at, previous.unlogged + 1)
+            return (false, 0)
+        }
+        last[key] = (now, 0)
+        return (true, previous?.unlogged ?? 0)
+    }
+}
+
+/// A ``LogThrottle`` shared by the copies of ``BrokerMetrics``.
+final class SharedLogThrottle: Sendable {
+    private let throttle: Mutex<LogThrottle>
+
+    init(interval: UInt64) {
+        throttle = Mutex(LogThrottle(interval: interval))
+    }
+
+    func due(_ key: String, now: UInt64) -> (due: Bool, unlogged: Int) {
+        throttle.withLock { $0.due(key, now: now) }
     }
 }
