@@ -21,7 +21,10 @@ extension Broker {
 
     func changed(_ change: StoreChange) {
         switch change {
-        case .topics, .everything: topicsChanged(change)
+        case .topics: topicsChanged(change)
+        case .everything:
+            topicsChanged(change)
+            checkHeldSessions()
         case .sessionWanted(let clientID, let generation): sessionWanted(clientID, generation: generation)
         case .sessionReleased(let clientID, let generation): sessionReleased(clientID, generation: generation)
         case .sessionDeleted(let clientID): sessionDeletedElsewhere(clientID)

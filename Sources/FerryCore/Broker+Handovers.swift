@@ -180,6 +180,35 @@ extension Broker {
         }
     }
 
+    /// Notices can be lost (a `LISTEN` connection that dropped): the connected sessions this
+    /// broker holds are checked against the store, and one claimed since by another broker is let
+    /// go, one deleted meanwhile closed, as their notices would have done.
+    func checkHeldSessions() {
+        // Not those with a write still to commit: the store may not have them yet.
+        let held = state.withLock { state in
+            state.sessions.filter { $0.value.owner != nil && state.dirtySessions[$0.key] == nil }.map { ($0.key, $0.value.generation) }
+        }
+        guard !held.isEmpty else { return }
+        reader.read({ store throws(StoreError) in try store.sessionGenerations(held.map(\.0)) }) { [self] result in
+            let stored: [String: UInt64]
+            switch result {
+            case .success(let generations):
+                stored = generations
+            case .failure(let error):
+                // The next check (at the next poll) reads again.
+                metrics.storeFailed(.read, error, ["ferry.read": "held sessions"])
+                return
+            }
+            for (clientID, generation) in held {
+                guard let current = stored[clientID] else {
+                    sessionDeletedElsewhere(clientID)
+                    continue
+                }
+                if current > generation { sessionWanted(clientID, generation: current) }
+            }
+        }
+    }
+
     /// The broker asked for `clientID` let it go for claim `generation`.
     func sessionReleased(_ clientID: String, generation: UInt64) {
         guard let ticket = state.withLock({ $0.handovers.released(clientID, generation: generation) }) else { return }

@@ -52,6 +52,18 @@ public final class PostgresMessageStore: MessageStore {
         watcher.tell(notice)
     }
 
+    public func sessionGenerations(_ clientIDs: [String]) throws(StoreError) -> [String: UInt64] {
+        guard !clientIDs.isEmpty else { return [:] }
+        return try connections.withSession { session throws(StoreError) in
+            let rows = try session.query("SELECT client_id, claims FROM sessions WHERE client_id = ANY(\(clientIDs)::text[])")
+            return Dictionary(
+                try Self.decodeRows(rows, "session claim count") { row throws in
+                    let (clientID, claims) = try row.decode((String, Int64).self)
+                    return (clientID, claims.unsigned)
+                }) { $1 }
+        }
+    }
+
     public func nodes() throws(StoreError) -> [NodeInfo] {
         try connections.withSession { session throws(StoreError) in try PostgresNodes.live(thisNode: node, in: session) }
     }

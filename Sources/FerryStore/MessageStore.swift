@@ -54,6 +54,10 @@ public protocol MessageStore: AnyObject, Sendable {
     /// Tells the other brokers sharing the store about a session; never blocks, may be lost.
     func announce(_ notice: SessionNotice)
 
+    /// The claim generation of each session in `clientIDs` that exists: a broker checks the
+    /// sessions it holds against it when it may have missed notices (``StoreChange/everything``).
+    func sessionGenerations(_ clientIDs: [String]) throws(StoreError) -> [String: UInt64]
+
     /// The brokers sharing the store now, this one included; empty when it is the only one.
     func nodes() throws(StoreError) -> [NodeInfo]
 

@@ -69,6 +69,13 @@ extension MessageStore {
     /// Nobody else to tell.
     public func announce(_ notice: SessionNotice) {}
 
+    /// Generation 0 for each session that exists: nobody else claims one.
+    public func sessionGenerations(_ clientIDs: [String]) throws(StoreError) -> [String: UInt64] {
+        var generations: [String: UInt64] = [:]
+        for clientID in clientIDs where try session(clientID: clientID) != nil { generations[clientID] = 0 }
+        return generations
+    }
+
     /// No other broker; the caller knows itself.
     public func nodes() throws(StoreError) -> [NodeInfo] { [] }
 }

@@ -100,6 +100,24 @@ struct ClusterSessionTests {
         }
     }
 
+    /// Notices sent while a broker's LISTEN connection is down are lost: the broker's poll checks
+    /// the sessions it holds, so a delete still closes the client there.
+    @Test func aDeleteWhoseNoticeIsLostStillClosesTheClient() throws {
+        let server = try PostgresTestServer.shared.get()
+        try withCluster { a, b in
+            let (client, _) = try b.session(clientID: "watch")
+            try client.subscribe("time", from: "earliest")
+            let id = try #require(try b.admin("GET", "/stats").json?.objects("nodes")?.first { $0.bool("this") == true }?.string("id"))
+            let killed = try server.run(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'ferry \(id) %' AND query LIKE 'LISTEN%'",
+                database: clusterDatabase(of: b))
+            #expect(killed == "1")
+            // B listens again a second later: the notice of this delete is lost on the way.
+            #expect(try a.admin("DELETE", "/clients/watch").status == 200)
+            #expect(client.waitForClose(timeout: 10) == 4010)
+        }
+    }
+
     @Test func eachBrokerListsTheBrokersOfTheCluster() throws {
         try withCluster { a, b in
             for broker in [a, b] {
