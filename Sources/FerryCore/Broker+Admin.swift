@@ -214,12 +214,8 @@ extension Broker {
     /// Deletes a durable session; its connection is closed with 4010. False when unknown.
     public func deleteClient(_ clientID: String) async throws(ProtocolError) -> Bool {
         let removed = state.withLock { state -> DurableSession? in
-            defer {
-                state.sessions[clientID] = nil
-                state.dirtySessions[clientID] = nil
-                state.dirtySubscriptions = state.dirtySubscriptions.filter { $0.value.clientID != clientID }
-            }
-            return state.sessions[clientID]
+            dropDeferredWrites(of: clientID, in: &state)
+            return state.sessions.removeValue(forKey: clientID)
         }
         if removed == nil, try await sessionView(clientID) == nil { return false }
         removed?.owner?.close(.sessionDeleted, reason: "session deleted by an operator")

@@ -21,9 +21,9 @@ extension Broker {
 
     func changed(_ change: StoreChange) {
         switch change {
-        case .topics: topicsChanged(change)
+        case .topics(let names): topicsChanged(names)
         case .everything:
-            topicsChanged(change)
+            topicsChanged(nil)
             checkHeldSessions()
         case .sessionWanted(let clientID, let generation): sessionWanted(clientID, generation: generation)
         case .sessionReleased(let clientID, let generation): sessionReleased(clientID, generation: generation)
@@ -31,14 +31,10 @@ extension Broker {
         }
     }
 
-    private func topicsChanged(_ change: StoreChange) {
+    /// `names` nil: every topic this broker holds.
+    private func topicsChanged(_ names: [String]?) {
         let held: [(topic: Topic, seen: UInt64, known: TopicRecord?, position: Topic.Position)] = state.withLock { state in
-            let topics: [Topic] =
-                switch change {
-                case .topics(let names): names.compactMap { state.topics[$0] }
-                case .everything: Array(state.topics.values)
-                case .sessionWanted, .sessionReleased, .sessionDeleted: []
-                }
+            let topics = names.map { $0.compactMap { state.topics[$0] } } ?? Array(state.topics.values)
             // Only subscribers here read a topic's memory; listings read the store.
             return topics.filter { $0.subscriberCount > 0 }.map { ($0, $0.changeCount, $0.record, $0.position) }
         }
@@ -71,7 +67,7 @@ extension Broker {
         let cacheLimit = configuration.cachedMessagesPerTopic
         for refresh in refreshes {
             if let record = refresh.record, let known = refresh.known,
-                renewIfTailLost(refresh.topic.name, epoch: record.epoch, seen: known, firstFound: record.epoch == known.epoch ? record.head + 1 : nil)
+                renewIfTailLost(refresh.topic.name, epoch: record.epoch, seen: known, firstFound: record.head + 1)
             {
                 continue
             }
@@ -93,8 +89,8 @@ extension Broker {
     /// the first version the store would give next after it (the found head + 1), or the first a
     /// commit gave. True when renewing.
     @discardableResult
-    func renewIfTailLost(_ name: String, epoch: String, seen: TopicRecord, firstFound: UInt64?) -> Bool {
-        guard let firstFound, seen.epoch == epoch, firstFound <= seen.head else { return false }
+    func renewIfTailLost(_ name: String, epoch: String, seen: TopicRecord, firstFound: UInt64) -> Bool {
+        guard seen.epoch == epoch, firstFound <= seen.head else { return false }
         logger.warning(
             "topic log is shorter than seen: giving it a new epoch",
             metadata: ["ferry.topic": "\(name)", "ferry.head_seen": "\(seen.head)", "ferry.version_found": "\(firstFound)"])

@@ -15,6 +15,8 @@ extension Broker {
     struct WaitingHello {
         var connection: Connection
         var proposed: SessionRecord
+        /// The claim's generation, as the store gave it.
+        var generation: UInt64
         var completion: @Sendable (Result<Attachment, ProtocolError>) -> Void
     }
 
@@ -37,7 +39,8 @@ extension Broker {
                     case .superseded:
                         return .superseded
                     case .wait:
-                        state.waitingHellos[ticket] = WaitingHello(connection: connection, proposed: proposed, completion: completion)
+                        state.waitingHellos[ticket] = WaitingHello(
+                            connection: connection, proposed: proposed, generation: claim.generation, completion: completion)
                         return .waiting
                     case .own:
                         return own(ticket, connection, proposed, stored: claim.stored, generation: claim.generation,
@@ -75,8 +78,7 @@ extension Broker {
             switch result {
             case .success(let stored):
                 let settled = state.withLock { state in
-                    own(ticket, waiting.connection, waiting.proposed, stored: stored, generation: state.handovers.claims[ticket]?.generation ?? 0,
-                        memoryIsNewest: false, in: &state)
+                    own(ticket, waiting.connection, waiting.proposed, stored: stored, generation: waiting.generation, memoryIsNewest: false, in: &state)
                 }
                 finish(settled, id: id, connection: waiting.connection, completion: waiting.completion)
             case .failure(let error):
@@ -146,7 +148,8 @@ extension Broker {
         return .attached(attachment, previousOwner: previousOwner, created: created)
     }
 
-    private func dropDeferredWrites(of clientID: String, in state: inout State) {
+    /// Forgets the acks and session changes of `clientID` not committed yet.
+    func dropDeferredWrites(of clientID: String, in state: inout State) {
         state.dirtySessions[clientID] = nil
         state.dirtySubscriptions = state.dirtySubscriptions.filter { $0.value.clientID != clientID }
     }

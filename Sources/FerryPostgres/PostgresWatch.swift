@@ -50,12 +50,15 @@ final class PostgresWatch: Sendable {
 
     /// Queues a notice about a session: asking `owner` to let it go, or telling every broker.
     func tell(_ notice: SessionNotice) {
-        pending.add(PostgresNotice.line(notice))
-        wake.yield()
+        queue(sessionLine: PostgresNotice.line(notice))
     }
 
     func ask(_ owner: String, toRelease clientID: String, generation: UInt64) {
-        pending.add(PostgresNotice.wanted(clientID, generation: generation, of: owner))
+        queue(sessionLine: PostgresNotice.wanted(clientID, generation: generation, of: owner))
+    }
+
+    private func queue(sessionLine line: String) {
+        pending.add(sessionLine: line)
         wake.yield()
     }
 
@@ -127,7 +130,7 @@ private final class PendingNotices: Sendable {
         notices.withLock { $0.topics.formUnion(topics) }
     }
 
-    func add(_ sessionLine: String) {
+    func add(sessionLine: String) {
         notices.withLock { $0.sessions.append(sessionLine) }
     }
 
