@@ -60,9 +60,22 @@ actor ClientCore {
         var ackSent: UInt64 = 0
         /// Gaps and resets announced since the last delivered message; they go with the next.
         var announced: [FerryEvent] = []
+        /// The pattern subscription that delivers this topic (the broker says which).
+        var pattern: String?
     }
 
     private var topics: [String: Topic] = [:]
+
+    /// A pattern subscription: its topics' positions are entries of `topics`.
+    private struct Pattern {
+        var continuation: AsyncThrowingStream<FerryMessage, any Error>.Continuation?
+        var start: StartPosition
+        var window: Int?
+        /// Subscribed on the current connection.
+        var live = false
+    }
+
+    private var patterns: [String: Pattern] = [:]
 
     private var outbox: Outbox
     /// Callers waiting for their publish's version, by msg_id.
@@ -133,6 +146,13 @@ actor ClientCore {
             return
         }
         let name = subscription.topic
+        if TopicPattern.looksLikePattern(name) {
+            patterns[name]?.continuation?.finish()
+            let live = patterns[name]?.live ?? false
+            patterns[name] = Pattern(continuation: subscription.continuation, start: subscription.start, window: subscription.window, live: live)
+            if case .connected = machine.state { sendSubscribe(name) }
+            return
+        }
         let position = saved.topics[name]
         var topic =
             topics[name]
@@ -251,6 +271,7 @@ actor ClientCore {
             topics[name]?.received = 0
             topics[name]?.ackSent = 0
         }
+        for name in patterns.keys { patterns[name]?.live = false }
     }
 
     private func waitForRetry(_ delay: Duration) async {
@@ -275,11 +296,14 @@ actor ClientCore {
         }
         switch frame {
         case .welcome(let welcome): welcomed(welcome)
-        case .subscribed(_, let name, let epoch, _, let from):
+        case .subscribed(_, let name, let epoch, _, let from, let pattern):
+            if let pattern { adopt(name, pattern: pattern, epoch: epoch) }
             topics[name]?.epoch = epoch
             topics[name]?.live = true
             topics[name]?.ackSent = from - 1
             rememberEpoch(name)
+        case .patternSubscribed(_, let pattern, _):
+            patterns[pattern]?.live = true
         case .message(let message): deliver(message)
         case .published(let id, _, let version, _): confirm(requestID: id, with: .success(version))
         case .unsubscribed: break
@@ -311,7 +335,9 @@ actor ClientCore {
         nap?.cancel()
         machine.connected(at: clock.now())
         publishState()
+        for pattern in welcome.patterns { patterns[pattern]?.live = true }
         for restored in welcome.subscriptions {
+            if let pattern = restored.pattern { adopt(restored.topic, pattern: pattern, epoch: restored.epoch) }
             guard var topic = topics[restored.topic] else { continue }
             topic.live = true
             topic.ackSent = restored.ackFloor
@@ -321,13 +347,16 @@ actor ClientCore {
         for (name, topic) in topics where !topic.live && topic.continuation != nil {
             sendSubscribe(name)
         }
+        for (name, pattern) in patterns where !pattern.live && pattern.continuation != nil {
+            send(.subscribe(id: nil, topic: name, from: pattern.start, epoch: nil, window: pattern.window))
+        }
         for request in outbox.sendable { sendPublish(request) }
     }
 
     private func deliver(_ message: BrokerFrame.Message) {
         guard var topic = topics[message.topic] else { return }
         topic.received = max(topic.received, message.version)
-        if message.version > topic.delivered, let continuation = topic.continuation {
+        if message.version > topic.delivered, let continuation = topic.continuation ?? topic.pattern.flatMap({ patterns[$0]?.continuation }) {
             topic.delivered = message.version
             let payload: Data
             let isJSON: Bool
@@ -358,7 +387,23 @@ actor ClientCore {
         sender?.yield(frame.encode())
     }
 
+    /// A topic the broker delivers through `pattern`: its position is kept like a subscribed
+    /// topic's (from the session file when this process has seen it before).
+    private func adopt(_ name: String, pattern: String, epoch: String) {
+        guard patterns[pattern] != nil else { return }
+        if topics[name] == nil {
+            let position = saved.topics[name].flatMap { $0.epoch == epoch ? $0 : nil }
+            topics[name] = Topic(start: .stored, window: nil, epoch: epoch, delivered: position?.acked ?? 0, acked: position?.acked ?? 0)
+        }
+        // A topic subscription of the application keeps its own sequence.
+        if topics[name]?.continuation == nil { topics[name]?.pattern = pattern }
+    }
+
     private func sendSubscribe(_ name: String) {
+        if let pattern = patterns[name] {
+            send(.subscribe(id: nil, topic: name, from: pattern.start, epoch: nil, window: pattern.window))
+            return
+        }
         guard let topic = topics[name] else { return }
         // Where the application stands wins over the broker's memory when this process has one.
         let from: StartPosition = topic.delivered > 0 ? .after(topic.delivered) : topic.start
@@ -403,8 +448,9 @@ actor ClientCore {
         sender?.finish()
         for waiter in waiters.values.joined() { waiter.resume(throwing: error) }
         waiters.removeAll()
-        for topic in topics.values {
-            if case .closed = machine.state { topic.continuation?.finish() } else { topic.continuation?.finish(throwing: error) }
+        let continuations = topics.values.compactMap(\.continuation) + patterns.values.compactMap(\.continuation)
+        for continuation in continuations {
+            if case .closed = machine.state { continuation.finish() } else { continuation.finish(throwing: error) }
         }
         states.finish()
         events.finish()

@@ -73,19 +73,25 @@ extension Broker {
         guard let session = try await sessionView(clientID) else { return nil }
         let now = configuration.now()
         var subscriptions: [SubscriptionInfo] = []
+        var patterns: [PatternInfo] = []
         for record in session.subscriptions.values.sorted(by: { $0.topic < $1.topic }) {
-            subscriptions.append(await subscriptionInfo(record, in: try await topicView(record.topic), now: now))
+            if record.isPattern {
+                let topics = session.subscriptions.values.count { $0.pattern == record.topic }
+                patterns.append(PatternInfo(pattern: record.topic, window: record.window, topics: topics))
+            } else {
+                subscriptions.append(await subscriptionInfo(record, in: try await topicView(record.topic), now: now))
+            }
         }
         return ClientDetail(
             clientID: clientID, connected: session.connected, createdAt: session.record.createdAt, lastSeen: session.record.lastSeen,
-            subscriptions: subscriptions, lastResume: session.lastResume)
+            subscriptions: subscriptions, patterns: patterns, lastResume: session.lastResume)
     }
 
     private func subscriptionInfo(_ record: SubscriptionRecord, in topic: TopicView?, now: Timestamp) async -> SubscriptionInfo {
         let standing = await standing(of: record, in: topic?.log, now: now, withAge: true)
         return SubscriptionInfo(
             topic: record.topic, epoch: record.epoch, ackFloor: record.ackFloor, head: standing.head, lag: standing.lag,
-            window: record.window, oldestUnackedAgeMs: standing.oldestUnackedAge)
+            window: record.window, oldestUnackedAgeMs: standing.oldestUnackedAge, pattern: record.pattern)
     }
 
     /// Where a durable subscription stands in its topic's current log: the head (0 when its epoch

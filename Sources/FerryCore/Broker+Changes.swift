@@ -24,6 +24,7 @@ extension Broker {
         case .topics(let names): topicsChanged(names)
         case .everything:
             topicsChanged(nil)
+            discoverTopics()
             checkHeldSessions()
         case .sessionWanted(let clientID, let generation): sessionWanted(clientID, generation: generation)
         case .sessionReleased(let clientID, let generation): sessionReleased(clientID, generation: generation)
@@ -33,11 +34,16 @@ extension Broker {
 
     /// `names` nil: every topic this broker holds.
     private func topicsChanged(_ names: [String]?) {
-        let held: [(topic: Topic, seen: UInt64, known: TopicRecord?, position: Topic.Position)] = state.withLock { state in
+        let (held, unknown) = state.withLock { state in
             let topics = names.map { $0.compactMap { state.topics[$0] } } ?? Array(state.topics.values)
+            // Topics new here that a pattern subscriber here waits for.
+            let unknown = state.patterns.isEmpty ? [] : (names ?? []).filter { state.topics[$0] == nil && state.patterns.matchesAny($0) }
             // Only subscribers here read a topic's memory; listings read the store.
-            return topics.filter { $0.subscriberCount > 0 }.map { ($0, $0.changeCount, $0.record, $0.position) }
+            let held: [(topic: Topic, seen: UInt64, known: TopicRecord?, position: Topic.Position)] =
+                topics.filter { $0.subscriberCount > 0 }.map { ($0, $0.changeCount, $0.record, $0.position) }
+            return (held, unknown)
         }
+        topicsAppeared(unknown)
         guard !held.isEmpty else { return }
         let cacheLimit = configuration.cachedMessagesPerTopic
         reader.read({ store throws(StoreError) in
@@ -78,6 +84,8 @@ extension Broker {
                 return refresh.topic.changedElsewhere(record: refresh.record, appended: appended, seen: refresh.seen, cacheLimit: cacheLimit)
             }
             for connection in subscribers { connection.topicChanged(refresh.topic.name) }
+            // Created by another broker while only subscribers here named it.
+            if refresh.known == nil, refresh.record != nil { topicsAppeared([refresh.topic.name]) }
         }
     }
 

@@ -29,13 +29,15 @@ extension Broker {
             published += 1
         }
         if let run { appended[run.topic, default: []] += run.messages }
+        var appeared: [String] = []
         for (name, record) in result.topics {
             let subscribers: [Connection]
             if let record {
                 // Under the broker's lock, so the topic is not forgotten before it holds its record.
                 subscribers = state.withLock { state in
-                    topic(named: name, in: &state).committed(
-                        record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic)
+                    let topic = topic(named: name, in: &state)
+                    if !state.patterns.isEmpty, topic.record == nil { appeared.append(name) }
+                    return topic.committed(record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic)
                 }
             } else {
                 subscribers = state.withLock { state -> [Connection] in
@@ -46,6 +48,7 @@ extension Broker {
             }
             for connection in subscribers { connection.topicChanged(name) }
         }
+        topicsAppeared(appeared)
         if published > 0 {
             state.withLock { $0.published += published }
             metrics.published.increment(by: Int64(published))

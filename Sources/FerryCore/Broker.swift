@@ -60,6 +60,8 @@ public final class Broker: Sendable {
         var lastSessionSweep: Timestamp = 0
         /// The last commit refused publishes for want of space (logged when this changes).
         var refusingPublishes = false
+        /// The patterns connections here subscribe to, to hand them topics as they appear.
+        var patterns = PatternIndex()
         var connections = 0
         var published: UInt64 = 0
         var delivered: UInt64 = 0
@@ -71,6 +73,11 @@ public final class Broker: Sendable {
         var resumeToken: String?
         var resumed: Bool
         var subscriptions: [SubscriptionRecord]
+
+        /// The topic subscriptions, those patterns deliver included.
+        var topics: [SubscriptionRecord] { subscriptions.filter { !$0.isPattern } }
+        /// The pattern subscriptions' own records.
+        var patterns: [SubscriptionRecord] { subscriptions.filter(\.isPattern) }
     }
 
     /// Opens the store. Call ``start()`` before use.

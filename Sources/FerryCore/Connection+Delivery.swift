@@ -84,7 +84,7 @@ extension Connection {
                 if subscription.durable { floorsChanged.append(record(of: subscription, name, state.clientID)) }
             }
             // A gap is reported when the window has room for what follows it, as a message would be.
-            if subscription.next < position.first, subscription.next <= subscription.ackFloor + UInt64(subscription.window) {
+            if subscription.next < position.first, subscription.next <= state.windowEnd(of: subscription, named: name) {
                 state.outbox.append(ServerFrame.gap(topic: name, from: subscription.next, to: position.first - 1))
                 broker.metrics.sentGap()
                 subscription.next = position.first
@@ -94,21 +94,23 @@ extension Connection {
                     if subscription.durable { floorsChanged.append(record(of: subscription, name, state.clientID)) }
                 }
             }
-            let limit = min(position.head, subscription.ackFloor + UInt64(subscription.window))
+            let limit = min(position.head, state.windowEnd(of: subscription, named: name))
+            if let pattern = subscription.pattern, limit < position.head { state.patterns[pattern]?.blocked.insert(name) }
             if subscription.next <= limit {
                 if let frames = subscription.topic.cachedFrames(from: subscription.next, through: limit, epoch: subscription.epoch) {
                     state.outbox.append(contentsOf: frames)
                     state.deliveredUnreported += frames.count
                     subscription.next = limit + 1
                 } else if let storeID = position.storeID {
+                    let read = Read(
+                        topic: name, generation: subscription.generation, epoch: subscription.epoch, storeID: storeID,
+                        from: subscription.next, through: min(limit, subscription.next + UInt64(Self.readPage) - 1))
                     subscription.reading = true
-                    reads.append(
-                        Read(
-                            topic: name, generation: subscription.generation, epoch: subscription.epoch, storeID: storeID,
-                            from: subscription.next, through: min(limit, subscription.next + UInt64(Self.readPage) - 1)))
+                    subscription.reserved = read.through - read.from + 1
+                    reads.append(read)
                 }
             }
-            state.subscriptions[name] = subscription
+            state.replace(name, with: subscription)
         }
         return floorsChanged
     }
@@ -116,7 +118,7 @@ extension Connection {
     func record(of subscription: Subscription, _ topic: String, _ clientID: String?) -> SubscriptionRecord {
         SubscriptionRecord(
             clientID: clientID ?? "", topic: topic, epoch: subscription.epoch, ackFloor: subscription.ackFloor,
-            window: subscription.window)
+            window: subscription.window, pattern: subscription.pattern)
     }
 
     /// Reads a page of older messages and queues the contiguous run that starts where the
@@ -154,6 +156,7 @@ extension Connection {
         return state.withLock { state in
             guard var subscription = state.subscriptions[read.topic], subscription.generation == read.generation else { return false }
             subscription.reading = false
+            subscription.reserved = 0
             state.ready.insert(read.topic)
             if subscription.epoch == read.epoch {
                 for message in stored where message.version == subscription.next {
@@ -162,7 +165,7 @@ extension Connection {
                     subscription.next += 1
                 }
             }
-            state.subscriptions[read.topic] = subscription
+            state.replace(read.topic, with: subscription)
             return wake && state.wake()
         }
     }

@@ -22,7 +22,7 @@ extension Connection {
                 storeWaitEnded()
             case .success(let session):
                 broker.metrics.hello(session)
-                broker.addSubscriber(self, to: session.subscriptions.map(\.topic)) { [self] topics in
+                broker.addSubscriber(self, to: session.topics.map(\.topic)) { [self] topics in
                     switch topics {
                     case .success(let topics):
                         welcome(session, topics: topics.map(\.topic))
@@ -41,9 +41,10 @@ extension Connection {
     private func welcome(_ session: Broker.Attachment, topics: [Topic]) {
         let welcome = ServerFrame.welcome(
             clientID: session.clientID, resumeToken: session.resumeToken, resumed: session.resumed,
-            subscriptions: session.subscriptions.map {
-                RestoredSubscription(topic: $0.topic, epoch: $0.epoch, ackFloor: $0.ackFloor)
+            subscriptions: session.topics.map {
+                RestoredSubscription(topic: $0.topic, epoch: $0.epoch, ackFloor: $0.ackFloor, pattern: $0.pattern)
             },
+            patterns: session.patterns.map(\.topic),
             heartbeatSeconds: broker.configuration.heartbeatSeconds, limits: broker.configuration.limits)
         let wake = state.withLock { state -> Bool? in
             // Closed while the store was read: `closed()` could not release what it did not have yet.
@@ -51,11 +52,21 @@ extension Connection {
             state.phase = .ready
             state.clientID = session.clientID
             state.queue(welcome)
-            for (record, topic) in zip(session.subscriptions, topics) {
+            for pattern in session.patterns {
+                guard let parsed = TopicPattern(subscribing: pattern.topic) else { continue }
                 state.generations += 1
-                state.subscriptions[record.topic] = Subscription(
-                    topic: topic, epoch: record.epoch, ackFloor: record.ackFloor, window: record.window,
-                    next: record.ackFloor + 1, durable: true, generation: state.generations)
+                state.patterns[pattern.topic] = PatternSubscription(
+                    pattern: parsed, window: pattern.window, durable: true, order: state.generations)
+            }
+            for (record, topic) in zip(session.topics, topics) {
+                state.generations += 1
+                // A topic whose pattern is gone is kept as a topic subscription: nothing is lost.
+                let pattern = record.pattern.flatMap { state.patterns[$0] == nil ? nil : $0 }
+                state.replace(
+                    record.topic,
+                    with: Subscription(
+                        topic: topic, epoch: record.epoch, ackFloor: record.ackFloor, window: record.window,
+                        next: record.ackFloor + 1, durable: true, generation: state.generations, pattern: pattern))
                 state.ready.insert(record.topic)
             }
             return state.wake()
@@ -66,9 +77,14 @@ extension Connection {
             return
         }
         notify(wake)
+        restorePatterns(session.patterns)
     }
 
     func subscribe(id: Int64?, topic name: String, from: StartPosition, epoch: String?, window: Int) {
+        if TopicPattern.looksLikePattern(name) {
+            subscribePattern(id: id, text: name, from: from, window: window)
+            return
+        }
         // Before anything is looked up, so a refused subscribe creates nothing.
         guard principal.permissions.maySubscribe(name) else {
             reply(id: id, ProtocolError(.forbidden, "not allowed to subscribe to \(name)"))
@@ -77,7 +93,7 @@ extension Connection {
         let clientID = state.withLock { $0.clientID }
         let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
         let maxSubscriptions = broker.configuration.limits.maxSubscriptions
-        let full = state.withLock { $0.subscriptions[name] == nil && $0.subscriptions.count >= maxSubscriptions }
+        let full = state.withLock { $0.subscriptions[name]?.pattern == nil && $0.topicSubscriptionCount >= maxSubscriptions }
         guard !full else {
             reply(id: id, ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
             return
@@ -110,9 +126,11 @@ extension Connection {
             guard state.phase != .closed else { return nil }
             let start = SubscriptionStart(from: from, epoch: epoch, stored: stored, position: position)
             state.generations += 1
-            state.subscriptions[name] = Subscription(
-                topic: topic, epoch: position.epoch, ackFloor: start.next - 1, window: window, next: start.next,
-                durable: clientID != nil, generation: state.generations)
+            state.replace(
+                name,
+                with: Subscription(
+                    topic: topic, epoch: position.epoch, ackFloor: start.next - 1, window: window, next: start.next,
+                    durable: clientID != nil, generation: state.generations))
             state.queue(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start.next))
             if let stale = start.resetFrom {
                 state.queue(ServerFrame.reset(topic: name, oldEpoch: stale, epoch: position.epoch))
@@ -143,12 +161,10 @@ extension Connection {
             }
             guard version > subscription.ackFloor else { return .success(nil) }
             subscription.ackFloor = version
-            state.subscriptions[name] = subscription
+            state.replace(name, with: subscription)
             state.ready.insert(name)
             guard subscription.durable, let clientID = state.clientID else { return .success(nil) }
-            return .success(
-                SubscriptionRecord(
-                    clientID: clientID, topic: name, epoch: subscription.epoch, ackFloor: version, window: subscription.window))
+            return .success(record(of: subscription, name, clientID))
         }
         switch outcome {
         case .success(let record):
@@ -160,17 +176,46 @@ extension Connection {
         }
     }
 
+    /// Ends a topic subscription; a pattern of the connection that matches the topic takes it
+    /// over where it stands (announced with `subscribed`). A topic only a pattern delivers is
+    /// not subscribed on its own: unsubscribing it is `not_subscribed`.
     func unsubscribe(id: Int64?, topic name: String) {
-        let removed = state.withLock { state in
-            state.subscriptions.removeValue(forKey: name).map { ($0, state.clientID) }
+        if TopicPattern.looksLikePattern(name) {
+            unsubscribePattern(id: id, text: name)
+            return
         }
-        guard let (subscription, clientID) = removed else {
+        let maxPatternTopics = broker.configuration.limits.maxPatternTopics
+        let removed = state.withLock { state -> (subscription: Subscription, kept: SubscriptionRecord?, clientID: String?)? in
+            guard let subscription = state.subscriptions[name], subscription.pattern == nil else { return nil }
+            state.queue(ServerFrame.unsubscribed(id: id, topic: name))
+            if let text = state.firstPattern(matching: name), let pattern = state.patterns[text], pattern.deferred == nil,
+                pattern.topics < maxPatternTopics
+            {
+                var kept = subscription
+                kept.pattern = text
+                state.replace(name, with: kept)
+                state.ready.insert(name)
+                state.queue(
+                    ServerFrame.subscribed(
+                        id: nil, topic: name, epoch: kept.epoch, head: kept.topic.position.head, from: kept.next, pattern: text))
+                return (subscription, record(of: kept, name, state.clientID), state.clientID)
+            }
+            state.replace(name, with: nil)
+            return (subscription, nil, state.clientID)
+        }
+        guard let removed else {
             reply(id: id, ProtocolError(.notSubscribed, "not subscribed to \(name)"))
             return
         }
-        broker.removeSubscriber(self, from: [subscription.topic])
-        if subscription.durable, let clientID { broker.removeDurableSubscription(clientID: clientID, topic: name) }
-        send(ServerFrame.unsubscribed(id: id, topic: name))
+        if let kept = removed.kept {
+            if removed.subscription.durable, removed.clientID != nil { broker.putDurableSubscription(kept) }
+        } else {
+            broker.removeSubscriber(self, from: [removed.subscription.topic])
+            if removed.subscription.durable, let clientID = removed.clientID {
+                broker.removeDurableSubscription(clientID: clientID, topic: name)
+            }
+        }
+        notify(state.withLock { $0.wake() })
     }
 
     func publish(_ publishes: [(id: Int64?, request: PublishRequest)], at now: UInt64) {

@@ -62,6 +62,14 @@ public final class Connection: Sendable {
         /// Changes when the subscription is replaced, so a store read for an old one is dropped.
         var generation: UInt64
         var reading = false
+        /// The pattern subscription this topic is delivered through (it then shares the
+        /// pattern's window); nil for a topic subscription.
+        var pattern: String?
+        /// Versions a store read in flight will deliver, counted in the pattern's window.
+        var reserved: UInt64 = 0
+
+        /// Messages sent and not acked, and those a read in flight will send.
+        var unacked: Int { Int(clamping: next - 1 - min(ackFloor, next - 1) + reserved) }
     }
 
     /// A store read `takeOutbound` performs outside the lock.
@@ -80,7 +88,10 @@ public final class Connection: Sendable {
         var rate: PublishRateLimiter?
         var phase = Phase.awaitingHello
         var clientID: String?
+        /// By topic name; change them through ``replace(_:with:)``, which keeps the pattern
+        /// windows' counts.
         var subscriptions: [String: Subscription] = [:]
+        var patterns: [String: PatternSubscription] = [:]
         /// Subscriptions that may have something to send.
         var ready: Set<String> = []
         var outbox: [Frame] = []
@@ -306,12 +317,16 @@ public final class Connection: Sendable {
 
     /// The transport is gone: release the session and the topic subscriptions.
     public func closed() {
-        let (subscriptions, clientID) = state.withLock { state in
+        let (subscriptions, patterns, clientID) = state.withLock { state in
             state.phase = .closed
             if state.closing == nil { state.closing = (.normal, "closed") }
-            defer { state.subscriptions.removeAll() }
-            return (Array(state.subscriptions.values), state.clientID)
+            defer {
+                state.subscriptions.removeAll()
+                state.patterns.removeAll()
+            }
+            return (Array(state.subscriptions.values), Array(state.patterns.keys), state.clientID)
         }
+        broker.unregister(patterns, of: self)
         broker.removeSubscriber(self, from: subscriptions.map(\.topic))
         let sent = subscriptions.map { ($0.topic.name, SentPosition(epoch: $0.epoch, version: $0.next - 1)) }
         broker.detach(self, clientID: clientID, sentThrough: Dictionary(sent) { $1 })

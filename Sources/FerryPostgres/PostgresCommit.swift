@@ -417,11 +417,14 @@ extension PostgresCommit {
                 """
             try session.query(
                 """
-                INSERT INTO subscriptions (client_id, topic, epoch, ack_floor, window_size)
-                SELECT * FROM unnest(\(records.map(\.clientID))::text[], \(records.map(\.topic))::text[], \(records.map(\.epoch))::text[],
-                    \(records.map(\.ackFloor.signed))::bigint[], \(records.map { Int32(clamping: $0.window) })::integer[])
+                INSERT INTO subscriptions (client_id, topic, epoch, ack_floor, window_size, pattern)
+                SELECT client_id, topic, epoch, ack_floor, window_size, NULLIF(pattern, '') FROM unnest(
+                    \(records.map(\.clientID))::text[], \(records.map(\.topic))::text[], \(records.map(\.epoch))::text[],
+                    \(records.map(\.ackFloor.signed))::bigint[], \(records.map { Int32(clamping: $0.window) })::integer[],
+                    \(records.map { $0.pattern ?? "" })::text[]) AS r(client_id, topic, epoch, ack_floor, window_size, pattern)
                 ON CONFLICT (client_id, topic) DO UPDATE SET
-                    ack_floor = \(unescaped: floor), epoch = excluded.epoch, window_size = excluded.window_size
+                    ack_floor = \(unescaped: floor), epoch = excluded.epoch, window_size = excluded.window_size,
+                    pattern = excluded.pattern
                 """)
         }
         let deletedSessions = sessions.filter { $0.value == nil }.keys.sorted()

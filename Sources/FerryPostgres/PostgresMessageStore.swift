@@ -114,7 +114,7 @@ public final class PostgresMessageStore: MessageStore {
                 sessions: try session.query(
                     "SELECT client_id, incarnation, created_at, last_seen FROM sessions WHERE client_id = \(clientID)"),
                 subscriptions: try session.query(
-                    "SELECT client_id, topic, epoch, ack_floor, window_size FROM subscriptions WHERE client_id = \(clientID) ORDER BY topic")
+                    "SELECT client_id, topic, epoch, ack_floor, window_size, pattern FROM subscriptions WHERE client_id = \(clientID) ORDER BY topic")
             ).first
         }
     }
@@ -124,21 +124,21 @@ public final class PostgresMessageStore: MessageStore {
             try Self.stored(
                 sessions: try session.query("SELECT client_id, incarnation, created_at, last_seen FROM sessions ORDER BY client_id"),
                 subscriptions: try session.query(
-                    "SELECT client_id, topic, epoch, ack_floor, window_size FROM subscriptions ORDER BY client_id, topic"))
+                    "SELECT client_id, topic, epoch, ack_floor, window_size, pattern FROM subscriptions ORDER BY client_id, topic"))
         }
     }
 
     public func subscriptions(topic: String) throws(StoreError) -> [SubscriptionRecord] {
         try connections.withSession { session throws(StoreError) in
             try Self.decodeRows(
-                try session.query("SELECT client_id, topic, epoch, ack_floor, window_size FROM subscriptions WHERE topic = \(topic)"),
+                try session.query("SELECT client_id, topic, epoch, ack_floor, window_size, pattern FROM subscriptions WHERE topic = \(topic)"),
                 "subscription record", Self.subscription)
         }
     }
 
     static func subscription(_ row: PostgresRow) throws -> SubscriptionRecord {
-        let (clientID, topic, epoch, floor, window) = try row.decode((String, String, String, Int64, Int32).self)
-        return SubscriptionRecord(clientID: clientID, topic: topic, epoch: epoch, ackFloor: floor.unsigned, window: Int(window))
+        let (clientID, topic, epoch, floor, window, pattern) = try row.decode((String, String, String, Int64, Int32, String?).self)
+        return SubscriptionRecord(clientID: clientID, topic: topic, epoch: epoch, ackFloor: floor.unsigned, window: Int(window), pattern: pattern)
     }
 
     /// Sessions and subscriptions as `SELECT`ed above, each session with its own.

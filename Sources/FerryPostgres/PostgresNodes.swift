@@ -54,7 +54,7 @@ enum PostgresNodes {
         }
         let subscriptions = try PostgresMessageStore.decodeRows(
             try session.query(
-                "SELECT client_id, topic, epoch, ack_floor, window_size FROM subscriptions WHERE client_id = \(proposed.clientID) ORDER BY topic"),
+                "SELECT client_id, topic, epoch, ack_floor, window_size, pattern FROM subscriptions WHERE client_id = \(proposed.clientID) ORDER BY topic"),
             "subscription record", PostgresMessageStore.subscription)
         let stored = StoredSession(record: record, subscriptions: subscriptions)
         return (SessionClaim(stored: stored, generation: claims.unsigned, handover: handover), previousOwner)

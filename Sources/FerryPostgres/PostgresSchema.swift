@@ -80,6 +80,10 @@ enum PostgresSchema {
             // counts claims, so a notice about an older one is known to be stale.
             "ALTER TABLE sessions ADD COLUMN owner text, ADD COLUMN previous_owner text, ADD COLUMN claims bigint NOT NULL DEFAULT 0"
         ],
+        [
+            // The pattern subscription a topic's record belongs to (``SubscriptionRecord/pattern``).
+            "ALTER TABLE subscriptions ADD COLUMN pattern text COLLATE \"C\""
+        ],
     ]
 
     /// Any constant shared by every node: the key of the advisory lock that serializes migrations.

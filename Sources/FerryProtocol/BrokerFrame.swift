@@ -3,7 +3,10 @@ import Foundation
 /// A frame sent by the broker, decoded on the client side.
 public enum BrokerFrame: Sendable, Equatable {
     case welcome(Welcome)
-    case subscribed(id: Int64?, topic: String, epoch: String, head: UInt64, from: UInt64)
+    /// A topic's subscription; `pattern` when it came from a pattern subscription.
+    case subscribed(id: Int64?, topic: String, epoch: String, head: UInt64, from: UInt64, pattern: String?)
+    /// The answer to a pattern subscription, with the count of topics it matched then.
+    case patternSubscribed(id: Int64?, pattern: String, matched: Int)
     case message(Message)
     case published(id: Int64?, topic: String, version: UInt64, duplicate: Bool)
     case unsubscribed(id: Int64?, topic: String)
@@ -17,6 +20,8 @@ public enum BrokerFrame: Sendable, Equatable {
         public var resumeToken: String?
         public var resumed: Bool
         public var subscriptions: [RestoredSubscription]
+        /// The pattern subscriptions restored.
+        public var patterns: [String]
         public var heartbeatSeconds: Double
         public var limits: Limits
     }
@@ -50,7 +55,13 @@ public enum BrokerFrame: Sendable, Equatable {
                     subscriptions.append(
                         RestoredSubscription(
                             topic: try item.required("topic"), epoch: try item.required("epoch"),
-                            ackFloor: try item.version("ack_floor")))
+                            ackFloor: try item.version("ack_floor"), pattern: try item.string("pattern")))
+                }
+            }
+            var patterns: [String] = []
+            if let list = fields.member("patterns"), list.kind == .array {
+                for element in try Self.elements(text, list.value) where element.kind == .object {
+                    patterns.append(try Fields(text: text, members: try Self.members(text, element.value)).required("pattern"))
                 }
             }
             var limits = Limits()
@@ -61,16 +72,21 @@ public enum BrokerFrame: Sendable, Equatable {
                 limits.publishRate = Int(try item.integer("publish_rate") ?? Int64(limits.publishRate))
                 limits.publishBurst = Int(try item.integer("publish_burst") ?? Int64(limits.publishBurst))
                 limits.maxPendingBytes = Int(try item.integer("max_pending_bytes") ?? Int64(limits.maxPendingBytes))
+                limits.maxPatterns = Int(try item.integer("max_patterns") ?? Int64(limits.maxPatterns))
+                limits.maxPatternTopics = Int(try item.integer("max_pattern_topics") ?? Int64(limits.maxPatternTopics))
             }
             return .welcome(
                 Welcome(
                     clientID: try fields.string("client_id"), resumeToken: try fields.string("resume_token"),
-                    resumed: try fields.bool("resumed") ?? false, subscriptions: subscriptions,
+                    resumed: try fields.bool("resumed") ?? false, subscriptions: subscriptions, patterns: patterns,
                     heartbeatSeconds: try fields.number("heartbeat") ?? 20, limits: limits))
         case "subscribed":
+            if let matched = try fields.integer("matched") {
+                return .patternSubscribed(id: id, pattern: try fields.required("topic"), matched: Int(clamping: matched))
+            }
             return .subscribed(
                 id: id, topic: try fields.required("topic"), epoch: try fields.required("epoch"), head: try fields.version("head"),
-                from: try fields.version("from"))
+                from: try fields.version("from"), pattern: try fields.string("pattern"))
         case "msg":
             let payload: Payload
             if let data = fields.member("data") {

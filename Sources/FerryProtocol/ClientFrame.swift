@@ -59,9 +59,11 @@ public struct PublishRequest: Sendable, Equatable {
 /// A frame sent by a client, decoded and validated against PROTOCOL.md.
 public enum ClientFrame: Sendable, Equatable {
     case hello(clientID: String?, resumeToken: String?)
+    /// `topic` is a topic name or a pattern (``TopicPattern/looksLikePattern(_:)``).
     case subscribe(id: Int64?, topic: String, from: StartPosition, epoch: String?, window: Int?)
     case ack(topic: String, version: UInt64)
     case publish(id: Int64?, PublishRequest)
+    /// `topic` is a topic name or a pattern.
     case unsubscribe(id: Int64?, topic: String)
     case ping(id: Int64?)
 
@@ -114,14 +116,19 @@ public enum ClientFrame: Sendable, Equatable {
         case "hello":
             return .hello(clientID: try fields.string("client_id"), resumeToken: try fields.string("resume_token"))
         case "subscribe":
-            let topic = try fields.topic()
+            let topic = try fields.topicOrPattern()
             let window = try fields.integer("window")
             if let window, !windowRange.contains(Int(clamping: window)) {
                 throw ProtocolError(.badFrame, "window must be between 1 and 65536")
             }
-            return .subscribe(
-                id: id, topic: topic, from: try fields.startPosition(), epoch: try fields.string("epoch"),
-                window: window.map { Int($0) })
+            let from = try fields.startPosition()
+            let epoch = try fields.string("epoch")
+            if TopicPattern.looksLikePattern(topic) {
+                // One version or epoch cannot name a position in many topics.
+                if case .after = from { throw ProtocolError(.badFrame, "from must be stored, latest or earliest for a pattern") }
+                if epoch != nil { throw ProtocolError(.badFrame, "a pattern subscription takes no epoch") }
+            }
+            return .subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window.map { Int($0) })
         case "ack":
             let topic = try fields.topic()
             guard let version = try fields.integer("version") else {
@@ -132,7 +139,7 @@ public enum ClientFrame: Sendable, Equatable {
         case "publish":
             return .publish(id: id, try fields.publishRequest())
         case "unsubscribe":
-            return .unsubscribe(id: id, topic: try fields.topic())
+            return .unsubscribe(id: id, topic: try fields.topicOrPattern())
         case "ping":
             return .ping(id: id)
         default:
@@ -195,6 +202,17 @@ struct Fields {
             throw ProtocolError(.invalidTopic, "topic names are 1-255 bytes of A-Z a-z 0-9 _ - . : / and cannot start with $")
         }
         return topic
+    }
+
+    /// A topic name, or a pattern (`subscribe` and `unsubscribe` take either).
+    func topicOrPattern() throws(ProtocolError) -> String {
+        guard let text = try string("topic") else { throw ProtocolError(.badFrame, "missing topic") }
+        guard TopicPattern.looksLikePattern(text) else { return try topic() }
+        guard TopicPattern(subscribing: text) != nil else {
+            throw ProtocolError(
+                .invalidTopic, "a pattern is topic-name tokens, '*' for one token, '>' (last) for the rest; '\(text)' is not one")
+        }
+        return text
     }
 
     func startPosition() throws(ProtocolError) -> StartPosition {

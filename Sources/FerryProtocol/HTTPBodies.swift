@@ -198,8 +198,14 @@ public struct SubscriptionInfo: Codable, Sendable, Equatable {
     public var window: Int
     /// Milliseconds since the oldest unacknowledged message was committed; nil when none is stored.
     public var oldestUnackedAgeMs: UInt64?
+    /// The pattern subscription that delivers the topic; nil for a topic subscription.
+    public var pattern: String?
 
-    public init(topic: String, epoch: String, ackFloor: UInt64, head: UInt64, lag: UInt64, window: Int, oldestUnackedAgeMs: UInt64? = nil) {
+    public init(
+        topic: String, epoch: String, ackFloor: UInt64, head: UInt64, lag: UInt64, window: Int, oldestUnackedAgeMs: UInt64? = nil,
+        pattern: String? = nil
+    ) {
+        self.pattern = pattern
         self.topic = topic
         self.epoch = epoch
         self.ackFloor = ackFloor
@@ -210,7 +216,21 @@ public struct SubscriptionInfo: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case topic, epoch, ackFloor = "ack_floor", head, lag, window, oldestUnackedAgeMs = "oldest_unacked_age_ms"
+        case topic, epoch, ackFloor = "ack_floor", head, lag, window, oldestUnackedAgeMs = "oldest_unacked_age_ms", pattern
+    }
+}
+
+/// A durable pattern subscription as the admin API shows it; its topics are subscriptions.
+public struct PatternInfo: Codable, Sendable, Equatable {
+    public var pattern: String
+    public var window: Int
+    /// The topics it delivers now (those with a position).
+    public var topics: Int
+
+    public init(pattern: String, window: Int, topics: Int) {
+        self.pattern = pattern
+        self.window = window
+        self.topics = topics
     }
 }
 
@@ -237,13 +257,15 @@ public struct ClientDetail: Codable, Sendable, Equatable {
     public var createdAt: UInt64
     public var lastSeen: UInt64
     public var subscriptions: [SubscriptionInfo]
+    public var patterns: [PatternInfo]
     /// Nil when the client has not said hello since the broker started.
     public var lastResume: ResumeInfo?
 
     public init(
         clientID: String, connected: Bool, createdAt: UInt64, lastSeen: UInt64, subscriptions: [SubscriptionInfo],
-        lastResume: ResumeInfo? = nil
+        patterns: [PatternInfo] = [], lastResume: ResumeInfo? = nil
     ) {
+        self.patterns = patterns
         self.clientID = clientID
         self.connected = connected
         self.createdAt = createdAt
@@ -253,7 +275,7 @@ public struct ClientDetail: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case clientID = "client_id", connected, createdAt = "created_at", lastSeen = "last_seen", subscriptions
+        case clientID = "client_id", connected, createdAt = "created_at", lastSeen = "last_seen", subscriptions, patterns
         case lastResume = "last_resume"
     }
 }

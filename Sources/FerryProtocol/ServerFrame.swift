@@ -12,14 +12,20 @@ public struct Limits: Sendable, Equatable {
     /// Bytes of frames the broker queues for a connection whose socket does not take them;
     /// past it the connection is closed with 4013.
     public var maxPendingBytes: Int
+    /// Pattern subscriptions one connection may hold.
+    public var maxPatterns: Int
+    /// Topics one pattern subscription delivers at most.
+    public var maxPatternTopics: Int
 
     /// The WebSocket frame limit: room for a base64 payload plus the frame's other fields.
     public var maxFrameBytes: Int { 2 * maxMessageBytes + 64 * 1024 }
 
     public init(
         maxMessageBytes: Int = 1_048_576, maxSubscriptions: Int = 1000, publishRate: Int = 0, publishBurst: Int = 1000,
-        maxPendingBytes: Int = 16 << 20
+        maxPendingBytes: Int = 16 << 20, maxPatterns: Int = 100, maxPatternTopics: Int = 10_000
     ) {
+        self.maxPatterns = maxPatterns
+        self.maxPatternTopics = maxPatternTopics
         self.maxMessageBytes = maxMessageBytes
         self.maxSubscriptions = maxSubscriptions
         self.publishRate = publishRate
@@ -28,23 +34,26 @@ public struct Limits: Sendable, Equatable {
     }
 }
 
-/// A subscription restored by `welcome`.
+/// A topic subscription restored by `welcome`.
 public struct RestoredSubscription: Sendable, Equatable {
     public var topic: String
     public var epoch: String
     public var ackFloor: UInt64
+    /// The pattern subscription the topic is delivered through; nil for a topic subscription.
+    public var pattern: String?
 
-    public init(topic: String, epoch: String, ackFloor: UInt64) {
+    public init(topic: String, epoch: String, ackFloor: UInt64, pattern: String? = nil) {
         self.topic = topic
         self.epoch = epoch
         self.ackFloor = ackFloor
+        self.pattern = pattern
     }
 }
 
 /// Encoders for the frames a broker sends, one JSON object each.
 public enum ServerFrame {
     public static func welcome(
-        clientID: String?, resumeToken: String?, resumed: Bool, subscriptions: [RestoredSubscription],
+        clientID: String?, resumeToken: String?, resumed: Bool, subscriptions: [RestoredSubscription], patterns: [String] = [],
         heartbeatSeconds: Double, limits: Limits
     ) -> [UInt8] {
         var writer = JSONWriter()
@@ -59,8 +68,14 @@ public enum ServerFrame {
                 item.field("topic", subscription.topic)
                 item.field("epoch", subscription.epoch)
                 item.field("ack_floor", subscription.ackFloor)
+                if let pattern = subscription.pattern { item.field("pattern", pattern) }
                 return item.finish()
             })
+        writer.field("patterns", array: patterns.map { pattern in
+            var item = JSONWriter()
+            item.field("pattern", pattern)
+            return item.finish()
+        })
         writer.field("heartbeat", seconds: heartbeatSeconds)
         writer.field("limits") { nested in
             nested.field("max_message_bytes", limits.maxMessageBytes)
@@ -69,11 +84,15 @@ public enum ServerFrame {
             nested.field("publish_rate", limits.publishRate)
             nested.field("publish_burst", limits.publishBurst)
             nested.field("max_pending_bytes", limits.maxPendingBytes)
+            nested.field("max_patterns", limits.maxPatterns)
+            nested.field("max_pattern_topics", limits.maxPatternTopics)
         }
         return writer.finish()
     }
 
-    public static func subscribed(id: Int64?, topic: String, epoch: String, head: UInt64, from: UInt64) -> [UInt8] {
+    /// A topic's subscription is in place; `pattern` names the pattern subscription it came
+    /// from (then `id` is nil: a pattern's topics are announced as they are matched).
+    public static func subscribed(id: Int64?, topic: String, epoch: String, head: UInt64, from: UInt64, pattern: String? = nil) -> [UInt8] {
         var writer = JSONWriter()
         writer.field("op", literal: "subscribed")
         if let id { writer.field("id", id) }
@@ -81,6 +100,18 @@ public enum ServerFrame {
         writer.field("epoch", epoch)
         writer.field("head", head)
         writer.field("from", from)
+        if let pattern { writer.field("pattern", pattern) }
+        return writer.finish()
+    }
+
+    /// The answer to a pattern `subscribe`: `matched` topics were matched now (each announced by
+    /// its own `subscribed` frame).
+    public static func subscribed(id: Int64?, pattern: String, matched: Int) -> [UInt8] {
+        var writer = JSONWriter()
+        writer.field("op", literal: "subscribed")
+        if let id { writer.field("id", id) }
+        writer.field("topic", pattern)
+        writer.field("matched", matched)
         return writer.finish()
     }
 

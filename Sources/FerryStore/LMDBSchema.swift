@@ -110,10 +110,20 @@ extension LMDBMessageStore {
             clientID: String(decoding: key, as: UTF8.self), incarnation: reader.restString(), createdAt: created, lastSeen: lastSeen)
     }
 
+    /// Set in the stored window (at most 65,536) when the pattern that delivers the topic follows
+    /// it: records written before patterns existed read unchanged.
+    private static let viaPatternFlag: UInt32 = 1 << 31
+
     static func encodeSubscription(_ subscription: SubscriptionRecord) -> [UInt8] {
         var writer = ByteWriter(capacity: 32)
         writer.append(subscription.ackFloor)
-        writer.append(UInt32(clamping: subscription.window))
+        let window = UInt32(clamping: min(subscription.window, Int(Int32.max)))
+        if let pattern = subscription.pattern {
+            writer.append(window | viaPatternFlag)
+            writer.appendShortString(pattern)
+        } else {
+            writer.append(window)
+        }
         writer.append(subscription.epoch.utf8)
         return writer.bytes
     }
@@ -122,11 +132,12 @@ extension LMDBMessageStore {
         guard let separator = key.firstIndex(of: 0) else { throw StoreError.corrupted("subscription key") }
         var reader = ByteReader(value)
         let floor = try reader.uint64()
-        let window = Int(try reader.uint32())
+        let window = try reader.uint32()
+        let pattern = window & viaPatternFlag != 0 ? try reader.shortString() : nil
         return SubscriptionRecord(
             clientID: String(decoding: key[..<separator], as: UTF8.self),
             topic: String(decoding: key[(separator + 1)...], as: UTF8.self),
-            epoch: reader.restString(), ackFloor: floor, window: window)
+            epoch: reader.restString(), ackFloor: floor, window: Int(window & ~viaPatternFlag), pattern: pattern)
     }
 }
 

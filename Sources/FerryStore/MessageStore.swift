@@ -239,20 +239,38 @@ public struct SessionRecord: Sendable, Equatable {
     }
 }
 
-/// A durable subscription: where a client stands in a topic.
+/// A durable subscription: where a client stands in a topic, or a pattern subscription.
+///
+/// A pattern subscription is stored as a record whose `topic` is the pattern (topic names never
+/// contain `*` or `>`) with its window and no epoch or floor; each topic it delivers has a
+/// record of its own, with the floor in that topic and `pattern` naming it: together, the
+/// pattern's version vector.
 public struct SubscriptionRecord: Sendable, Equatable {
     public var clientID: String
     public var topic: String
     public var epoch: String
     public var ackFloor: UInt64
     public var window: Int
+    /// The pattern subscription this topic is delivered through; nil for a topic subscription.
+    public var pattern: String?
 
-    public init(clientID: String, topic: String, epoch: String, ackFloor: UInt64, window: Int) {
+    public init(clientID: String, topic: String, epoch: String, ackFloor: UInt64, window: Int, pattern: String? = nil) {
         self.clientID = clientID
         self.topic = topic
         self.epoch = epoch
         self.ackFloor = ackFloor
         self.window = window
+        self.pattern = pattern
+    }
+
+    /// The record of a pattern subscription itself.
+    public static func pattern(_ pattern: String, clientID: String, window: Int) -> SubscriptionRecord {
+        SubscriptionRecord(clientID: clientID, topic: pattern, epoch: "", ackFloor: 0, window: window)
+    }
+
+    /// True for a pattern subscription's own record: it names no log.
+    public var isPattern: Bool {
+        topic.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: ">") }
     }
 }
 

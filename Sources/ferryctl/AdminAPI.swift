@@ -60,7 +60,9 @@ extension BrokerOptions {
     /// A topic read checks the token; its other answers (403 for a publish-only token, 404) are fine.
     func requireAccepted(token: String?, topic: String) async throws {
         let client = try httpClient(token: token)
-        let (status, body) = try await client.exchange("GET", "/v1/topics/" + AdminClient.segment(topic))
+        // A pattern is no topic to read: the upgrade check says whether the token is accepted.
+        let path = TopicPattern.looksLikePattern(topic) ? "/v1/ws/check" : "/v1/topics/" + AdminClient.segment(topic)
+        let (status, body) = try await client.exchange("GET", path)
         if status == 401 {
             let message = (try? JSONDecoder().decode(ErrorBody.self, from: body))?.error.message ?? "HTTP 401"
             throw Failure("unauthorized: \(message) (--token or FERRY_TOKEN)", code: .unauthorized)

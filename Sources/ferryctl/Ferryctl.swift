@@ -114,15 +114,24 @@ struct Publish: AsyncParsableCommand {
 
 struct Tail: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the messages of a topic as they arrive, one JSON line each.",
-        discussion: "With --client the subscription is durable: run it again with the same id to continue where it stopped."
+        abstract: "Print the messages of a topic, or of every topic a pattern matches, as they arrive, one JSON line each.",
+        discussion: """
+            With --client the subscription is durable: run it again with the same id to continue where it stopped \
+            (with a pattern, in each of its topics).
+            """
     )
 
     @OptionGroup var broker: BrokerOptions
     @OptionGroup var credentials: ClientTokenOptions
-    @Argument(help: "The topic.") var topic: String
-    @Option(help: "Start after this version (default: new messages only, or where --client stopped).") var from: UInt64?
+    @Argument(help: "The topic, or a pattern: orders.* (one token), chat.> (the rest).") var topic: String
+    @Option(help: "Start after this version of the topic (default: new messages only, or where --client stopped).") var from: UInt64?
     @Option(help: "A durable client id: resume where it stopped.") var client: String?
+
+    func validate() throws {
+        if from != nil, TopicPattern.looksLikePattern(topic) {
+            throw ValidationError("--from names a version of one topic; a pattern starts at new messages, or where --client stopped")
+        }
+    }
 
     func run() async throws {
         try await broker.requireReachable()

@@ -38,6 +38,8 @@ struct Ferryd: AsyncParsableCommand {
     @Option(help: "Seconds between pings; 2.5x of silence closes with 4002 (FERRY_HEARTBEAT, default 20).") var heartbeat: String?
     @Option(help: "Payload limit in bytes (FERRY_MAX_MESSAGE_BYTES, default 1048576).") var maxMessageBytes: String?
     @Option(help: "Subscriptions per connection (FERRY_MAX_SUBSCRIPTIONS, default 1000).") var maxSubscriptions: String?
+    @Option(help: "Pattern subscriptions per connection (FERRY_MAX_PATTERNS, default 100).") var maxPatterns: String?
+    @Option(help: "Topics one pattern subscription delivers at most (FERRY_MAX_PATTERN_TOPICS, default 10000).") var maxPatternTopics: String?
     @Option(help: "Publishes per second per WebSocket connection and per HTTP client, 0 for no limit; over it, rate_limited (FERRY_PUBLISH_RATE, default 0).")
     var publishRate: String?
     @Option(help: "Publishes a connection or HTTP client may send at once above the rate (FERRY_PUBLISH_BURST, default 1000).") var publishBurst: String?
@@ -138,6 +140,8 @@ struct Ferryd: AsyncParsableCommand {
         case .heartbeat: heartbeat
         case .maxMessageBytes: maxMessageBytes
         case .maxSubscriptions: maxSubscriptions
+        case .maxPatterns: maxPatterns
+        case .maxPatternTopics: maxPatternTopics
         case .publishRate: publishRate
         case .publishBurst: publishBurst
         case .publishRejectionsBeforeClose: publishRejectionsBeforeClose

@@ -9,6 +9,8 @@ enum Setting: String, CaseIterable, Sendable {
     case heartbeat
     case maxMessageBytes = "max-message-bytes"
     case maxSubscriptions = "max-subscriptions"
+    case maxPatterns = "max-patterns"
+    case maxPatternTopics = "max-pattern-topics"
     case publishRate = "publish-rate"
     case publishBurst = "publish-burst"
     case publishRejectionsBeforeClose = "publish-rejections-before-close"

@@ -100,6 +100,9 @@ struct FerrydSettings {
         }
         if let bytes = reader.read(.maxMessageBytes, .size(in: 1...256 << 20)) { broker.limits.maxMessageBytes = Int(bytes) }
         if let count = reader.read(.maxSubscriptions, .count(in: 1...UInt64(Int.max))) { broker.limits.maxSubscriptions = Int(count) }
+        if let count = reader.read(.maxPatterns, .count(in: 1...UInt64(Int.max))) { broker.limits.maxPatterns = Int(count) }
+        // A pattern's topics are matched, held and stored together: bounded so one subscribe stays one commit.
+        if let count = reader.read(.maxPatternTopics, .count(in: 1...1_000_000)) { broker.limits.maxPatternTopics = Int(count) }
         if let rate = reader.read(.publishRate, .count(in: 0...UInt64(Int.max))) { broker.limits.publishRate = Int(rate) }
         if let burst = reader.read(.publishBurst, .count(in: 1...UInt64(TokenBucket.maxBurst))) { broker.limits.publishBurst = Int(burst) }
         if let count = reader.read(.publishRejectionsBeforeClose, .count(in: 1...UInt64(Int.max))) {

@@ -33,6 +33,14 @@ struct ClientFrameDecodeTests {
         #expect(try decode(text) == frame)
     }
 
+    @Test("a pattern subscribe and unsubscribe: the topic field holds the pattern")
+    func patterns() throws {
+        #expect(try decode(#"{"op":"subscribe","id":1,"topic":"orders.*","window":9}"#) == .subscribe(id: 1, topic: "orders.*", from: .stored, epoch: nil, window: 9))
+        #expect(try decode(#"{"op":"subscribe","topic":"chat.>","from":"earliest"}"#) == .subscribe(id: nil, topic: "chat.>", from: .earliest, epoch: nil, window: nil))
+        #expect(try decode(#"{"op":"subscribe","topic":"*.eu.>","from":"latest"}"#) == .subscribe(id: nil, topic: "*.eu.>", from: .latest, epoch: nil, window: nil))
+        #expect(try decode(#"{"op":"unsubscribe","id":2,"topic":">"}"#) == .unsubscribe(id: 2, topic: ">"))
+    }
+
     @Test("ack, unsubscribe and ping")
     func ackUnsubscribePing() throws {
         #expect(try decode(#"{"op":"ack","topic":"t","version":0}"#) == .ack(topic: "t", version: 0))
@@ -147,6 +155,18 @@ struct ClientFrameErrorTests {
         for op in [#""op":"subscribe""#, #""op":"ack","version":1"#, #""op":"publish","data":1"#, #""op":"unsubscribe""#] {
             expectDecodingError(#"{"# + op + #","id":3,"topic":"# + quoted + "}", .invalidTopic, id: 3)
         }
+    }
+
+    @Test("an invalid pattern is invalid_topic; a version or epoch with a pattern, and an ack of a pattern, are refused")
+    func invalidPatterns() {
+        for pattern in ["a.>.b", "a.*b", "a.>>", "$sys.*", "a b.*", "a.**"] {
+            expectDecodingError(#"{"op":"subscribe","id":4,"topic":"\#(pattern)"}"#, .invalidTopic, id: 4)
+            expectDecodingError(#"{"op":"unsubscribe","id":4,"topic":"\#(pattern)"}"#, .invalidTopic, id: 4)
+        }
+        expectDecodingError(#"{"op":"subscribe","id":5,"topic":"a.*","from":3}"#, .badFrame, id: 5)
+        expectDecodingError(#"{"op":"subscribe","id":5,"topic":"a.*","epoch":"e"}"#, .badFrame, id: 5)
+        expectDecodingError(#"{"op":"ack","topic":"a.*","version":1}"#, .invalidTopic)
+        expectDecodingError(#"{"op":"publish","topic":"a.>","data":1}"#, .invalidTopic)
     }
 
     @Test("window outside 1…65536 and negative versions are bad_frame")

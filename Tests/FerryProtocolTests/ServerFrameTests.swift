@@ -5,7 +5,7 @@ import Testing
 @Suite("ServerFrame encoders and JSONWriter")
 struct ServerFrameTests {
     @Test func welcomeLimitsDecodeOnTheClient() throws {
-        let limits = Limits(maxMessageBytes: 1000, maxSubscriptions: 5, publishRate: 50, publishBurst: 7, maxPendingBytes: 65536)
+        let limits = Limits(maxMessageBytes: 1000, maxSubscriptions: 5, publishRate: 50, publishBurst: 7, maxPendingBytes: 65536, maxPatterns: 3, maxPatternTopics: 9)
         let frame = ServerFrame.welcome(
             clientID: nil, resumeToken: nil, resumed: false, subscriptions: [], heartbeatSeconds: 20, limits: limits)
         guard case .welcome(let welcome) = try BrokerFrame.decode(frame) else {
@@ -20,24 +20,27 @@ struct ServerFrameTests {
         let durable = try parseObject(
             ServerFrame.welcome(
                 clientID: "me", resumeToken: "tok", resumed: true,
-                subscriptions: [RestoredSubscription(topic: "a/b", epoch: "e1", ackFloor: 7), RestoredSubscription(topic: "c", epoch: "e2", ackFloor: 0)],
-                heartbeatSeconds: 20,
+                subscriptions: [RestoredSubscription(topic: "a/b", epoch: "e1", ackFloor: 7), RestoredSubscription(topic: "c.d", epoch: "e2", ackFloor: 0, pattern: "c.*")],
+                patterns: ["c.*"], heartbeatSeconds: 20,
                 limits: Limits(maxMessageBytes: 1000, maxSubscriptions: 5, publishRate: 50, publishBurst: 7, maxPendingBytes: 65536)))
-        #expect(Set(durable.keys) == ["op", "client_id", "resume_token", "resumed", "subscriptions", "heartbeat", "limits"])
+        #expect(Set(durable.keys) == ["op", "client_id", "resume_token", "resumed", "subscriptions", "patterns", "heartbeat", "limits"])
         #expect(durable["op"] as? String == "welcome")
         #expect(durable["client_id"] as? String == "me")
         #expect(durable["resume_token"] as? String == "tok")
         #expect(durable["resumed"] as? Bool == true)
         #expect(durable["heartbeat"] as? Int == 20)
         let subscriptions = try #require(durable["subscriptions"] as? [[String: Any]])
-        #expect(subscriptions.map { Set($0.keys) } == [["topic", "epoch", "ack_floor"], ["topic", "epoch", "ack_floor"]])
-        #expect(subscriptions.map { $0["topic"] as? String } == ["a/b", "c"])
+        #expect(subscriptions.map { Set($0.keys) } == [["topic", "epoch", "ack_floor"], ["topic", "epoch", "ack_floor", "pattern"]])
+        #expect(subscriptions.map { $0["topic"] as? String } == ["a/b", "c.d"])
+        #expect(subscriptions.map { $0["pattern"] as? String } == [nil, "c.*"])
+        #expect((durable["patterns"] as? [[String: Any]])?.map { $0["pattern"] as? String } == ["c.*"])
         #expect(subscriptions.map { $0["epoch"] as? String } == ["e1", "e2"])
         #expect(subscriptions.map { $0["ack_floor"] as? Int } == [7, 0])
         let limits = try #require(durable["limits"] as? [String: Any])
         #expect(
             Set(limits.keys) == [
                 "max_message_bytes", "max_frame_bytes", "max_subscriptions", "publish_rate", "publish_burst", "max_pending_bytes",
+                "max_patterns", "max_pattern_topics",
             ])
         #expect(limits["max_message_bytes"] as? Int == 1000)
         #expect(limits["max_frame_bytes"] as? Int == 2 * 1000 + 64 * 1024)
@@ -69,6 +72,11 @@ struct ServerFrameTests {
         #expect(subscribed["head"] as? Int == 10)
         #expect(subscribed["from"] as? Int == 4)
         #expect(Set(try parseObject(ServerFrame.subscribed(id: nil, topic: "t", epoch: "e", head: 0, from: 1)).keys) == ["op", "topic", "epoch", "head", "from"])
+        // A pattern's answer, and a topic it delivers, decode on the client as what they are.
+        #expect(try BrokerFrame.decode(ServerFrame.subscribed(id: 2, pattern: "o.*", matched: 3)) == .patternSubscribed(id: 2, pattern: "o.*", matched: 3))
+        #expect(
+            try BrokerFrame.decode(ServerFrame.subscribed(id: nil, topic: "o.x", epoch: "e", head: 5, from: 1, pattern: "o.*"))
+                == .subscribed(id: nil, topic: "o.x", epoch: "e", head: 5, from: 1, pattern: "o.*"))
 
         let published = try parseObject(ServerFrame.published(id: -1, topic: "t", version: UInt64.max, duplicate: true))
         #expect(Set(published.keys) == ["op", "id", "topic", "version", "duplicate"])

@@ -31,6 +31,8 @@ struct SettingsTests {
         Case(flag: "heartbeat", bad: "20x", accepted: "a duration"),
         Case(flag: "max-message-bytes", bad: "2G", accepted: "256M"),
         Case(flag: "max-subscriptions", bad: "many", accepted: "a whole number"),
+        Case(flag: "max-patterns", bad: "0", accepted: "a whole number"),
+        Case(flag: "max-pattern-topics", bad: "2000000", accepted: "from 1 to 1000000"),
         Case(flag: "publish-rate", bad: "-1", accepted: "a whole number"),
         Case(flag: "publish-burst", bad: "0", accepted: "from 1 to 1000000000"),
         Case(flag: "publish-rejections-before-close", bad: "1.5", accepted: "a whole number"),

@@ -203,6 +203,32 @@ struct MessageStoreTests {
         }
     }
 
+    @Test("a pattern subscription and its topics' records (the version vector) are stored, raised, taken over and deleted", arguments: StoreEngine.allCases)
+    func patternSubscriptions(engine: StoreEngine) throws {
+        try withStore(engine) { store in
+            let pattern = SubscriptionRecord.pattern("orders.*", clientID: "c", window: 300)
+            let eu = SubscriptionRecord(clientID: "c", topic: "orders.eu", epoch: "e1", ackFloor: 2, window: 300, pattern: "orders.*")
+            let us = SubscriptionRecord(clientID: "c", topic: "orders.us", epoch: "e2", ackFloor: 0, window: 300, pattern: "orders.*")
+            let plain = SubscriptionRecord(clientID: "c", topic: "orders.asia", epoch: "e3", ackFloor: 1, window: 8)
+            _ = try store.commit([.putSession(session("c")), .putSubscription(pattern), .putSubscription(eu), .raiseAckFloor(us), .putSubscription(plain)], now: t0)
+            var raised = us
+            raised.ackFloor = 7
+            _ = try store.commit([.raiseAckFloor(raised)], now: t0)
+            func stored() throws -> [SubscriptionRecord] { try #require(try store.session(clientID: "c")).subscriptions.sorted { $0.topic < $1.topic } }
+            #expect(try stored() == [pattern, plain, eu, raised])
+            #expect(try stored().filter(\.isPattern) == [pattern])
+            // An explicit subscribe takes a topic over from its pattern: the record no longer names it.
+            var taken = eu
+            taken.pattern = nil
+            _ = try store.commit([.putSubscription(taken)], now: t0)
+            #expect(try stored() == [pattern, plain, taken, raised])
+            #expect(try store.subscriptions(topic: "orders.us") == [raised])
+            #expect(try store.verify().isEmpty)
+            _ = try store.commit([.deleteSubscription(clientID: "c", topic: "orders.*"), .deleteSubscription(clientID: "c", topic: "orders.us")], now: t0)
+            #expect(try stored() == [plain, taken])
+        }
+    }
+
     @Test("a store one broker uses grants every claim of a session as stored, with nothing to hand over", arguments: [StoreEngine.lmdb])
     func uncontestedClaims(engine: StoreEngine) throws {
         try withStore(engine) { store in

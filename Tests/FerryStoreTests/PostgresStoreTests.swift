@@ -117,7 +117,7 @@ struct PostgresStoreTests {
             #expect(all.count == 4)
             #expect(Set(all).count == 1)
             #expect(all.first?.count == 32)
-            #expect(try fixture.sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM ferry_schema") == "1,2")
+            #expect(try fixture.sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM ferry_schema") == "1,2,3")
         }
     }
 

@@ -48,6 +48,11 @@ export function backoffCeiling(backoff, attempt) {
 }
 
 /** A random msg_id; `crypto.randomUUID` exists only in secure contexts, so build one from random bytes. */
+/** A `*` or `>` token makes a subscription a pattern (topic names have neither). */
+function isPattern(name) {
+  return name.split(".").some((token) => token === "*" || token === ">");
+}
+
 function newMessageID() {
   const bytes = new Uint8Array(16);
   crypto.getRandomValues(bytes);
@@ -106,6 +111,9 @@ export class FerryClient {
     this.pending = this.loadOutbox();
     /** Per topic: handler, start, epoch, versions delivered/acked, and this connection's view. */
     this.topics = new Map();
+    /** Per pattern subscription: handler, start, window, and whether this connection has it. A
+     * topic a pattern delivers is an entry of `topics` whose `via` names the pattern. */
+    this.patterns = new Map();
     /** Callers waiting for a publish's version, by msg_id. */
     this.waiters = new Map();
     /** Publish request ids of the current connection → msg_id. */
@@ -144,6 +152,8 @@ export class FerryClient {
   /**
    * Subscribes `onMessage` to `topic`. Each version reaches it once, in order; it is acked when
    * the handler returns (or its promise resolves) unless `autoAck` is false, then call `message.ack()`.
+   * `topic` may be a pattern (`orders.*`, `chat.>`): the handler gets every matching topic's
+   * messages, those created later included, each topic in order (`message.topic` says which).
    * @param {string} topic
    * @param {function(FerryMessage):(void|Promise<void>)} onMessage
    * @param {{from?: "stored"|"latest"|"earliest"|number, window?: number, autoAck?: boolean}} [options]
@@ -151,6 +161,14 @@ export class FerryClient {
   subscribe(topic, onMessage, options = {}) {
     if (this.isFinished) throw new Error(`the client is ${this.state}`);
     this.saved.leaving = this.saved.leaving.filter((name) => name !== topic);
+    if (isPattern(topic)) {
+      this.patterns.set(topic, {
+        handler: onMessage, autoAck: options.autoAck ?? true, start: options.from, window: options.window,
+        live: this.patterns.get(topic)?.live ?? false,
+      });
+      if (this.state === "connected") this.sendSubscribe(topic);
+      return;
+    }
     const position = this.saved.topics[topic];
     const existing = this.topics.get(topic);
     this.topics.set(topic, {
@@ -177,6 +195,9 @@ export class FerryClient {
   unsubscribe(topic) {
     this.topics.delete(topic);
     delete this.saved.topics[topic];
+    if (this.patterns.delete(topic)) {
+      for (const [name, entry] of this.topics) if (entry.via === topic) this.topics.delete(name);
+    }
     // An ephemeral subscription ends with its connection anyway.
     if (this.saved.clientId && !this.saved.leaving.includes(topic)) this.saved.leaving.push(topic);
     this.save();
@@ -345,6 +366,7 @@ export class FerryClient {
       topic.received = 0;
       topic.ackSent = 0;
     }
+    for (const pattern of this.patterns.values()) pattern.live = false;
     if (this.isFinished) return;
     // A token function can replace a token that expired on an open connection.
     if (code != null && FINAL_CLOSE_CODES.has(code) && !(code === 4001 && typeof this.token === "function")) {
@@ -416,6 +438,12 @@ export class FerryClient {
     switch (frame.op) {
       case "welcome": return this.welcomed(frame);
       case "subscribed": {
+        if (frame.matched !== undefined) {
+          const pattern = this.patterns.get(frame.topic);
+          if (pattern) pattern.live = true;
+          return;
+        }
+        if (frame.pattern) this.adopt(frame.topic, frame.pattern, frame.epoch);
         const topic = this.topics.get(frame.topic);
         if (!topic) return;
         topic.epoch = frame.epoch;
@@ -454,7 +482,12 @@ export class FerryClient {
     this.heartbeatMs = Math.max(0.1, welcome.heartbeat) * 1000;
     this.connectedAt = Date.now();
     this.setState("connected", { resumed: welcome.resumed });
+    for (const { pattern } of welcome.patterns ?? []) {
+      const entry = this.patterns.get(pattern);
+      if (entry) entry.live = true;
+    }
     for (const restored of welcome.subscriptions ?? []) {
+      if (restored.pattern) this.adopt(restored.topic, restored.pattern, restored.epoch);
       const topic = this.topics.get(restored.topic);
       if (!topic) continue;
       topic.live = true;
@@ -462,7 +495,8 @@ export class FerryClient {
       topic.epoch ??= restored.epoch;
     }
     for (const name of this.saved.leaving) this.sendUnsubscribe(name);
-    for (const [name, topic] of this.topics) if (!topic.live) this.sendSubscribe(name);
+    for (const [name, topic] of this.topics) if (!topic.live && !topic.via) this.sendSubscribe(name);
+    for (const [name, pattern] of this.patterns) if (!pattern.live) this.sendSubscribe(name);
     for (const entry of this.pending) this.sendPublish(entry);
     this.watchSilence();
   }
@@ -480,10 +514,11 @@ export class FerryClient {
         ack: () => this.ack(frame.topic, frame.version, epoch),
       };
       topic.announced = [];
+      const owner = topic.via ? this.patterns.get(topic.via) : topic;
       topic.chain = topic.chain.then(async () => {
         try {
-          await topic.handler(message);
-          if (topic.autoAck) message.ack();
+          await owner?.handler(message);
+          if (owner?.autoAck) message.ack();
         } catch (error) {
           // An application error must not stop the topic: report it and leave the message unacked.
           this.emit("error", { code: "handler_failed", topic: frame.topic, version: frame.version, error });
@@ -535,7 +570,32 @@ export class FerryClient {
     if (this.socket?.readyState === 1) this.socket.send(JSON.stringify(frame));
   }
 
+  /** A topic the broker delivers through `pattern`: kept like a subscribed topic, with the
+   * position this page saved for it (of the same epoch). */
+  adopt(name, pattern, epoch) {
+    if (!this.patterns.has(pattern)) return;
+    const existing = this.topics.get(name);
+    // A topic subscription of the application keeps its own handler.
+    if (existing?.handler) return;
+    const position = this.saved.topics[name]?.epoch === epoch ? this.saved.topics[name] : undefined;
+    this.topics.set(name, {
+      handler: null, via: pattern, epoch,
+      delivered: existing?.delivered ?? position?.acked ?? 0,
+      acked: existing?.acked ?? position?.acked ?? 0,
+      live: existing?.live ?? false, received: existing?.received ?? 0, ackSent: existing?.ackSent ?? 0,
+      announced: existing?.announced ?? [],
+      chain: existing?.chain ?? Promise.resolve(),
+    });
+  }
+
   sendSubscribe(name) {
+    const pattern = this.patterns.get(name);
+    if (pattern) {
+      const frame = { op: "subscribe", topic: name };
+      if (pattern.start !== undefined) frame.from = pattern.start;
+      if (pattern.window !== undefined) frame.window = pattern.window;
+      return this.send(frame);
+    }
     const topic = this.topics.get(name);
     const frame = { op: "subscribe", topic: name };
     // Where this page stands wins over the broker's memory when it has processed something.
