@@ -93,7 +93,11 @@ extension Connection {
         let clientID = state.withLock { $0.clientID }
         let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
         let maxSubscriptions = broker.configuration.limits.maxSubscriptions
-        let full = state.withLock { $0.subscriptions[name]?.pattern == nil && $0.topicSubscriptionCount >= maxSubscriptions }
+        // Replacing a topic subscription is no new one; taking a topic from a pattern is.
+        let full = state.withLock { state in
+            let isNew = state.subscriptions[name].map { $0.pattern != nil } ?? true
+            return isNew && state.topicSubscriptionCount >= maxSubscriptions
+        }
         guard !full else {
             reply(id: id, ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
             return

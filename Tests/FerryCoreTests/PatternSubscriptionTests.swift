@@ -206,7 +206,9 @@ struct PatternSubscriptionTests {
         try await fixture.publish("m.c", count: 1)
         let client = TestClient(fixture.broker)
         let welcome = try await client.hello()
-        #expect(welcome["limits"]?.contains(#""max_patterns": 1,"#) == true && welcome["limits"]?.contains(#""max_pattern_topics": 2,"#) == true, "\(welcome)")
+        // The test client keeps nested objects as their description: `["max_patterns": 1, …]`.
+        let limits = (welcome["limits"] ?? "").dropFirst().dropLast().split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(limits.contains(#""max_patterns": 1"#) && limits.contains(#""max_pattern_topics": 2"#), "\(welcome)")
         client.send(#"{"op":"subscribe","id":1,"topic":"m.*"}"#)
         let tooMany = try await client.next(op: "error")
         #expect(tooMany["id"] == "1" && tooMany["code"] == "too_many_subscriptions")

@@ -27,6 +27,11 @@ extension Dictionary where Key == String, Value == Any {
 extension Array where Element == JSON {
     /// The `version` of each element, in order (-1 where one has none, so a mismatch shows).
     package var versions: [Int] { map { $0.int("version") ?? -1 } }
+
+    /// The versions of the `msg` frames of `topic` among these frames, in order.
+    package func versions(of topic: String) -> [Int] {
+        filter { $0.string("op") == "msg" && $0.string("topic") == topic }.versions
+    }
 }
 
 /// Compact JSON text of any JSON value, for frames built by hand.

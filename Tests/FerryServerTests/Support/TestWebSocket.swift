@@ -113,6 +113,11 @@ final class TestWebSocket {
         connection.close()
     }
 
+    /// Closes the TCP connection without a close frame, as a lost network does.
+    func drop() {
+        connection.close()
+    }
+
     /// One client frame: FIN flag, opcode, 7/16/64-bit length, mask key and masked payload.
     static func frame(_ opcode: Opcode, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {
         var frame: [UInt8] = [(fin ? 0x80 : 0x00) | opcode.rawValue]
@@ -240,6 +245,20 @@ final class TestWebSocket {
             messages.append(frame)
         }
         return messages
+    }
+
+    /// Frames (pings skipped) until each topic in `counts` has had that many `msg` frames; a
+    /// failure when `timeout` passes first. For subscriptions of several topics (patterns).
+    func frames(untilMessages counts: [String: Int], timeout: TimeInterval = 10) throws -> [JSON] {
+        let deadline = Deadline(seconds: timeout)
+        var frames: [JSON] = []
+        while !counts.allSatisfy({ frames.versions(of: $0.key).count >= $0.value }) {
+            guard let frame = try nextJSON(timeout: deadline.remaining) else {
+                throw TestFailure("timed out after \(frames.map(\.text))")
+            }
+            frames.append(frame)
+        }
+        return frames
     }
 
     /// Every JSON frame that arrives within `seconds` (pings skipped): for "nothing more comes" checks.
