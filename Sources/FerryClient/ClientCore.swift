@@ -348,7 +348,7 @@ actor ClientCore {
             sendSubscribe(name)
         }
         for (name, pattern) in patterns where !pattern.live && pattern.continuation != nil {
-            send(.subscribe(id: nil, topic: name, from: pattern.start, epoch: nil, window: pattern.window))
+            sendSubscribe(name)
         }
         for request in outbox.sendable { sendPublish(request) }
     }
@@ -401,7 +401,12 @@ actor ClientCore {
 
     private func sendSubscribe(_ name: String) {
         if let pattern = patterns[name] {
-            send(.subscribe(id: nil, topic: name, from: pattern.start, epoch: nil, window: pattern.window))
+            // Where the application stands in the pattern's topics wins, as for a topic.
+            var positions: [String: TopicPosition] = [:]
+            for (topic, entry) in topics where entry.pattern == name && entry.delivered > 0 {
+                positions[topic] = TopicPosition(epoch: entry.epoch, version: entry.delivered)
+            }
+            send(.subscribe(id: nil, topic: name, from: pattern.start, epoch: nil, window: pattern.window, positions: positions))
             return
         }
         guard let topic = topics[name] else { return }

@@ -81,10 +81,6 @@ extension Connection {
     }
 
     func subscribe(id: Int64?, topic name: String, from: StartPosition, epoch: String?, window: Int) {
-        if TopicPattern.looksLikePattern(name) {
-            subscribePattern(id: id, text: name, from: from, window: window)
-            return
-        }
         // Before anything is looked up, so a refused subscribe creates nothing.
         guard principal.permissions.maySubscribe(name) else {
             reply(id: id, ProtocolError(.forbidden, "not allowed to subscribe to \(name)"))

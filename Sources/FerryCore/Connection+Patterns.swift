@@ -28,16 +28,16 @@ extension Connection {
 
     /// How a pattern's newly matched topics start.
     enum PatternStart {
-        /// Matched by the `subscribe` itself: where its `from` says (`stored` without a stored
-        /// position means `latest`).
-        case subscribed(id: Int64?, from: StartPosition)
+        /// Matched by the `subscribe` itself: after the client's position in the topic when it
+        /// gave one, else where its `from` says (`stored` without a stored position means `latest`).
+        case subscribed(id: Int64?, from: StartPosition, positions: [String: TopicPosition])
         /// Created (or first seen) after the pattern was subscribed: every message is new to it.
         case appeared
     }
 
     // MARK: - Frames
 
-    func subscribePattern(id: Int64?, text: String, from: StartPosition, window: Int) {
+    func subscribePattern(id: Int64?, text: String, from: StartPosition, window: Int, positions: [String: TopicPosition]) {
         guard let pattern = TopicPattern(subscribing: text) else {
             reply(id: id, ProtocolError(.invalidTopic, "'\(text)' is not a valid pattern"))
             return
@@ -71,7 +71,7 @@ extension Connection {
             broker.topics(matching: pattern) { [self] result in
                 switch result {
                 case .success(let names):
-                    match(names, pattern: text, start: .subscribed(id: id, from: from), clientID: clientID)
+                    match(names, pattern: text, start: .subscribed(id: id, from: from, positions: positions), clientID: clientID)
                 case .failure(let error):
                     dropPattern(text)
                     reply(id: id, error)
@@ -90,7 +90,7 @@ extension Connection {
         }
         guard free.count <= maxTopics else {
             dropPattern(text)
-            if case .subscribed(let id, _) = start {
+            if case .subscribed(let id, _, _) = start {
                 reply(id: id, ProtocolError(.tooManySubscriptions, "\(text) matches \(free.count) topics; a pattern delivers at most \(maxTopics)"))
             }
             storeWaitEnded()
@@ -102,7 +102,7 @@ extension Connection {
                 startTopics(topics, pattern: text, start: start, clientID: clientID)
             case .failure(let error):
                 dropPattern(text)
-                if case .subscribed(let id, _) = start { reply(id: id, error) }
+                if case .subscribed(let id, _, _) = start { reply(id: id, error) }
             }
             storeWaitEnded()
         }
@@ -176,8 +176,10 @@ extension Connection {
                 started.append(entry)
             }
             var from = StartPosition.earliest
-            if case .subscribed(let id, let requested) = start {
+            var positions: [String: TopicPosition] = [:]
+            if case .subscribed(let id, let requested, let given) = start {
                 from = requested
+                positions = given
                 state.queue(ServerFrame.subscribed(id: id, pattern: text, matched: started.count))
             }
             let deferred = pattern.deferred ?? []
@@ -186,7 +188,9 @@ extension Connection {
             var records: [SubscriptionRecord] = []
             for (topic, position) in started {
                 let name = topic.name
-                let begin = SubscriptionStart(from: from, epoch: nil, stored: nil, position: position)
+                let given = positions[name]
+                let begin = SubscriptionStart(
+                    from: given.map { .after($0.version) } ?? from, epoch: given?.epoch, stored: nil, position: position)
                 state.generations += 1
                 state.replace(
                     name,
@@ -194,6 +198,9 @@ extension Connection {
                         topic: topic, epoch: position.epoch, ackFloor: begin.next - 1, window: pattern.window, next: begin.next,
                         durable: clientID != nil, generation: state.generations, pattern: text))
                 state.queue(ServerFrame.subscribed(id: nil, topic: name, epoch: position.epoch, head: position.head, from: begin.next, pattern: text))
+                if let stale = begin.resetFrom {
+                    state.queue(ServerFrame.reset(topic: name, oldEpoch: stale, epoch: position.epoch))
+                }
                 if let gap = begin.gap {
                     state.queue(ServerFrame.gap(topic: name, from: gap.lowerBound, to: gap.upperBound))
                     broker.metrics.sentGap()

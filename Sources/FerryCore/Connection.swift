@@ -258,8 +258,13 @@ public final class Connection: Sendable {
             switch frame {
             case .hello, .publish:
                 break
-            case .subscribe(let id, let topic, let from, let epoch, let window):
-                subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window ?? ClientFrame.defaultWindow)
+            case .subscribe(let id, let topic, let from, let epoch, let window, let positions):
+                let window = window ?? ClientFrame.defaultWindow
+                if TopicPattern.looksLikePattern(topic) {
+                    subscribePattern(id: id, text: topic, from: from, window: window, positions: positions)
+                } else {
+                    subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window)
+                }
                 if isWaitingForStore { return batch[(index + 1)...] }
             case .ack(let topic, let version):
                 ack(topic: topic, version: version)

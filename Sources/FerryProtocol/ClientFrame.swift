@@ -33,6 +33,18 @@ public enum StartPosition: Sendable, Equatable {
     case after(UInt64)
 }
 
+/// Where a client stands in one topic of a pattern subscription (`subscribe`'s `positions`):
+/// delivery goes on after `version` of the log `epoch` names.
+public struct TopicPosition: Sendable, Equatable {
+    public var epoch: String?
+    public var version: UInt64
+
+    public init(epoch: String?, version: UInt64) {
+        self.epoch = epoch
+        self.version = version
+    }
+}
+
 /// A message to publish, as it arrives on either transport.
 public struct PublishRequest: Sendable, Equatable {
     public var topic: String
@@ -59,8 +71,10 @@ public struct PublishRequest: Sendable, Equatable {
 /// A frame sent by a client, decoded and validated against PROTOCOL.md.
 public enum ClientFrame: Sendable, Equatable {
     case hello(clientID: String?, resumeToken: String?)
-    /// `topic` is a topic name or a pattern (``TopicPattern/looksLikePattern(_:)``).
-    case subscribe(id: Int64?, topic: String, from: StartPosition, epoch: String?, window: Int?)
+    /// `topic` is a topic name or a pattern (``TopicPattern/looksLikePattern(_:)``); `positions`,
+    /// for a pattern only, are where the client stands in topics it already had (a client
+    /// without a durable session, subscribing again after a reconnect).
+    case subscribe(id: Int64?, topic: String, from: StartPosition, epoch: String?, window: Int?, positions: [String: TopicPosition] = [:])
     case ack(topic: String, version: UInt64)
     case publish(id: Int64?, PublishRequest)
     /// `topic` is a topic name or a pattern.
@@ -123,12 +137,15 @@ public enum ClientFrame: Sendable, Equatable {
             }
             let from = try fields.startPosition()
             let epoch = try fields.string("epoch")
+            let positions = try fields.positions()
             if TopicPattern.looksLikePattern(topic) {
-                // One version or epoch cannot name a position in many topics.
+                // One version or epoch cannot name a position in many topics: `positions` does.
                 if case .after = from { throw ProtocolError(.badFrame, "from must be stored, latest or earliest for a pattern") }
                 if epoch != nil { throw ProtocolError(.badFrame, "a pattern subscription takes no epoch") }
+            } else if !positions.isEmpty {
+                throw ProtocolError(.badFrame, "positions are for a pattern subscription")
             }
-            return .subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window.map { Int($0) })
+            return .subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window.map { Int($0) }, positions: positions)
         case "ack":
             let topic = try fields.topic()
             guard let version = try fields.integer("version") else {
@@ -254,6 +271,30 @@ struct Fields {
             throw ProtocolError(.badFrame, "msg_id must be 1-128 bytes")
         }
         return PublishRequest(topic: topic, payload: payload, messageID: messageID, headers: try headers())
+    }
+
+    /// `{"topic":{"epoch":"…","version":V}, …}`.
+    func positions() throws(ProtocolError) -> [String: TopicPosition] {
+        guard let member = member("positions"), member.kind != .null else { return [:] }
+        guard member.kind == .object else { throw ProtocolError(.badFrame, "positions must be an object of {epoch, version}") }
+        var positions: [String: TopicPosition] = [:]
+        do {
+            for entry in try JSONScanner.members(of: text, in: member.value) {
+                let topic = entry.key(in: text)
+                guard Names.isValidTopic(topic) else { throw ProtocolError(.invalidTopic, "positions: '\(topic)' is not a topic name") }
+                guard entry.kind == .object else { throw ProtocolError(.badFrame, "positions: \(topic) must be {epoch, version}") }
+                let position = Fields(text: text, members: try JSONScanner.members(of: text, in: entry.value))
+                guard let version = try position.integer("version"), version >= 0 else {
+                    throw ProtocolError(.badFrame, "positions: \(topic) needs a version >= 0")
+                }
+                positions[topic] = TopicPosition(epoch: try position.string("epoch"), version: UInt64(version))
+            }
+        } catch let error as ProtocolError {
+            throw error
+        } catch {
+            throw ProtocolError(.badFrame, "positions: \(error)")
+        }
+        return positions
     }
 
     func headers() throws(ProtocolError) -> [(String, String)] {

@@ -8,12 +8,13 @@ extension Serial {
     @Suite("FerryClient: a pattern subscription through broker kills")
     struct ClientPatternTests {
         /// Three topics published in turns, a fourth created after the broker was killed: the
-        /// application sees every version of each once, in order, through one subscription.
-        @Test(.timeLimit(.minutes(2)))
-        func everyTopicOnceInOrderThroughBrokerKills() async throws {
+        /// application sees every version of each once, in order, through one subscription, with
+        /// a durable session and without one (then the client subscribes again with its positions).
+        @Test(.timeLimit(.minutes(2)), arguments: ["pattern-worker", nil] as [String?])
+        func everyTopicOnceInOrderThroughBrokerKills(clientID: String?) async throws {
             try await withRig { rig in
                 let perTopic = 300
-                let client = rig.client(clientID: "pattern-worker")
+                let client = rig.client(clientID: clientID, stateName: clientID ?? "ephemeral")
                 let subscription = client.subscribe("jobs.*", from: .earliest)
                 try await client.waitUntilConnected()
                 let ferryd = rig.ferryd

@@ -173,6 +173,31 @@ struct PatternSubscriptionTests {
         await fixture.remove()
     }
 
+    @Test("a client without a session subscribes again with its positions: each topic goes on after it, or is reset from a gone epoch")
+    func positionsOfAnEphemeralClient() async throws {
+        let fixture = try BrokerFixture()
+        try await fixture.publish("q.a", count: 3)
+        try await fixture.publish("q.b", count: 2)
+        let first = TestClient(fixture.broker)
+        _ = try await first.hello()
+        first.send(#"{"op":"subscribe","topic":"q.*","from":"earliest"}"#)
+        try await first.waitFor { _ in first.versions("q.a") == [1, 2, 3] && first.versions("q.b") == [1, 2] }
+        let epochA = try #require(announced(first)["q.a"]?["epoch"])
+        first.disconnect()
+        try await fixture.publish("q.a", count: 2, start: 4)
+        try await fixture.publish("q.b", count: 1, start: 3)
+        let second = TestClient(fixture.broker)
+        _ = try await second.hello()
+        // q.b's epoch is not its log's: it restarts from the log's first version, after a reset.
+        second.send(#"{"op":"subscribe","topic":"q.*","from":"latest","positions":{"q.a":{"epoch":"\#(epochA)","version":3},"q.b":{"epoch":"gone","version":2}}}"#)
+        try await second.waitFor { _ in second.versions("q.a") == [4, 5] && second.versions("q.b") == [1, 2, 3] }
+        #expect(second.frames.first { $0["op"] == "reset" }?["topic"] == "q.b")
+        try await settle(second, id: 1)
+        #expect(deliveries(second).count == 5)
+        second.disconnect()
+        await fixture.remove()
+    }
+
     @Test("a topic the principal may not read is skipped, not refused")
     func permissionsPerTopic() async throws {
         let fixture = try BrokerFixture()

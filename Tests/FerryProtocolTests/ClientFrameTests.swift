@@ -39,6 +39,13 @@ struct ClientFrameDecodeTests {
         #expect(try decode(#"{"op":"subscribe","topic":"chat.>","from":"earliest"}"#) == .subscribe(id: nil, topic: "chat.>", from: .earliest, epoch: nil, window: nil))
         #expect(try decode(#"{"op":"subscribe","topic":"*.eu.>","from":"latest"}"#) == .subscribe(id: nil, topic: "*.eu.>", from: .latest, epoch: nil, window: nil))
         #expect(try decode(#"{"op":"unsubscribe","id":2,"topic":">"}"#) == .unsubscribe(id: 2, topic: ">"))
+        let positions = [
+            "a.x": TopicPosition(epoch: "e1", version: 4), "a.y": TopicPosition(epoch: nil, version: 0),
+        ]
+        let frame = ClientFrame.subscribe(id: 3, topic: "a.*", from: .latest, epoch: nil, window: nil, positions: positions)
+        #expect(try decode(#"{"op":"subscribe","id":3,"topic":"a.*","from":"latest","positions":{"a.x":{"epoch":"e1","version":4},"a.y":{"version":0}}}"#) == frame)
+        // What the client library sends decodes to the same frame.
+        #expect(try ClientFrame.decode(frame.encode()) == frame)
     }
 
     @Test("ack, unsubscribe and ping")
@@ -166,6 +173,10 @@ struct ClientFrameErrorTests {
         expectDecodingError(#"{"op":"subscribe","id":5,"topic":"a.*","from":3}"#, .badFrame, id: 5)
         expectDecodingError(#"{"op":"subscribe","id":5,"topic":"a.*","epoch":"e"}"#, .badFrame, id: 5)
         expectDecodingError(#"{"op":"ack","topic":"a.*","version":1}"#, .invalidTopic)
+        expectDecodingError(#"{"op":"subscribe","id":6,"topic":"a.x","positions":{"a.x":{"version":1}}}"#, .badFrame, id: 6)
+        expectDecodingError(#"{"op":"subscribe","id":6,"topic":"a.*","positions":{"a.x":{"version":-1}}}"#, .badFrame, id: 6)
+        expectDecodingError(#"{"op":"subscribe","id":6,"topic":"a.*","positions":{"a.x":3}}"#, .badFrame, id: 6)
+        expectDecodingError(#"{"op":"subscribe","id":6,"topic":"a.*","positions":{"a x":{"version":1}}}"#, .invalidTopic, id: 6)
         expectDecodingError(#"{"op":"publish","topic":"a.>","data":1}"#, .invalidTopic)
     }
 

@@ -594,6 +594,12 @@ export class FerryClient {
       const frame = { op: "subscribe", topic: name };
       if (pattern.start !== undefined) frame.from = pattern.start;
       if (pattern.window !== undefined) frame.window = pattern.window;
+      // Where this page stands in the pattern's topics wins, as for a topic.
+      for (const [topic, entry] of this.topics) {
+        if (entry.via !== name || entry.delivered === 0) continue;
+        frame.positions ??= {};
+        frame.positions[topic] = { epoch: entry.epoch, version: entry.delivered };
+      }
       return this.send(frame);
     }
     const topic = this.topics.get(name);
