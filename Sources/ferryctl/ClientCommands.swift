@@ -47,13 +47,15 @@ struct Clients: AsyncParsableCommand {
                     ("created", Format.ago(client.createdAt)),
                     ("last seen", Format.ago(client.lastSeen)),
                     ("last resume", resume ?? "none since the broker started"),
-                ]))
+                ]
+                    + client.patterns.map { ("pattern", "\($0.pattern): \($0.topics) topic(s), window \($0.window)") }))
             guard !client.subscriptions.isEmpty else { return }
-            var table = Table("TOPIC", "ACK FLOOR", "HEAD", "LAG", "OLDEST UNACKED", "WINDOW")
+            var table = Table("TOPIC", "ACK FLOOR", "HEAD", "LAG", "OLDEST UNACKED", "WINDOW", "VIA")
             for subscription in client.subscriptions {
                 table.add(
                     subscription.topic, "\(subscription.ackFloor)", "\(subscription.head)", "\(subscription.lag)",
-                    subscription.oldestUnackedAgeMs.map { Format.duration(milliseconds: $0) } ?? "-", "\(subscription.window)")
+                    subscription.oldestUnackedAgeMs.map { Format.duration(milliseconds: $0) } ?? "-", "\(subscription.window)",
+                    subscription.pattern ?? "-")
             }
             print("\n" + table.text)
         }

@@ -266,7 +266,34 @@ import Testing
         let lines = try ferryctl(["pub", "t", "-"], broker: ferryd, input: "{\"n\":2}\nplain text\n")
         #expect(lines.stdout == "2\n3\n", "\(lines)")
 
-        let tail = try ferryctlProcess(["tail", "t", "--from", "1"], broker: ferryd)
+        let messages = try tail(["t", "--from", "1"], on: ferryd, lines: 2)
+        #expect(messages.versions == [2, 3])
+        #expect(messages.first?.object("data")?.int("n") == 2)
+        #expect(messages.last?.string("data_b64") == Data("plain text".utf8).base64EncodedString())
+    }
+
+    @Test func tailFollowsAPatternAndClientsShowListsIt() throws {
+        let ferryd = try Ferryd.withAdmin()
+        try ferryd.publishNumbered("logs.a", count: 1)
+        let printed = try tail(["logs.*", "--client", "tailer"], on: ferryd, lines: 2) {
+            try ferryd.awaitClient("tailer", "subscribed to logs.*") { $0?.objects("patterns")?.count == 1 }
+            // A new topic from its first version; an existing one from new messages only.
+            try ferryd.publishNumbered("logs.b", count: 1)
+            try ferryd.publishNumbered("logs.a", count: 1, startingAt: 2)
+        }
+        #expect(Set(printed.map { "\($0.string("topic") ?? "")#\($0.int("version") ?? -1)" }) == ["logs.b#1", "logs.a#2"], "\(printed)")
+        try ferryd.awaitDisconnected("tailer")
+        let shown = try ferryctl(["clients", "show", "tailer"], broker: ferryd)
+        #expect(shown.stdout.contains("pattern      logs.*: 2 topic(s)"), "\(shown)")
+        let row = try #require(shown.stdout.split(separator: "\n").first { $0.hasPrefix("logs.b ") }).split(separator: " ")
+        #expect(row.last == "logs.*", "\(row)")
+        let refused = try ferryctl(["tail", "logs.*", "--from", "3"], broker: ferryd)
+        #expect(refused.status == 2 && refused.stderr.contains("--from"), "\(refused)")
+    }
+
+    /// Runs `ferryctl tail` with `arguments`, runs `meanwhile`, and returns the first `lines` JSON lines it prints.
+    private func tail(_ arguments: [String], on ferryd: Ferryd, lines count: Int, meanwhile: () throws -> Void = {}) throws -> [JSON] {
+        let tail = try ferryctlProcess(["tail"] + arguments, broker: ferryd)
         let output = Pipe()
         tail.standardOutput = output
         tail.standardError = FileHandle.nullDevice
@@ -275,7 +302,7 @@ import Testing
         let received = Shared<[String]>([])
         let reader = BackgroundThread {
             var buffer = Data()
-            while received.value.count < 2 {
+            while received.value.count < count {
                 let chunk = output.fileHandleForReading.availableData
                 if chunk.isEmpty { return }
                 buffer += chunk
@@ -284,11 +311,9 @@ import Testing
                 received.update { $0 = Array(lines) }
             }
         }
+        try meanwhile()
         #expect(reader.join(timeout: 20), "tail printed \(received.value)")
-        let messages = received.value.compactMap(parseJSONObject)
-        #expect(messages.versions == [2, 3])
-        #expect(messages.first?.object("data")?.int("n") == 2)
-        #expect(messages.last?.string("data_b64") == Data("plain text".utf8).base64EncodedString())
+        return received.value.compactMap(parseJSONObject)
     }
 
     // MARK: backup and verify

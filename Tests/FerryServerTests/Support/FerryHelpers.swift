@@ -7,14 +7,20 @@ extension Ferryd {
         try Ferryd(environment: ["FERRY_ADMIN_TOKEN": testAdminToken])
     }
 
+    /// Waits until the admin API's view of `clientID` satisfies `condition`: a client's state
+    /// shows only there.
+    func awaitClient(_ clientID: String, timeout: TimeInterval = 10, _ what: String, _ condition: (JSON?) -> Bool) throws {
+        let deadline = Deadline(seconds: timeout)
+        while !condition(try admin("GET", "/clients/\(clientID)").json) {
+            if deadline.hasPassed { throw TestFailure("\(clientID) not \(what) after \(timeout) s") }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+    }
+
     /// Waits until the admin API says `clientID` is disconnected: the broker notices a closed
     /// socket on its own schedule, and there is no event to await but its state.
     func awaitDisconnected(_ clientID: String, timeout: TimeInterval = 10) throws {
-        let deadline = Deadline(seconds: timeout)
-        while try admin("GET", "/clients/\(clientID)").json?.bool("connected") != false {
-            if deadline.hasPassed { throw TestFailure("\(clientID) still connected after \(timeout) s") }
-            Thread.sleep(forTimeInterval: 0.02)
-        }
+        try awaitClient(clientID, timeout: timeout, "disconnected") { $0?.bool("connected") == false }
     }
 
     func connect(path: String = "/v1/ws", headers: [String: String] = [:], answerPings: Bool = true) throws
