@@ -30,22 +30,22 @@ extension Broker {
         }
         if let run { appended[run.topic, default: []] += run.messages }
         var appeared: [String] = []
-        for (name, record) in result.topics {
-            let subscribers: [Connection]
-            if let record {
-                // Under the broker's lock, so the topic is not forgotten before it holds its record.
-                subscribers = state.withLock { state in
-                    let topic = topic(named: name, in: &state)
-                    if !state.patterns.isEmpty, topic.record == nil { appeared.append(name) }
-                    return topic.committed(record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic)
-                }
-            } else {
-                subscribers = state.withLock { state -> [Connection] in
-                    guard let topic = state.topics[name] else { return [] }
+        // Under the broker's lock, once for every topic of the commit (a commit of a thousand
+        // topics is not a thousand lock handovers with the connections' threads), so no topic is
+        // forgotten before it holds its record.
+        let changed = state.withLock { state -> [(name: String, subscribers: [Connection])] in
+            result.topics.map { name, record in
+                guard let record else {
+                    guard let topic = state.topics[name] else { return (name, []) }
                     defer { forgetIfUnheld(topic, in: &state) }
-                    return topic.deleted()
+                    return (name, topic.deleted())
                 }
+                let topic = topic(named: name, in: &state)
+                if !state.patterns.isEmpty, topic.record == nil { appeared.append(name) }
+                return (name, topic.committed(record: record, appended: appended[name] ?? [], cacheLimit: configuration.cachedMessagesPerTopic))
             }
+        }
+        for (name, subscribers) in changed {
             for connection in subscribers { connection.topicChanged(name) }
         }
         topicsAppeared(appeared)

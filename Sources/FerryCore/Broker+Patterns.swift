@@ -107,12 +107,11 @@ extension Broker {
     /// stored at once (as a topic subscribe is), so a resume does not take them for new topics.
     func putPattern(_ pattern: SubscriptionRecord, members: [SubscriptionRecord], from connection: Connection) {
         let owned = state.withLock { state in
-            guard var session = state.sessions[pattern.clientID], session.owner === connection else { return false }
+            guard state.sessions[pattern.clientID]?.owner === connection else { return false }
             for record in [pattern] + members {
-                session.subscriptions[record.topic] = record
+                state.sessions[pattern.clientID]?.subscriptions[record.topic] = record
                 state.dirtySubscriptions[Self.key(record.clientID, record.topic)] = nil
             }
-            state.sessions[pattern.clientID] = session
             return true
         }
         guard owned else { return }
@@ -124,12 +123,11 @@ extension Broker {
     func recordMembers(_ records: [SubscriptionRecord], from connection: Connection) {
         guard let clientID = records.first?.clientID else { return }
         state.withLock { state in
-            guard var session = state.sessions[clientID], session.owner === connection else { return }
+            guard state.sessions[clientID]?.owner === connection else { return }
             for record in records {
-                session.subscriptions[record.topic] = record
+                state.sessions[clientID]?.subscriptions[record.topic] = record
                 state.dirtySubscriptions[Self.key(clientID, record.topic)] = record
             }
-            state.sessions[clientID] = session
         }
     }
 

@@ -104,8 +104,9 @@ extension Broker {
     /// persisted with the next commit or within `ackFlushInterval`.
     func recordAck(_ record: SubscriptionRecord, from connection: Connection) {
         state.withLock { state in
-            guard let session = state.sessions[record.clientID], session.owner === connection,
-                let existing = session.subscriptions[record.topic],
+            // No copy of the session is held across the write: it would copy all its subscriptions.
+            guard state.sessions[record.clientID]?.owner === connection,
+                let existing = state.sessions[record.clientID]?.subscriptions[record.topic],
                 existing.epoch != record.epoch || existing.ackFloor < record.ackFloor
             else { return }
             state.sessions[record.clientID]?.subscriptions[record.topic] = record

@@ -198,13 +198,26 @@ public final class Broker: Sendable {
     /// The topic `name` for a commit that writes to it; when its log does not exist yet, the
     /// commit creating it is counted on the topic (``finishCreation(_:)`` when it is done).
     /// `known` is the log as the broker knew it before the commit.
-    func topicForWrite(named name: String) -> (topic: Topic, creating: Bool, known: TopicRecord?) {
+    func topicForWrite(named name: String) -> TopicWrite {
+        state.withLock { topicForWrite(named: name, in: &$0) }
+    }
+
+    /// ``topicForWrite(named:)`` for several topics under one lock, each once.
+    func topicsForWrite(named names: [String]) -> [String: TopicWrite] {
         state.withLock { state in
-            let topic = topic(named: name, in: &state)
-            if let known = topic.record { return (topic, false, known) }
-            topic.creation(started: true)
-            return (topic, true, nil)
+            var writes: [String: TopicWrite] = [:]
+            for name in names where writes[name] == nil { writes[name] = topicForWrite(named: name, in: &state) }
+            return writes
         }
+    }
+
+    typealias TopicWrite = (topic: Topic, creating: Bool, known: TopicRecord?)
+
+    private func topicForWrite(named name: String, in state: inout State) -> TopicWrite {
+        let topic = topic(named: name, in: &state)
+        if let known = topic.record { return (topic, false, known) }
+        topic.creation(started: true)
+        return (topic, true, nil)
     }
 
     /// A commit that was to create `topics` is done, stored or not.
@@ -270,23 +283,29 @@ public final class Broker: Sendable {
         var publishIndexes: [Int] = []
         var topics: [Topic] = []
         var creating: [Topic] = []
-        /// What the broker knew of each topic before this commit, to check the versions it gives.
-        var known: [(topic: ObjectIdentifier, record: TopicRecord)] = []
         operations.reserveCapacity(requests.count)
-        // A read's publishes usually share a topic: look it up (broker lock, hash) once per run.
+        // A read's publishes usually share a topic (one lookup per run); those of a publisher
+        // writing many topics in turn are all looked up under one broker lock.
+        var runs: [String] = []
+        for request in requests where runs.last != request.topic { runs.append(request.topic) }
+        let writes = topicsForWrite(named: runs)
+        /// What the broker knew of each topic before this commit, to check the versions it gives.
+        var known: [ObjectIdentifier: TopicRecord] = [:]
+        for write in writes.values {
+            if let record = write.known { known[ObjectIdentifier(write.topic)] = record }
+            if write.creating {
+                operations.append(.ensureTopic(write.topic.name, epoch: write.topic.position.epoch))
+                creating.append(write.topic)
+            }
+        }
         var previous: Topic?
         for request in requests {
             let topic: Topic
             if let previous, previous.name == request.topic {
                 topic = previous
             } else {
-                let write = topicForWrite(named: request.topic)
+                guard let write = writes[request.topic] else { continue }
                 topic = write.topic
-                if let record = write.known { known.append((ObjectIdentifier(topic), record)) }
-                if write.creating {
-                    operations.append(.ensureTopic(request.topic, epoch: topic.position.epoch))
-                    creating.append(topic)
-                }
                 previous = topic
             }
             publishIndexes.append(operations.count)
@@ -311,8 +330,8 @@ public final class Broker: Sendable {
                     }
                     let epoch = topic.position.epoch
                     // The first new version of each topic: given again if this broker had seen it.
-                    if !duplicate, let seen = unchecked.firstIndex(where: { $0.topic == ObjectIdentifier(topic) }) {
-                        renewIfTailLost(topic.name, epoch: epoch, seen: unchecked.remove(at: seen).record, firstFound: version)
+                    if !duplicate, let seen = unchecked.removeValue(forKey: ObjectIdentifier(topic)) {
+                        renewIfTailLost(topic.name, epoch: epoch, seen: seen, firstFound: version)
                     }
                     results.append(PublishResult(topic: topic.name, version: version, epoch: epoch, duplicate: duplicate))
                 }

@@ -74,7 +74,8 @@ extension Connection {
         var floorsChanged: [SubscriptionRecord] = []
         for name in state.ready {
             state.ready.remove(name)
-            guard var subscription = state.subscriptions[name], !subscription.reading else { continue }
+            guard let original = state.subscriptions[name], !original.reading else { continue }
+            var subscription = original
             let position = subscription.topic.position
             if subscription.epoch != position.epoch {
                 state.outbox.append(ServerFrame.reset(topic: name, oldEpoch: subscription.epoch, epoch: position.epoch))
@@ -110,7 +111,7 @@ extension Connection {
                     reads.append(read)
                 }
             }
-            state.replace(name, with: subscription)
+            state.replace(name, was: original, with: subscription)
         }
         return floorsChanged
     }
@@ -154,7 +155,8 @@ extension Connection {
             }
         }
         return state.withLock { state in
-            guard var subscription = state.subscriptions[read.topic], subscription.generation == read.generation else { return false }
+            guard let original = state.subscriptions[read.topic], original.generation == read.generation else { return false }
+            var subscription = original
             subscription.reading = false
             subscription.reserved = 0
             state.ready.insert(read.topic)
@@ -165,7 +167,7 @@ extension Connection {
                     subscription.next += 1
                 }
             }
-            state.replace(read.topic, with: subscription)
+            state.replace(read.topic, was: original, with: subscription)
             return wake && state.wake()
         }
     }

@@ -297,7 +297,13 @@ extension Connection.State {
     /// Sets (or removes, with nil) the subscription of `name`, keeping its pattern's counts; a
     /// pattern whose window has room again wakes the topics it held back.
     mutating func replace(_ name: String, with new: Connection.Subscription?) {
-        if let old = subscriptions[name], let text = old.pattern, patterns[text] != nil {
+        replace(name, was: subscriptions[name], with: new)
+    }
+
+    /// ``replace(_:with:)`` when the caller holds what `name`'s subscription was (the delivery
+    /// pass: one hash lookup per topic fewer).
+    mutating func replace(_ name: String, was old: Connection.Subscription?, with new: Connection.Subscription?) {
+        if let old, let text = old.pattern, patterns[text] != nil {
             patterns[text]?.inFlight -= old.unacked
             patterns[text]?.topics -= 1
             if new?.pattern != text { patterns[text]?.blocked.remove(name) }

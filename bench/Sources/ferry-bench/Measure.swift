@@ -164,3 +164,15 @@ func frame(_ buffer: ByteBuffer, is op: StaticString) -> Bool {
             && bytes[prefix.count + op.utf8CodeUnitCount] == UInt8(ascii: "\"")
     }
 }
+
+/// The string value after `key` (which ends with the opening quote) in a frame, up to the next
+/// quote; nil when the key is not there. Bench frames carry topic names, which need no escapes.
+func string(after key: StaticString, in buffer: ByteBuffer) -> String? {
+    buffer.withUnsafeReadableBytes { bytes -> String? in
+        let pattern = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
+        guard let start = bytes.firstRange(of: pattern)?.upperBound,
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "\""))
+        else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self)
+    }
+}

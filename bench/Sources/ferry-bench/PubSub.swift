@@ -7,8 +7,9 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// One publisher and N durable subscribers on one topic: publish rate (confirmed), delivery rate
-/// (delivered and acked), end-to-end latency, and the CPU both processes used.
+/// One publisher and N durable subscribers on one topic (or on `--topics` topics, each
+/// subscribed or all through one pattern): publish rate (confirmed), delivery rate (delivered
+/// and acked), end-to-end latency, and the CPU both processes used.
 struct PubSub: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pubsub",
@@ -31,10 +32,14 @@ struct PubSub: AsyncParsableCommand {
     @Option(help: "Give up after this many seconds.") var timeout = 300.0
     @Option(help: "Run the brokers on this PostgreSQL database (postgres://user@host:port/database) instead of LMDB.") var postgres: String?
     @Option(help: "Brokers on that database (with --postgres): the publisher uses the first, the subscribers the last.") var brokers = 1
+    @Option(help: "Topics the publisher writes round-robin (bench.0, bench.1, …; 1: the topic bench).") var topics = 1
+    @Flag(help: "Subscribe to the topics through one pattern (bench.*) instead of one subscription each.") var pattern = false
 
     func run() async throws {
         guard brokers == 1 || (brokers == 2 && postgres != nil) else { throw BenchError("--brokers 2 needs --postgres") }
-        var environment = ["FERRY_SYNC": sync]
+        guard topics >= 1, !pattern || topics > 1 else { throw BenchError("--pattern needs --topics of 2 or more") }
+        let names = topics == 1 ? ["bench"] : (0..<topics).map { "bench.\($0)" }
+        var environment = ["FERRY_SYNC": sync, "FERRY_MAX_SUBSCRIPTIONS": String(max(1000, topics)), "FERRY_MAX_PATTERN_TOPICS": String(max(10_000, topics))]
         environment["FERRY_POSTGRES_URL"] = postgres
         let running = try (0..<brokers).map { _ in try Ferryd(environment: environment) }
         guard let ferryd = running.last, let publishing = running.first else { throw BenchError("no broker") }
@@ -47,12 +52,12 @@ struct PubSub: AsyncParsableCommand {
         let latencies = LatencyLog()
         var channels: [any Channel] = []
         for index in 0..<subscribers {
-            let (messages, window) = (messages, window)
+            let (messages, window, subscriptions) = (messages, window, pattern ? ["bench.*"] : names)
             channels.append(
                 try await BenchConnection.open(port: ferryd.port, group: group) {
                     Subscriber(
-                        clientID: "bench-sub-\(index)", window: window, expected: messages, subscribed: subscribed, delivered: delivered,
-                        latencies: latencies)
+                        clientID: "bench-sub-\(index)", topics: subscriptions, window: window, expected: messages, subscribed: subscribed,
+                        delivered: delivered, latencies: latencies)
                 })
         }
         try await subscribed.wait("\(subscribers) subscriptions", within: timeout)
@@ -64,14 +69,16 @@ struct PubSub: AsyncParsableCommand {
         let (messages, size, inFlight, rate) = (messages, size, inFlight, rate)
         channels.append(
             try await BenchConnection.open(port: publishing.port, group: group) {
-                Publisher(total: messages, size: size, inFlight: inFlight, rate: rate, confirmed: confirmed)
+                Publisher(total: messages, size: size, inFlight: inFlight, rate: rate, topics: names, confirmed: confirmed)
             })
         try await confirmed.wait("\(messages) confirmed publishes", within: timeout)
         let publishSeconds = Double(monotonicNanoseconds() - started) / 1e9
         try await delivered.wait("\(messages) messages at each of \(subscribers) subscribers", within: timeout)
         let seconds = Double(monotonicNanoseconds() - started) / 1e9
         let result = PubSubResult(
-            scenario: (rate == nil ? "pubsub" : "pubsub-rate") + (postgres == nil ? "" : "-postgres-\(brokers)"), subscribers: subscribers, messages: messages, size: size, sync: sync,
+            scenario: (rate == nil ? "pubsub" : "pubsub-rate") + (postgres == nil ? "" : "-postgres-\(brokers)")
+                + (topics == 1 ? "" : "-\(topics)-topics") + (pattern ? "-pattern" : ""),
+            subscribers: subscribers, messages: messages, size: size, sync: sync,
             rate: rate, publishPerSecond: Double(messages) / publishSeconds,
             deliveriesPerSecond: Double(messages * subscribers) / seconds, seconds: seconds,
             brokerCPU: brokerPIDs.map(cpuSeconds(of:)).reduce(0, +) - brokerCPU, benchCPU: cpuSeconds(of: getpid()) - ownCPU,
@@ -109,9 +116,12 @@ final class LatencyLog: Sendable {
     var slowArrivals: [UInt64] { slow.withLock { $0.sorted() } }
 }
 
-/// A durable subscriber: hello, subscribe from the latest version, ack at the end of each read.
+/// A durable subscriber: hello, subscribe from the latest version to its topics (or a pattern),
+/// check each topic's order, ack each topic at the end of each read.
 final class Subscriber: FrameSink {
     private let clientID: String
+    /// What it subscribes to: topic names, or one pattern.
+    private let topics: [String]
     private let from: StartPosition
     private let window: Int
     private let expected: Int
@@ -120,17 +130,21 @@ final class Subscriber: FrameSink {
     private let latencies: LatencyLog
     private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     private var received = 0
-    private var last: UInt64 = 0
-    private var acked: UInt64 = 0
+    /// Per topic: the last version received and the last acked. With one topic subscribed its
+    /// name is not read from each frame (the single-topic figures stay comparable).
+    private var positions: [String: (last: UInt64, acked: UInt64)] = [:]
+    private var unacked: Set<String> = []
+    private var subscribedFrames = 0
     /// When messages later than `slow` arrived (monotonic ns), to see whether stalls recur.
     private var slowArrivals: [UInt64] = []
     static let slow: UInt64 = 10_000_000
 
     init(
-        clientID: String, from: StartPosition = .latest, window: Int, expected: Int, subscribed: Countdown, delivered: Countdown,
-        latencies: LatencyLog
+        clientID: String, topics: [String] = ["bench"], from: StartPosition = .latest, window: Int, expected: Int, subscribed: Countdown,
+        delivered: Countdown, latencies: LatencyLog
     ) {
         self.clientID = clientID
+        self.topics = topics
         self.from = from
         self.window = window
         self.expected = expected
@@ -141,15 +155,27 @@ final class Subscriber: FrameSink {
 
     func start(_ connection: BenchConnection) {
         connection.send(String(decoding: ClientFrame.hello(clientID: clientID, resumeToken: nil).encode(), as: UTF8.self))
-        connection.send(
-            String(decoding: ClientFrame.subscribe(id: nil, topic: "bench", from: from, epoch: nil, window: window).encode(), as: UTF8.self))
+        for topic in topics {
+            connection.send(
+                String(decoding: ClientFrame.subscribe(id: nil, topic: topic, from: from, epoch: nil, window: window).encode(), as: UTF8.self))
+        }
         connection.flush()
+    }
+
+    /// The topic a `msg` frame is of.
+    private func topic(of text: ByteBuffer) -> String? {
+        topics.count == 1 && !TopicPattern.looksLikePattern(topics[0]) ? topics[0] : string(after: #""topic":""#, in: text)
     }
 
     func received(_ text: ByteBuffer, on connection: BenchConnection) {
         if frame(text, is: "msg") {
+            guard let topic = topic(of: text) else {
+                delivered.fail("\(clientID): a msg without a topic: \(String(buffer: text).prefix(120))")
+                return
+            }
+            let last = positions[topic]?.last ?? 0
             guard let version = integer(after: #""version":"#, in: text), version == last + 1 || last == 0 else {
-                delivered.fail("\(clientID): out of order after \(last): \(String(buffer: text).prefix(120))")
+                delivered.fail("\(clientID): \(topic) out of order after \(last): \(String(buffer: text).prefix(120))")
                 return
             }
             if let sent = integer(after: #""t":"#, in: text) {
@@ -157,14 +183,17 @@ final class Subscriber: FrameSink {
                 histogram.record(now &- sent)
                 if now &- sent > Self.slow { slowArrivals.append(now) }
             }
-            last = version
+            positions[topic, default: (0, 0)].last = version
+            unacked.insert(topic)
             received += 1
             if received == expected {
                 latencies.add(histogram, slowArrivals: slowArrivals)
                 delivered.arrive()
             }
         } else if frame(text, is: "subscribed") {
-            subscribed.arrive()
+            // A pattern's own answer, or one per topic subscribed (a pattern's topics announced later do not count).
+            subscribedFrames += 1
+            if subscribedFrames == topics.count { subscribed.arrive() }
         } else if frame(text, is: "error") {
             subscribed.fail("\(clientID): \(String(buffer: text))")
             delivered.fail("\(clientID): \(String(buffer: text))")
@@ -172,9 +201,13 @@ final class Subscriber: FrameSink {
     }
 
     func readComplete(on connection: BenchConnection) {
-        guard last > acked else { return }
-        acked = last
-        connection.send(String(decoding: ClientFrame.ack(topic: "bench", version: last).encode(), as: UTF8.self))
+        guard !unacked.isEmpty else { return }
+        for topic in unacked {
+            guard let position = positions[topic], position.last > position.acked else { continue }
+            positions[topic]?.acked = position.last
+            connection.send(String(decoding: ClientFrame.ack(topic: topic, version: position.last).encode(), as: UTF8.self))
+        }
+        unacked.removeAll(keepingCapacity: true)
         connection.flush()
     }
 }
