@@ -25,9 +25,11 @@ extension Broker {
         case .everything:
             topicsChanged(nil)
             checkHeldSessions()
+            refreshTopicConfigs()
         case .sessionWanted(let clientID, let generation): sessionWanted(clientID, generation: generation)
         case .sessionReleased(let clientID, let generation): sessionReleased(clientID, generation: generation)
         case .sessionDeleted(let clientID): sessionDeletedElsewhere(clientID)
+        case .topicConfigs: refreshTopicConfigs()
         }
     }
 

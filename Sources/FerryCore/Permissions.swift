@@ -1,64 +1,5 @@
 import FerryStore
 
-/// A topic pattern with NATS semantics over `.`-separated tokens: a literal token matches
-/// itself, `*` matches exactly one token, and `>` (last only) matches one or more tokens.
-///
-/// ```swift
-/// TopicPattern("orders.*")!.matches("orders.eu")      // true
-/// TopicPattern("orders.*")!.matches("orders.eu.1")    // false
-/// TopicPattern("chat.>")!.matches("chat.room.7")      // true
-/// TopicPattern("chat.>")!.matches("chat")             // false
-/// ```
-public struct TopicPattern: Sendable, Hashable, CustomStringConvertible {
-    private enum Token: Sendable, Hashable {
-        case literal([UInt8])
-        case one
-        case rest
-    }
-
-    private let tokens: [Token]
-    /// `>` alone, what authentication off and the operator get: every publish checks it, so it
-    /// is answered without splitting the name.
-    private let isEverything: Bool
-    public let description: String
-
-    /// Parses a pattern; nil when it is empty, longer than a topic name, uses `*` or `>` inside a
-    /// token, or has `>` anywhere but last.
-    public init?(_ text: String) {
-        guard !text.isEmpty, text.utf8.count <= 255 else { return nil }
-        let parts = text.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        var tokens: [Token] = []
-        for (index, part) in parts.enumerated() {
-            switch Array(part) {
-            case [UInt8(ascii: "*")]: tokens.append(.one)
-            case [UInt8(ascii: ">")] where index == parts.count - 1: tokens.append(.rest)
-            case let bytes where bytes.contains(UInt8(ascii: "*")) || bytes.contains(UInt8(ascii: ">")): return nil
-            case let bytes: tokens.append(.literal(bytes))
-            }
-        }
-        self.tokens = tokens
-        isEverything = tokens == [.rest]
-        description = text
-    }
-
-    /// Whether `topic` is one of the names this pattern stands for.
-    public func matches(_ topic: String) -> Bool {
-        if isEverything { return true }
-        let names = topic.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        for (index, token) in tokens.enumerated() {
-            switch token {
-            case .rest:
-                return names.count > index
-            case .one:
-                guard index < names.count else { return false }
-            case .literal(let bytes):
-                guard index < names.count, names[index].elementsEqual(bytes) else { return false }
-            }
-        }
-        return names.count == tokens.count
-    }
-}
-
 /// What a principal may do with topics: publish to and subscribe to (or read over HTTP) the
 /// topics that one of its patterns matches.
 public struct Permissions: Sendable, Equatable {
@@ -90,12 +31,6 @@ public struct Permissions: Sendable, Equatable {
     public func union(_ other: Permissions) -> Permissions {
         Permissions(publish: publish + other.publish, subscribe: subscribe + other.subscribe)
     }
-}
-
-extension TopicPattern {
-    /// `>`: every topic.
-    // A literal that always parses.
-    public static let everything = TopicPattern(">")!
 }
 
 /// Who is on the other end of a connection or request, as the transport authenticated them:

@@ -12,6 +12,8 @@ import PostgresNIO
 /// - `sessions`, `subscriptions`: as `SessionRecord` and `SubscriptionRecord`; a session also
 ///   names the node that claimed it last and the one before (``PostgresNodes``).
 /// - `meta`: the resume-token secret, created once for all nodes.
+/// - `topic_configs`: pattern → the fields of a per-topic configuration entry; NULL falls back
+///   to the global setting, and 0 in the three retention bounds is unlimited (``PostgresTopicConfigs``).
 /// - `ferry_schema`: the migrations applied.
 ///
 /// Names and client ids use the "C" collation so that ordering is by bytes, as in LMDB's keys.
@@ -79,6 +81,20 @@ enum PostgresSchema {
             // A session's owner is the node that claimed it last (``PostgresNodes``); `claims`
             // counts claims, so a notice about an older one is known to be stale.
             "ALTER TABLE sessions ADD COLUMN owner text, ADD COLUMN previous_owner text, ADD COLUMN claims bigint NOT NULL DEFAULT 0"
+        ],
+        [
+            // Per-topic configuration by pattern (``TopicConfigs``).
+            """
+            CREATE TABLE topic_configs (
+                pattern text COLLATE "C" PRIMARY KEY,
+                max_messages bigint,
+                max_bytes bigint,
+                max_age bigint,
+                max_message_bytes bigint,
+                dedup_window bigint,
+                retention text
+            )
+            """
         ],
     ]
 
