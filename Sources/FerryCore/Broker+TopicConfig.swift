@@ -91,7 +91,7 @@ extension Broker {
 
     /// `GET /v1/admin/config/topics`: every entry, by pattern, as stored.
     public func topicConfigEntries() async throws(ProtocolError) -> [TopicConfigEntry] {
-        try await rereadTopicConfigs().sorted.map { Self.entry($0.pattern, $0.config) }
+        try await rereadTopicConfigs().byPattern.map { Self.entry($0.pattern, $0.config) }
     }
 
     /// Creates or replaces the entry of `patternText`, after checking every field (`invalid_topic`

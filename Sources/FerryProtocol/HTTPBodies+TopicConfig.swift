@@ -130,10 +130,7 @@ public struct TopicConfigInfo: Codable, Sendable, Equatable {
         self.retention = retention
     }
 
-    enum CodingKeys: String, CodingKey {
-        case pattern, maxMessages = "max_messages", maxBytes = "max_bytes", maxAgeMs = "max_age_ms"
-        case maxMessageBytes = "max_message_bytes", dedupWindowMs = "dedup_window_ms", retention
-    }
+    typealias CodingKeys = TopicConfigEntry.CodingKeys
 
     /// Nil as `null`, not left out: a missing field would read as "not known".
     public func encode(to encoder: any Encoder) throws {

@@ -93,7 +93,7 @@ public struct TopicConfigs: Sendable, Equatable {
     }
 
     /// The entries sorted by pattern text, for listings.
-    public var sorted: [(pattern: TopicPattern, config: TopicConfig)] {
+    public var byPattern: [(pattern: TopicPattern, config: TopicConfig)] {
         entries.map { ($0.key, $0.value) }.sorted { $0.pattern.description < $1.pattern.description }
     }
 

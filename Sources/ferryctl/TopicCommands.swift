@@ -45,7 +45,8 @@ struct Topics: AsyncParsableCommand {
                     ("versions", info.messages == 0 ? "none stored (head \(info.head))" : "\(info.first)...\(info.head)"),
                     ("messages", "\(info.messages) (\(Format.bytes(info.bytes)))"),
                     ("subscribers", "\(info.subscribers), \(info.connected ?? 0) connected"),
-                ] + (info.config.map(Self.configFields) ?? [])))
+                ]))
+            if let config = info.config { print("\n" + fields(Self.configFields(config))) }
             let subscriptions = info.durableSubscriptions ?? []
             guard !subscriptions.isEmpty else { return }
             var table = Table("CLIENT", "CONNECTED", "ACK FLOOR", "LAG", "OLDEST UNACKED")
