@@ -41,8 +41,9 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
-        // Storage: a safe LMDB layer and Ferry's schema behind the `MessageStore` protocol.
-        .target(name: "FerryStore", dependencies: ["CLMDB"], swiftSettings: swiftSettings),
+        // Storage: a safe LMDB layer and Ferry's schema behind the `MessageStore` protocol. It
+        // uses FerryProtocol's names and topic patterns (per-topic configuration), nothing else.
+        .target(name: "FerryStore", dependencies: ["CLMDB", "FerryProtocol"], swiftSettings: swiftSettings),
         // The same `MessageStore` on PostgreSQL, for several ferryd nodes sharing one database.
         .target(
             name: "FerryPostgres",

@@ -13,15 +13,15 @@ extension Broker {
     /// empty (head 0) with the epoch its `subscribed` frame gave.
     public func topicInfo(_ name: String) async throws(ProtocolError) -> TopicInfo? {
         guard let topic = try await topicView(name) else { return nil }
-        return Self.info(of: topic, durable: try await subscriptionViews(of: name))
+        return info(of: topic, durable: try await subscriptionViews(of: name))
     }
 
-    private static func info(of topic: TopicView, durable: [(record: SubscriptionRecord, connected: Bool)]) -> TopicInfo {
+    private func info(of topic: TopicView, durable: [(record: SubscriptionRecord, connected: Bool)]) -> TopicInfo {
         let ephemeral = max(0, topic.connected - durable.filter(\.connected).count)
         let log = topic.log
         return TopicInfo(
             topic: topic.name, epoch: log.epoch, first: log.first, head: log.head, messages: log.messages, bytes: log.bytes,
-            subscribers: durable.count + ephemeral)
+            subscribers: durable.count + ephemeral, config: configInfo(for: topic.name))
     }
 
     /// Every existing topic, by name, as the admin API lists them.
@@ -57,7 +57,7 @@ extension Broker {
         return true
     }
 
-    private func commit(_ operations: [StoreOperation]) async -> Result<ArraySlice<CommitResult.Outcome>, StoreError> {
+    func commit(_ operations: [StoreOperation]) async -> Result<ArraySlice<CommitResult.Outcome>, StoreError> {
         await withCheckedContinuation { continuation in
             committer.submit(operations) { continuation.resume(returning: $0) }
         }
@@ -135,7 +135,7 @@ extension Broker {
     private func adminInfo(
         of topic: TopicView, durable: [(record: SubscriptionRecord, connected: Bool)], listingSubscriptions: Bool
     ) async -> TopicInfo {
-        var info = Self.info(of: topic, durable: durable)
+        var info = info(of: topic, durable: durable)
         let now = configuration.now()
         var subscriptions: [TopicSubscription] = []
         for entry in durable {

@@ -26,9 +26,11 @@ extension Broker {
             topicsChanged(nil)
             discoverTopics()
             checkHeldSessions()
+            refreshTopicConfigs()
         case .sessionWanted(let clientID, let generation): sessionWanted(clientID, generation: generation)
         case .sessionReleased(let clientID, let generation): sessionReleased(clientID, generation: generation)
         case .sessionDeleted(let clientID): sessionDeletedElsewhere(clientID)
+        case .topicConfigs: refreshTopicConfigs()
         }
     }
 

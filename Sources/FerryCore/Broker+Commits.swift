@@ -96,7 +96,8 @@ extension Broker {
                     }
                 case .deleteSession, .deleteSubscription:
                     state.failedDeletes.append(operation)
-                case .publish, .ensureTopic, .deleteTopic, .trimTopic, .renewEpoch, .sweep, .expireSessions:
+                case .publish, .ensureTopic, .deleteTopic, .trimTopic, .renewEpoch, .sweep, .expireSessions, .putTopicConfig,
+                    .deleteTopicConfig:
                     // Answered to their requester, or redone by the next sweep.
                     break
                 }

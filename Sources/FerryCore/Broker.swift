@@ -27,6 +27,8 @@ public final class Broker: Sendable {
     let reader: StoreReader
     let committer: Committer
     let tokens: ResumeTokens
+    /// The per-topic configuration, as last read from the store.
+    let topicConfigs: TopicConfigMemory
     let state: Mutex<State>
     let startedAt: Timestamp
     let logger = Logger(label: "ferry.broker")
@@ -87,6 +89,7 @@ public final class Broker: Sendable {
         reader = StoreReader(store: store)
         // Topics and sessions are read when first named, so a start costs the same whatever is stored.
         tokens = ResumeTokens(secret: try store.open())
+        topicConfigs = TopicConfigMemory(try store.topicConfigs())
         var state = State()
         startedAt = configuration.now()
         state.lastSweep = startedAt
@@ -353,8 +356,10 @@ public final class Broker: Sendable {
         if !Names.isValidTopic(request.topic) {
             return ProtocolError(.invalidTopic, "invalid topic name '\(request.topic)'")
         }
-        if request.payload.bytes.count > configuration.limits.maxMessageBytes {
-            return ProtocolError(.tooLarge, "payload is over \(configuration.limits.maxMessageBytes) bytes")
+        let limit = maxMessageBytes(for: request.topic)
+        if request.payload.bytes.count > limit.bytes {
+            let source = limit.pattern.map { ", the limit of \(request.topic) (topic configuration \($0))" } ?? ""
+            return ProtocolError(.tooLarge, "payload is over \(limit.bytes) bytes\(source)")
         }
         if let messageID = request.messageID, !Names.isValidMessageID(messageID) {
             return ProtocolError(.badFrame, "msg_id must be 1-128 bytes")

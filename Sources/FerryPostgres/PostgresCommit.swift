@@ -1,3 +1,4 @@
+import FerryProtocol
 import FerryStore
 import NIOCore
 import PostgresNIO
@@ -17,6 +18,8 @@ import PostgresNIO
 struct PostgresCommit {
     let session: PostgresSession
     let configuration: PostgresStoreConfiguration
+    /// The per-topic configuration this commit enforces (with its own changes).
+    var config: EffectiveConfigMemo
     let now: Timestamp
     let acceptPublishes: Bool
     /// This broker runs the cluster's sweeps and session expiry now (``PostgresSweepLock``).
@@ -31,6 +34,8 @@ struct PostgresCommit {
     /// Per topic id: versions below this are deleted by a trim.
     var trimCuts: [UInt64: UInt64] = [:]
     var sweep = false
+    /// Configuration entries this commit stores; nil deletes one.
+    var configWrites: [TopicPattern: TopicConfig?] = [:]
     private var sessions: [String: SessionRecord?] = [:]
     private var clearedClients: Set<String> = []
     private var deletedSubscriptions: Set<SubscriptionKey> = []
@@ -66,9 +71,13 @@ struct PostgresCommit {
         }
     }
 
-    init(session: PostgresSession, configuration: PostgresStoreConfiguration, now: Timestamp, acceptPublishes: Bool, sweeping: Bool) {
+    init(
+        session: PostgresSession, configuration: PostgresStoreConfiguration, configs: TopicConfigs, now: Timestamp, acceptPublishes: Bool,
+        sweeping: Bool
+    ) {
         self.session = session
         self.configuration = configuration
+        config = EffectiveConfigMemo(configs)
         self.now = now
         self.acceptPublishes = acceptPublishes
         self.sweeping = sweeping
@@ -136,10 +145,17 @@ struct PostgresCommit {
                 // After the sessions this commit writes: a session it marks as seen now stays.
                 if sweeping { expiries.append((outcomes.count, cutoff)) }
                 outcomes.append(.expired([]))
+            case .putTopicConfig(let pattern, let entry):
+                configWrites[pattern] = entry
+                outcomes.append(.done)
+            case .deleteTopicConfig(let pattern):
+                configWrites[pattern] = .some(nil)
+                outcomes.append(.done)
             }
         }
         try writeTopicsAndMessages()
         try writeSessionsAndSubscriptions()
+        if !configWrites.isEmpty { try PostgresTopicConfigs.write(configWrites, in: session) }
         for (index, cutoff) in expiries {
             outcomes[index] = .expired(try expireSessions(lastSeenBefore: cutoff))
         }
@@ -247,7 +263,7 @@ struct PostgresCommit {
         var dedupKey: DedupKey?
         if let messageID = message.messageID {
             let key = DedupKey(topicID: topic.id, messageID: Array(messageID.utf8))
-            if let hit = dedup[key], hit.stamp + configuration.dedupWindow > now {
+            if let hit = dedup[key], hit.stamp + config.of(topic.name).dedupWindow > now {
                 return .published(version: hit.version, timestamp: hit.stamp, duplicate: true)
             }
             dedupKey = key
@@ -351,7 +367,7 @@ extension PostgresCommit {
             """)
     }
 
-    private func writeDedup() throws(StoreError) {
+    private mutating func writeDedup() throws(StoreError) {
         if !newDedup.isEmpty {
             let entries = newDedup.sorted { $0.key < $1.key }
             try session.query(
@@ -362,10 +378,7 @@ extension PostgresCommit {
                 ON CONFLICT (topic_id, msg_id) DO UPDATE SET version = excluded.version, stamp = excluded.stamp
                 """)
         }
-        // The newest stamp of a msg_id is in its one row, so a msg_id published again since stays.
-        if sweep, now > configuration.dedupWindow {
-            try session.query("DELETE FROM dedup WHERE stamp <= \((now - configuration.dedupWindow).signed)")
-        }
+        if sweep { try expireMessageIDs() }
     }
 
     private func upsertTopics() throws(StoreError) {

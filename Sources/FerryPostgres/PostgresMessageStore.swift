@@ -17,6 +17,7 @@ public final class PostgresMessageStore: MessageStore {
     let node = Epoch.random()
     private let watcher: PostgresWatch
     private let sweepLock: PostgresSweepLock
+    private let topicConfigCache = PostgresTopicConfigCache()
 
     /// Connects, then creates or migrates the schema.
     public init(configuration: PostgresStoreConfiguration) throws(StoreError) {
@@ -29,7 +30,11 @@ public final class PostgresMessageStore: MessageStore {
 
     /// LISTENs for other brokers' commits and polls every half second (``PostgresWatch``).
     public func watch(_ handler: @escaping @Sendable (StoreChange) -> Void) {
-        watcher.watch(handler)
+        watcher.watch { [topicConfigCache] change in
+            // A poll may follow a lost notice of a configuration change: the next commit reads it again.
+            if change == .topicConfigs || change == .everything { topicConfigCache.invalidate() }
+            handler(change)
+        }
     }
 
     /// Every read waits for the database.
@@ -108,6 +113,12 @@ public final class PostgresMessageStore: MessageStore {
         }
     }
 
+    public func topicConfigs() throws(StoreError) -> TopicConfigs {
+        try connections.withSession { session throws(StoreError) in
+            try PostgresTopicConfigs.read(in: session, defaults: configuration.retention, dedupWindow: configuration.dedupWindow)
+        }
+    }
+
     public func session(clientID: String) throws(StoreError) -> StoredSession? {
         try connections.withSession { session throws(StoreError) in
             try Self.stored(
@@ -156,10 +167,12 @@ public final class PostgresMessageStore: MessageStore {
     public func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
         let result: CommitResult
         let sweeping = operations.contains(where: \.isClusterChore) && sweepLock.isHeld()
+        var configs = try topicConfigCache.current { () throws(StoreError) in try topicConfigs() }
+        for operation in operations where operation.isTopicConfigChange { configs.apply(operation) }
         do {
             result = try connections.transaction { session throws(StoreError) in
                 var commit = PostgresCommit(
-                    session: session, configuration: configuration, now: now, acceptPublishes: true, sweeping: sweeping)
+                    session: session, configuration: configuration, configs: configs, now: now, acceptPublishes: true, sweeping: sweeping)
                 return try commit.run(operations)
             }
         } catch .full where operations.contains(where: \.isPublish) {
@@ -167,12 +180,16 @@ public final class PostgresMessageStore: MessageStore {
             // acks, sessions and deletes (which free space) still commit, as LMDB does.
             result = try connections.transaction { session throws(StoreError) in
                 var commit = PostgresCommit(
-                    session: session, configuration: configuration, now: now, acceptPublishes: false, sweeping: sweeping)
+                    session: session, configuration: configuration, configs: configs, now: now, acceptPublishes: false, sweeping: sweeping)
                 return try commit.run(operations)
             }
         }
-        // After COMMIT: other brokers read these topics again.
+        // After COMMIT: other brokers read these topics again, and the configuration.
         watcher.changed(result.topics.keys)
+        if operations.contains(where: \.isTopicConfigChange) {
+            topicConfigCache.invalidate()
+            watcher.topicConfigsChanged()
+        }
         return result
     }
 

@@ -6,7 +6,8 @@ import FerryStore
 /// - `t NAME`: topic NAME changed; `*`: anything may have changed (too many names to list);
 /// - `w OWNER GENERATION CLIENT`: broker OWNER is asked to let session CLIENT go for claim GENERATION;
 /// - `r GENERATION CLIENT`: the sender let session CLIENT go for claim GENERATION;
-/// - `d CLIENT`: session CLIENT was deleted by an operator.
+/// - `d CLIENT`: session CLIENT was deleted by an operator;
+/// - `c`: the per-topic configuration changed.
 ///
 /// A line a broker does not understand (a newer broker's) reads as `*`.
 enum PostgresNotice {
@@ -16,6 +17,9 @@ enum PostgresNotice {
         case .deleted(let clientID): "d \(clientID)"
         }
     }
+
+    /// The line telling that the per-topic configuration changed.
+    static let topicConfigsChanged = "c"
 
     static func wanted(_ clientID: String, generation: UInt64, of owner: String) -> String {
         "w \(owner) \(generation) \(clientID)"
@@ -69,6 +73,8 @@ enum PostgresNotice {
                 changes.append(.sessionReleased(String(fields[2]), generation: generation))
             case ("d", 2):
                 changes.append(.sessionDeleted(String(fields[1])))
+            case ("c", 1):
+                changes.append(.topicConfigs)
             default:
                 everything = true
             }

@@ -12,6 +12,8 @@ import PostgresNIO
 /// - `sessions`, `subscriptions`: as `SessionRecord` and `SubscriptionRecord`; a session also
 ///   names the node that claimed it last and the one before (``PostgresNodes``).
 /// - `meta`: the resume-token secret, created once for all nodes.
+/// - `topic_configs`: pattern → the fields of a per-topic configuration entry; NULL falls back
+///   to the global setting, and 0 in the three retention bounds is unlimited (``PostgresTopicConfigs``).
 /// - `ferry_schema`: the migrations applied.
 ///
 /// Names and client ids use the "C" collation so that ordering is by bytes, as in LMDB's keys.
@@ -83,6 +85,20 @@ enum PostgresSchema {
         [
             // The pattern subscription a topic's record belongs to (``SubscriptionRecord/pattern``).
             "ALTER TABLE subscriptions ADD COLUMN pattern text COLLATE \"C\""
+        ],
+        [
+            // Per-topic configuration by pattern (``TopicConfigs``).
+            """
+            CREATE TABLE topic_configs (
+                pattern text COLLATE "C" PRIMARY KEY,
+                max_messages bigint,
+                max_bytes bigint,
+                max_age bigint,
+                max_message_bytes bigint,
+                dedup_window bigint,
+                retention text
+            )
+            """
         ],
     ]
 

@@ -57,6 +57,11 @@ final class PostgresWatch: Sendable {
         queue(sessionLine: PostgresNotice.wanted(clientID, generation: generation, of: owner))
     }
 
+    /// Queues a notice that this broker changed the per-topic configuration.
+    func topicConfigsChanged() {
+        queue(sessionLine: PostgresNotice.topicConfigsChanged)
+    }
+
     private func queue(sessionLine line: String) {
         pending.add(sessionLine: line)
         wake.yield()

@@ -20,10 +20,12 @@ public struct TopicInfo: Codable, Sendable, Equatable {
     public var lag: UInt64?
     /// Each durable subscription (admin, one topic only).
     public var durableSubscriptions: [TopicSubscription]?
+    /// The configuration that applies to the topic.
+    public var config: TopicConfigInfo?
 
     public init(
         topic: String, epoch: String, first: UInt64, head: UInt64, messages: UInt64, bytes: UInt64, subscribers: Int,
-        connected: Int? = nil, lag: UInt64? = nil, durableSubscriptions: [TopicSubscription]? = nil
+        connected: Int? = nil, lag: UInt64? = nil, durableSubscriptions: [TopicSubscription]? = nil, config: TopicConfigInfo? = nil
     ) {
         self.topic = topic
         self.epoch = epoch
@@ -35,11 +37,12 @@ public struct TopicInfo: Codable, Sendable, Equatable {
         self.connected = connected
         self.lag = lag
         self.durableSubscriptions = durableSubscriptions
+        self.config = config
     }
 
     enum CodingKeys: String, CodingKey {
         case topic, epoch, first, head, messages, bytes, subscribers, connected, lag
-        case durableSubscriptions = "durable_subscriptions"
+        case durableSubscriptions = "durable_subscriptions", config
     }
 }
 

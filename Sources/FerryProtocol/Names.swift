@@ -7,6 +7,14 @@ public enum Names {
         return utf8.allSatisfy { isAlphanumeric($0) || "_-.:/".utf8.contains($0) }
     }
 
+    /// The characters of a topic name plus the wildcards `*` and `>`, 1–255 bytes (where a
+    /// wildcard may stand is the pattern parser's rule).
+    public static func isValidTopicPattern(_ pattern: String) -> Bool {
+        let utf8 = pattern.utf8
+        guard (1...255).contains(utf8.count) else { return false }
+        return utf8.allSatisfy { isAlphanumeric($0) || "_-.:/*>".utf8.contains($0) }
+    }
+
     /// 1–128 bytes of `A-Z a-z 0-9 _ - . : @`.
     public static func isValidClientID(_ id: String) -> Bool {
         let utf8 = id.utf8

@@ -7,11 +7,23 @@
 /// TopicPattern("chat.>")!.matches("chat.room.7")      // true
 /// TopicPattern("chat.>")!.matches("chat")             // false
 /// ```
+///
+/// Permissions use it, subscriptions to many topics, and per-topic configuration, which the
+/// storage engines enforce.
 public struct TopicPattern: Sendable, Hashable, CustomStringConvertible {
     private enum Token: Sendable, Hashable {
         case literal([UInt8])
         case one
         case rest
+
+        /// How narrowly the token matches: a literal beats `*`, which beats `>`.
+        var rank: Int {
+            switch self {
+            case .literal: 2
+            case .one: 1
+            case .rest: 0
+            }
+        }
     }
 
     private let tokens: [Token]
@@ -66,11 +78,22 @@ extension TopicPattern {
 
 extension TopicPattern {
     /// True when the pattern has a `*` or `>` token: it stands for many topics, not one name.
-    public var isWildcard: Bool {
-        tokens.contains {
-            if case .literal = $0 { return false }
-            return true
+    public var isWildcard: Bool { tokens.contains { $0.rank < 2 } }
+
+    /// True when the pattern has no wildcard: it matches exactly one topic, the one it names.
+    public var isExactName: Bool { !isWildcard }
+
+    /// Whether this pattern is more specific than `other`, both matching one topic: at the first
+    /// token where they differ in kind, a literal beats `*` and `*` beats `>`. An exact name
+    /// therefore beats every pattern. Two different patterns that match one topic always differ in
+    /// kind somewhere (their literals are that topic's tokens), so exactly one of them wins.
+    public func isMoreSpecific(than other: TopicPattern) -> Bool {
+        for (mine, theirs) in zip(tokens, other.tokens) where mine.rank != theirs.rank {
+            return mine.rank > theirs.rank
         }
+        // Same kinds throughout the shorter one: only a `>` ends a pattern early, and both end
+        // there, so they are the same pattern.
+        return false
     }
 
     /// A pattern a client may subscribe to: it has a wildcard token, and its literal tokens use

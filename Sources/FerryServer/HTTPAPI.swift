@@ -170,10 +170,11 @@ struct HTTPAPI: Sendable {
             let bytes = try await broker.backup(to: backup.path)
             return jsonResponse(body: BackupResult(path: backup.path, bytes: bytes))
         }
+        registerTopicConfig(on: admin)
     }
 
     /// A small JSON request body, or `bad_frame` naming the expected `shape`.
-    private func decode<Body: Decodable>(_ type: Body.Type, from request: Request, shape: String) async throws -> Body {
+    func decode<Body: Decodable>(_ type: Body.Type, from request: Request, shape: String) async throws -> Body {
         let body = try await collect(request, upTo: 64 * 1024)
         guard let decoded = try? JSONDecoder().decode(type, from: Data(body)) else {
             throw APIError(.badFrame, "the body must be \(shape)")
@@ -182,7 +183,7 @@ struct HTTPAPI: Sendable {
     }
 
     /// `{"<key>": name, "deleted": true}`, the answer of the admin deletes.
-    private func deleted(_ key: StaticString, _ name: String) -> Response {
+    func deleted(_ key: StaticString, _ name: String) -> Response {
         var writer = JSONWriter()
         writer.field(key, name)
         writer.field("deleted", true)
@@ -190,7 +191,7 @@ struct HTTPAPI: Sendable {
     }
 
     /// 403 when the admin API is off, 401 unless the bearer token matches (compared in constant time).
-    private func authorize(_ request: Request) throws {
+    func authorize(_ request: Request) throws {
         guard let adminToken else { throw APIError(.forbidden, "the admin API is off: set FERRY_ADMIN_TOKEN") }
         let header = request.headers[.authorization] ?? ""
         let prefix = "Bearer "
@@ -313,7 +314,7 @@ struct HTTPAPI: Sendable {
     }
 
     /// The body, or 413 `too_large` past `limit` bytes.
-    private func collect(_ request: Request, upTo limit: Int) async throws -> [UInt8] {
+    func collect(_ request: Request, upTo limit: Int) async throws -> [UInt8] {
         do {
             return Array(buffer: try await request.body.collect(upTo: limit))
         } catch is NIOTooManyBytesError {

@@ -6,13 +6,17 @@ extension LMDBMessageStore {
         let store: LMDBMessageStore
         let txn: WriteTransaction
         let now: Timestamp
+        /// The per-topic configuration this commit enforces (with its own changes).
+        var config: EffectiveConfigMemo
+        var configs: TopicConfigs { config.configs }
         var current: [String: TopicRecord] = [:]
         var changed: [String: TopicRecord?] = [:]
 
-        init(store: LMDBMessageStore, txn: WriteTransaction, now: Timestamp) {
+        init(store: LMDBMessageStore, txn: WriteTransaction, now: Timestamp, configs: TopicConfigs) {
             self.store = store
             self.txn = txn
             self.now = now
+            config = EffectiveConfigMemo(configs)
         }
 
         /// The topic, created with `epoch()` when it does not exist and an epoch is given (made only then:
@@ -50,7 +54,7 @@ extension LMDBMessageStore {
                 let key = LMDBMessageStore.dedupKey(topic.id, messageID)
                 if let hit = try txn.get(store.dedup, key),
                     let version = UInt64.bigEndian(hit), let stamp = UInt64.bigEndian(hit, at: 8),
-                    stamp + store.configuration.dedupWindow > now
+                    stamp + config.of(topic.name).dedupWindow > now
                 {
                     return .published(version: version, timestamp: stamp, duplicate: true)
                 }
@@ -102,16 +106,46 @@ extension LMDBMessageStore {
             for name in current.keys {
                 try enforceRetention(name)
             }
-            let window = store.configuration.dedupWindow
-            guard now > window else { return }
-            let cutoff = now - window
-            var expired: [[UInt8]] = []
-            try txn.deleteWhile(store.dedupByTime, from: []) { key, _ in
-                guard let stamp = UInt64.bigEndian(key), stamp <= cutoff else { return false }
-                expired.append(Array(key.dropFirst(8)))
+            try expireMessageIDs()
+        }
+
+        /// Forgets the `msg_id`s older than their topic's dedup window. The time index is in time
+        /// order across topics, so it is read up to the shortest window; an entry of a topic with a
+        /// longer window stays, and is looked at again by later sweeps until it expires.
+        private func expireMessageIDs() throws(LMDBError) {
+            let shortest = configs.shortestDedupWindow
+            guard now > shortest else { return }
+            let latestCutoff = now - shortest
+            var namesByID: [UInt64: String] = [:]
+            if !configs.entries.isEmpty {
+                for topic in current.values { namesByID[topic.id] = topic.name }
+            }
+            var cutoffs: [UInt64: UInt64] = [:]
+            var expired: [(key: [UInt8], cutoff: UInt64)] = []
+            var timeKeys: [[UInt8]] = []
+            try txn.forEach(store.dedupByTime, from: []) { timeKey, _ throws(LMDBError) in
+                guard let stamp = UInt64.bigEndian(timeKey), stamp <= latestCutoff, let topicID = UInt64.bigEndian(timeKey, at: 8) else {
+                    return false
+                }
+                let cutoff: UInt64
+                if let known = cutoffs[topicID] {
+                    cutoff = known
+                } else {
+                    // A topic deleted since has no name: its entries go with the global window.
+                    let window = namesByID[topicID].map { configs.effective(for: $0).dedupWindow } ?? configs.defaultDedupWindow
+                    cutoff = now > window ? now - window : 0
+                    cutoffs[topicID] = cutoff
+                }
+                if stamp <= cutoff {
+                    expired.append((Array(timeKey.dropFirst(8)), cutoff))
+                    timeKeys.append(timeKey)
+                }
                 return true
             }
-            for key in expired {
+            for timeKey in timeKeys {
+                try txn.delete(store.dedupByTime, timeKey)
+            }
+            for (key, cutoff) in expired {
                 // Delete only if not re-published since (a newer entry has a newer stamp).
                 if let value = try txn.get(store.dedup, key), let stamp = UInt64.bigEndian(value, at: 8), stamp <= cutoff {
                     try txn.delete(store.dedup, key)
@@ -121,7 +155,7 @@ extension LMDBMessageStore {
 
         /// Deletes the oldest messages while a retention limit is exceeded.
         mutating func enforceRetention(_ name: String) throws(LMDBError) {
-            let policy = store.configuration.retention
+            let policy = config.of(name).retentionLimits
             let ageCutoff = policy.maxAge.map { now > $0 ? now - $0 : 0 }
             try dropOldest(name) { topic, _, value in
                 let overCount = policy.maxMessages.map { topic.messages > $0 } ?? false

@@ -42,6 +42,11 @@ extension LMDBMessageStore {
                     }
                 }
                 faults += try verifyDedup(txn, topics: byID)
+                if let topicConfigTable {
+                    for (key, value) in try txn.entries(topicConfigTable, prefix: []) where (try? Self.decodeTopicConfig(key, value)) == nil {
+                        faults.append(StoreFault(.unreadableRecord, subject: String(decoding: key, as: UTF8.self), "topic configuration"))
+                    }
+                }
                 return faults
             }
         } catch {

@@ -1,3 +1,4 @@
+import FerryProtocol
 import Foundation
 import Synchronization
 
@@ -32,6 +33,7 @@ public struct LMDBStoreConfiguration: Sendable {
 /// - `dedup`: topic id + msg_id → version, timestamp; `dedup_by_time`: timestamp + topic id + msg_id → ∅
 /// - `sessions`: client id → created, last seen, incarnation
 /// - `subscriptions`: client id + 0x00 + topic → ack floor, window, epoch
+/// - `topic_configs`: pattern → the entry's fields (``encodeTopicConfig(_:)``)
 /// - `meta`: the token secret and the next topic id
 public final class LMDBMessageStore: MessageStore {
     public let configuration: LMDBStoreConfiguration
@@ -43,6 +45,10 @@ public final class LMDBMessageStore: MessageStore {
     let dedupByTime: LMDBDatabase
     let sessionTable: LMDBDatabase
     let subscriptionTable: LMDBDatabase
+    /// Nil only when a data folder made before per-topic configuration is opened read-only.
+    let topicConfigTable: LMDBDatabase?
+    /// What the commits enforce; nil until the first commit reads it. Written by the committing thread only.
+    let topicConfigCache = Mutex<TopicConfigs?>(nil)
     /// Nil when read-only. Used by the committing thread only; the lock makes that checkable.
     let diskReserve: Mutex<DiskReserve?>
 
@@ -72,6 +78,7 @@ public final class LMDBMessageStore: MessageStore {
             dedupByTime = try env.openDatabase("dedup_by_time")
             sessionTable = try env.openDatabase("sessions")
             subscriptionTable = try env.openDatabase("subscriptions")
+            topicConfigTable = try Self.openAddedDatabase("topic_configs", in: env, readOnly: configuration.readOnly)
             diskReserve = Mutex(
                 configuration.readOnly ? nil : DiskReserve(descriptor: try env.fileDescriptor(), reserve: configuration.reserveBytes))
         } catch .notFound where configuration.readOnly {
@@ -102,6 +109,7 @@ public final class LMDBMessageStore: MessageStore {
         }
         _ = try topics()
         _ = try sessions()
+        _ = try topicConfigs()
         return secret
     }
 
@@ -194,16 +202,18 @@ public final class LMDBMessageStore: MessageStore {
 
     public func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
         let hasPublishes = operations.contains { if case .publish = $0 { true } else { false } }
+        let configs = try topicConfigs(after: operations)
+        let result: CommitResult
         do {
             let acceptPublishes = hasPublishes ? try hasRoomForPublishes() : true
-            return try env.write { txn throws(LMDBError) in
-                try apply(operations, in: txn, now: now, acceptPublishes: acceptPublishes)
+            result = try env.write { txn throws(LMDBError) in
+                try apply(operations, in: txn, now: now, acceptPublishes: acceptPublishes, configs: configs)
             }
         } catch let error where error.isOutOfSpace && hasPublishes {
             // Nothing was written. Retry without the publishes so acks and sessions still commit.
             do {
-                return try env.write { txn throws(LMDBError) in
-                    try apply(operations, in: txn, now: now, acceptPublishes: false)
+                result = try env.write { txn throws(LMDBError) in
+                    try apply(operations, in: txn, now: now, acceptPublishes: false, configs: configs)
                 }
             } catch {
                 throw StoreError(error)
@@ -211,6 +221,9 @@ public final class LMDBMessageStore: MessageStore {
         } catch {
             throw StoreError(error)
         }
+        // Only once committed: a commit that failed changed no configuration.
+        if operations.contains(where: \.isTopicConfigChange) { topicConfigCache.withLock { $0 = configs } }
+        return result
     }
 
     /// True while more than the reserve is left both in the map and on the disk, counting the
@@ -230,9 +243,9 @@ public final class LMDBMessageStore: MessageStore {
     }
 
     func apply(
-        _ operations: [StoreOperation], in txn: WriteTransaction, now: Timestamp, acceptPublishes: Bool
+        _ operations: [StoreOperation], in txn: WriteTransaction, now: Timestamp, acceptPublishes: Bool, configs: TopicConfigs
     ) throws(LMDBError) -> CommitResult {
-        var state = CommitState(store: self, txn: txn, now: now)
+        var state = CommitState(store: self, txn: txn, now: now, configs: configs)
         var outcomes: [CommitResult.Outcome] = []
         outcomes.reserveCapacity(operations.count)
         for operation in operations {
@@ -284,6 +297,12 @@ public final class LMDBMessageStore: MessageStore {
                 outcomes.append(.done)
             case .expireSessions(let cutoff):
                 outcomes.append(.expired(try expireSessions(lastSeenBefore: cutoff, in: txn)))
+            case .putTopicConfig(let pattern, let config):
+                try txn.put(try writableConfigTable(), Array(pattern.description.utf8), Self.encodeTopicConfig(config))
+                outcomes.append(.done)
+            case .deleteTopicConfig(let pattern):
+                try txn.delete(try writableConfigTable(), Array(pattern.description.utf8))
+                outcomes.append(.done)
             }
         }
         try state.finish()

@@ -1,3 +1,4 @@
+import FerryProtocol
 import Foundation
 
 /// How Ferry's records are laid out in LMDB (keys big-endian, so byte order is numeric order).
@@ -138,6 +139,44 @@ extension LMDBMessageStore {
             clientID: String(decoding: key[..<separator], as: UTF8.self),
             topic: String(decoding: key[(separator + 1)...], as: UTF8.self),
             epoch: reader.restString(), ackFloor: floor, window: Int(window & ~viaPatternFlag), pattern: pattern)
+    }
+}
+
+extension LMDBMessageStore {
+    /// A configuration entry: per numeric field (max messages, max bytes, max age, max message
+    /// bytes, dedup window) a presence byte and, when 1, the value (an unlimited bound as 0);
+    /// then a presence byte and the retention kind's name.
+    static func encodeTopicConfig(_ config: TopicConfig) -> [UInt8] {
+        var writer = ByteWriter(capacity: 64)
+        let limits = [config.maxMessages, config.maxBytes, config.maxAge].map { $0.map { $0.bound ?? 0 } }
+        for field in limits + [config.maxMessageBytes, config.dedupWindow] {
+            writer.append(UInt8(field == nil ? 0 : 1))
+            if let field { writer.append(field) }
+        }
+        writer.append(UInt8(config.retention == nil ? 0 : 1))
+        if let retention = config.retention { writer.appendShortString(retention.rawValue) }
+        return writer.bytes
+    }
+
+    static func decodeTopicConfig(_ key: [UInt8], _ value: [UInt8]) throws(StoreError) -> (TopicPattern, TopicConfig) {
+        guard let pattern = TopicPattern(String(decoding: key, as: UTF8.self)) else { throw StoreError.corrupted("configuration pattern") }
+        var reader = ByteReader(value)
+        var fields: [UInt64?] = []
+        for _ in 0..<5 {
+            fields.append(try reader.uint8() == 0 ? nil : try reader.uint64())
+        }
+        var retention: RetentionKind?
+        if try reader.uint8() != 0 {
+            guard let kind = RetentionKind(rawValue: try reader.shortString()) else { throw StoreError.corrupted("retention kind") }
+            retention = kind
+        }
+        func limit(_ stored: UInt64?) -> TopicLimit? { stored.map { $0 == 0 ? .unlimited : .atMost($0) } }
+        return (
+            pattern,
+            TopicConfig(
+                maxMessages: limit(fields[0]), maxBytes: limit(fields[1]), maxAge: limit(fields[2]), maxMessageBytes: fields[3],
+                dedupWindow: fields[4], retention: retention)
+        )
     }
 }
 

@@ -1,3 +1,5 @@
+import FerryProtocol
+
 /// The core's whole view of storage: one small protocol, so another engine (PostgreSQL for
 /// several brokers sharing state) can replace LMDB without touching delivery logic.
 ///
@@ -28,6 +30,10 @@ public protocol MessageStore: AnyObject, Sendable {
 
     /// Every topic, by name (admin listings and metrics).
     func topics() throws(StoreError) -> [TopicRecord]
+
+    /// The per-topic configuration entries as stored, with the global settings the engine was
+    /// opened with (what unset fields fall back to). Always read from the store, not a cache.
+    func topicConfigs() throws(StoreError) -> TopicConfigs
 
     /// A durable session with its subscriptions, or nil: read when its `hello` arrives.
     func session(clientID: String) throws(StoreError) -> StoredSession?
@@ -316,6 +322,11 @@ public enum StoreOperation: Sendable, Equatable {
     /// Deletes every session last seen before this time, with its subscriptions; the outcome is
     /// ``CommitResult/Outcome/expired(_:)`` with their client ids.
     case expireSessions(lastSeenBefore: Timestamp)
+    /// Creates or replaces the configuration entry of `pattern`; retention and the dedup window
+    /// of the topics it matches follow it from this commit on.
+    case putTopicConfig(TopicPattern, TopicConfig)
+    /// Deletes the configuration entry of `pattern`, if any.
+    case deleteTopicConfig(TopicPattern)
 }
 
 /// What a commit did.
@@ -352,6 +363,8 @@ public enum StoreChange: Sendable, Equatable {
     case sessionReleased(String, generation: UInt64)
     /// An operator deleted this session through another broker.
     case sessionDeleted(String)
+    /// Another broker changed the per-topic configuration: read it again (``MessageStore/topicConfigs()``).
+    case topicConfigs
 }
 
 /// A durable session as stored: its record and its subscriptions, by topic.

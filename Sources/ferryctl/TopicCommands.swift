@@ -4,8 +4,8 @@ import Foundation
 
 struct Topics: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "List, inspect, delete and trim topics.",
-        subcommands: [List.self, Show.self, Delete.self, Trim.self],
+        abstract: "List, inspect, delete and trim topics, and configure them by pattern.",
+        subcommands: [List.self, Show.self, Delete.self, Trim.self, Config.self],
         defaultSubcommand: List.self
     )
 
@@ -29,7 +29,7 @@ struct Topics: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a topic and each durable subscription to it.")
+        static let configuration = CommandConfiguration(abstract: "Show a topic, the configuration that applies to it, and each durable subscription to it.")
 
         @OptionGroup var admin: AdminOptions
         @OptionGroup var output: OutputOptions
@@ -46,6 +46,7 @@ struct Topics: AsyncParsableCommand {
                     ("messages", "\(info.messages) (\(Format.bytes(info.bytes)))"),
                     ("subscribers", "\(info.subscribers), \(info.connected ?? 0) connected"),
                 ]))
+            if let config = info.config { print("\n" + fields(Self.configFields(config))) }
             let subscriptions = info.durableSubscriptions ?? []
             guard !subscriptions.isEmpty else { return }
             var table = Table("CLIENT", "CONNECTED", "ACK FLOOR", "LAG", "OLDEST UNACKED")
@@ -55,6 +56,20 @@ struct Topics: AsyncParsableCommand {
                     subscription.oldestUnackedAgeMs.map { Format.duration(milliseconds: $0) } ?? "-")
             }
             print("\n" + table.text)
+        }
+
+        /// The configuration that applies, one line per setting; unlimited bounds say so.
+        private static func configFields(_ config: TopicConfigInfo) -> [(String, String)] {
+            func limit(_ bound: UInt64?, _ format: (UInt64) -> String) -> String { bound.map(format) ?? "unlimited" }
+            return [
+                ("configuration", config.pattern.map { "entry \($0)" } ?? "the broker's global settings"),
+                ("max messages", limit(config.maxMessages, String.init)),
+                ("max bytes", limit(config.maxBytes) { Format.bytes($0) }),
+                ("max age", limit(config.maxAgeMs) { Format.duration(milliseconds: $0) }),
+                ("max message bytes", Format.bytes(config.maxMessageBytes)),
+                ("dedup window", Format.duration(milliseconds: config.dedupWindowMs)),
+                ("retention", config.retention),
+            ]
         }
     }
 

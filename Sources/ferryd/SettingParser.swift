@@ -1,4 +1,5 @@
 import FerryPostgres
+import FerryProtocol
 import Foundation
 
 /// How a setting's text becomes a value, and what it accepts (said when it refuses a text).
@@ -33,18 +34,6 @@ private func bounds(_ range: ClosedRange<UInt64>, _ format: (UInt64) -> String) 
     }
 }
 
-/// A non-negative number with an optional unit suffix, as a whole count of the smallest unit,
-/// or nil past what a `UInt64` holds (and for `inf`, `nan` and negatives).
-private func scaled(_ text: String, units: [(suffix: String, factor: Double)]) -> UInt64? {
-    let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
-    let (number, factor) =
-        units.first { trimmed.hasSuffix($0.suffix) && trimmed.count > $0.suffix.count }
-        .map { (trimmed.dropLast($0.suffix.count).trimmingCharacters(in: .whitespaces), $0.factor) } ?? (trimmed, 1)
-    if let whole = UInt64(number), factor == 1 { return whole }
-    guard let value = Double(number), value.isFinite, value >= 0, value * factor < 0x1p64 else { return nil }
-    return UInt64(value * factor)
-}
-
 extension SettingParser where Value == UInt64 {
     /// A whole number in `range`.
     static func count(in range: ClosedRange<UInt64> = 0...UInt64.max) -> Self {
@@ -53,26 +42,17 @@ extension SettingParser where Value == UInt64 {
         }
     }
 
-    /// Bytes with an optional `K`/`M`/`G`/`T` suffix (powers of 1024; `KB`, `KiB` also read).
+    /// Bytes with an optional `K`/`M`/`G`/`T` suffix (``Quantity/bytes(_:)``).
     static func size(in range: ClosedRange<UInt64> = 0...UInt64.max) -> Self {
-        let units = ["k", "m", "g", "t"].enumerated().flatMap { power, letter in
-            let factor = Double(UInt64(1) << (10 * (power + 1)))
-            return [(letter + "ib", factor), (letter + "b", factor), (letter, factor)]
-        }
-        return Self(accepts: "a size in bytes, with an optional K, M, G or T suffix (e.g. 512M)" + bounds(range, formatSize)) { text in
-            try accepted(scaled(text, units: units + [("b", 1)]).flatMap { range.contains($0) ? $0 : nil })
+        Self(accepts: Quantity.bytesAccepted + bounds(range, Quantity.formatBytes)) { text in
+            try accepted(Quantity.bytes(text).flatMap { range.contains($0) ? $0 : nil })
         }
     }
 
-    /// Plain seconds or a number with a unit (`500ms`, `30s`, `10m`, `24h`, `7d`); in milliseconds.
+    /// Plain seconds or a number with a unit (``Quantity/milliseconds(_:)``); in milliseconds.
     static func duration(in range: ClosedRange<UInt64> = 0...UInt64.max) -> Self {
-        let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
-        return Self(accepts: "a duration: seconds, or a number with ms, s, m, h or d (e.g. 500ms, 30s, 7d)" + bounds(range) { "\($0)ms" }) {
-            text in
-            let trimmed = text.trimmingCharacters(in: .whitespaces)
-            // Plain numbers are seconds.
-            let milliseconds = Double(trimmed) == nil ? scaled(trimmed, units: units) : scaled(trimmed + "s", units: units)
-            return try accepted(milliseconds.flatMap { range.contains($0) ? $0 : nil })
+        Self(accepts: Quantity.durationAccepted + bounds(range) { "\($0)ms" }) { text in
+            try accepted(Quantity.milliseconds(text).flatMap { range.contains($0) ? $0 : nil })
         }
     }
 }
@@ -140,14 +120,6 @@ extension SettingParser where Value == String {
     static func secret(atLeast bytes: Int) -> Self {
         Self(accepts: "at least \(bytes) bytes", isSecret: true) { text in try accepted(text.utf8.count >= bytes ? text : nil) }
     }
-}
-
-/// `65536` as `64K`, `268435456` as `256M`: the largest unit that divides it.
-private func formatSize(_ bytes: UInt64) -> String {
-    for (shift, suffix) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] where bytes >= 1 << shift && bytes % (1 << shift) == 0 {
-        return "\(bytes >> shift)\(suffix)"
-    }
-    return "\(bytes)"
 }
 
 extension SettingParser where Value == PostgresStoreConfiguration {

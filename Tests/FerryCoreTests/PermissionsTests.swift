@@ -1,5 +1,6 @@
 import FerryCore
 import FerryProtocol
+import FerryStore
 import Testing
 
 @Suite("Topic patterns and permissions")

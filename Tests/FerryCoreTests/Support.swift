@@ -106,6 +106,7 @@ final class ReadsThatMayBlock: MessageStore {
         watcher.withLock { $0 }?(change)
     }
     func open() throws(StoreError) -> [UInt8] { try store.open() }
+    func topicConfigs() throws(StoreError) -> TopicConfigs { try store.topicConfigs() }
     func topic(named name: String) throws(StoreError) -> TopicRecord? {
         let record = try store.topic(named: name)
         if let gate = heldRead.withLock({ held in

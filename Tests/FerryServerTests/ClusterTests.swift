@@ -165,6 +165,24 @@ struct ClusterTests {
         }
     }
 
+    @Test func aTopicConfigurationSetThroughOneBrokerIsEnforcedByTheOther() throws {
+        try withCluster { a, b in
+            try b.publishNumbered("orders.eu", count: 1)
+            let set = try a.admin("PUT", "/config/topics/orders.%2A", json: #"{"max_messages":2,"max_message_bytes":8}"#)
+            #expect(set.status == 200, "\(set)")
+            // B hears of it by a notice (or its next poll): its view of the topic says when.
+            let deadline = Deadline(seconds: 10)
+            while try b.topicInfo("orders.eu").object("config")?.string("pattern") != "orders.*" {
+                if deadline.hasPassed { throw TestFailure("broker B never applied the configuration set through A") }
+                Thread.sleep(forTimeInterval: 0.02)
+            }
+            try b.publishNumbered("orders.eu", count: 3, startingAt: 2)
+            #expect(try b.get(Ferryd.topicPath("orders.eu") + "/messages").json?.objects("messages")?.versions == [3, 4])
+            #expect(try b.publishHTTP("orders.eu", body: Data(#""123456789""#.utf8)).status == 413)
+            #expect(try b.admin("GET", "/config/topics").json?.objects("configs")?.first?.int("max_messages") == 2)
+        }
+    }
+
     @Test func aBrokerKilledUnderPublishLoadLosesNothingConfirmed() throws {
         try withCluster { a, b in
             let confirmed = Mutex<[Int]>([])

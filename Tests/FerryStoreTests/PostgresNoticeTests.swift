@@ -19,6 +19,8 @@ struct PostgresNoticeTests {
             ])
         // A broker skips its own notices.
         #expect(PostgresNotice.changes(in: payloads[0], for: "n1").isEmpty)
+        let configs = PostgresNotice.payloads(from: "n1", topics: ["a"], sessions: [PostgresNotice.topicConfigsChanged])
+        #expect(PostgresNotice.changes(in: configs[0], for: "n2") == [.topicConfigs, .topics(["a"])])
     }
 
     @Test("past the size limit, topics become '*' and session lines go in as many notices as they need")

@@ -1,4 +1,5 @@
-import FerryPostgres
+@testable import FerryPostgres
+import FerryProtocol
 import FerryStore
 import FerryTestSupport
 import Foundation
@@ -117,7 +118,10 @@ struct PostgresStoreTests {
             #expect(all.count == 4)
             #expect(Set(all).count == 1)
             #expect(all.first?.count == 32)
-            #expect(try fixture.sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM ferry_schema") == "1,2,3")
+            // Every migration, once each.
+            #expect(
+                try fixture.sql("SELECT string_agg(version::text, ',' ORDER BY version) FROM ferry_schema")
+                    == (1...PostgresSchema.migrations.count).map(String.init).joined(separator: ","))
         }
     }
 
@@ -189,6 +193,25 @@ struct PostgresStoreTests {
         #expect(claim.handover == .storeIsNewest)
         #expect(claim.generation == 4)
         #expect(claim.stored == StoredSession(record: proposed, subscriptions: [subscription("c", "t", floor: 4)]))
+    }
+
+    @Test("a configuration change committed through one node is announced to the other, whose commits then enforce it")
+    func topicConfigsReachTheOtherNode() async throws {
+        let fixture = try StoreFixture(.postgres, settings: StoreSettings())
+        defer { fixture.remove() }
+        let first = try fixture.open()
+        let second = try fixture.open()
+        let (changes, heard) = AsyncStream.makeStream(of: StoreChange.self)
+        second.watch { heard.yield($0) }
+        #expect(await next(changes, within: 20) { $0 == .everything } != nil)
+        // The second node's commits have read (and keep) the configuration: none yet.
+        _ = try second.commit((1...3).map { publishJSON("orders.eu", "\($0)") }, now: t0)
+        let pattern = try #require(TopicPattern("orders.*"))
+        _ = try first.commit([.putTopicConfig(pattern, TopicConfig(maxMessages: .atMost(2)))], now: t0)
+        #expect(await next(changes, within: 20) { $0 == .topicConfigs } == .topicConfigs)
+        _ = try second.commit([publishJSON("orders.eu", "4")], now: t0)
+        #expect(try second.storedVersions("orders.eu") == [3, 4])
+        #expect(try second.topicConfigs().entries == [pattern: TopicConfig(maxMessages: .atMost(2))])
     }
 
     @Test("reading past the highest bigint returns nothing; backup points to PostgreSQL's tools; usage reports the database")
