@@ -153,10 +153,11 @@ extension Broker {
         if let name = entry.retention {
             switch RetentionKind(rawValue: name) {
             case .limits: retention = .limits
-            case .interest, .workQueue:
-                throw ProtocolError(.badFrame, "retention \(name) is not supported yet: only limits is")
+            case .interest: retention = .interest
+            case .workQueue:
+                throw ProtocolError(.badFrame, "retention work_queue is not supported yet: limits or interest")
             case nil:
-                throw ProtocolError(.badFrame, "retention must be limits (interest and work_queue are not supported yet)")
+                throw ProtocolError(.badFrame, "retention must be limits or interest (work_queue is not supported yet)")
             }
         }
         return TopicConfig(

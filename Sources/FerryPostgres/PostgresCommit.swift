@@ -282,6 +282,35 @@ struct PostgresCommit {
     }
 
     /// Moves `first` past `through`; the counts follow once the rows are deleted (`applyTrims`).
+    /// Interest retention on the topics whose configuration asks for it (``InterestRetention``),
+    /// from their durable subscriptions and every pattern subscription as this commit leaves them
+    /// (its acks are written after the messages, so they are laid over what the table has).
+    private mutating func applyInterest() throws(StoreError) {
+        guard config.configs.entries.values.contains(where: { $0.retention == .interest }) else { return }
+        var topics: [TopicRecord] = []
+        for topic in current.values where config.of(topic.name).retention == .interest { topics.append(topic) }
+        guard !topics.isEmpty else { return }
+        let rows = try session.query(
+            """
+            SELECT client_id, topic, epoch, ack_floor, window_size, pattern FROM subscriptions
+            WHERE topic = ANY(\(topics.map(\.name))::text[]) OR strpos(topic, '*') > 0 OR strpos(topic, '>') > 0
+            """)
+        var stored: [SubscriptionKey: SubscriptionRecord] = [:]
+        for record in try PostgresMessageStore.decodeRows(rows, "subscription", PostgresMessageStore.subscription)
+        where !clearedClients.contains(record.clientID) {
+            stored[SubscriptionKey(clientID: record.clientID, topic: record.topic)] = record
+        }
+        for key in deletedSubscriptions { stored[key] = nil }
+        for (key, pending) in subscriptions {
+            var record = pending.record
+            if !pending.exact, let earlier = stored[key], earlier.epoch == record.epoch { record.ackFloor = max(record.ackFloor, earlier.ackFloor) }
+            stored[key] = record
+        }
+        for (name, through) in InterestRetention.deletableThrough(topics, subscriptions: Array(stored.values)) {
+            trim(name, through: through)
+        }
+    }
+
     private mutating func trim(_ name: String, through: UInt64) {
         guard var topic = current[name], topic.first <= topic.head, through >= topic.first else { return }
         let cut = min(through, topic.head) + 1
@@ -307,6 +336,7 @@ extension PostgresCommit {
             newMessages.removeAll { deletedIDs.contains($0.topicID) }
             newDedup = newDedup.filter { !deletedIDs.contains($0.key.topicID) }
         }
+        if sweep { try applyInterest() }
         try applyTrims()
         try insertMessages()
         try applyRetention()

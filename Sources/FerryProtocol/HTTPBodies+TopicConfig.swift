@@ -20,7 +20,7 @@ public struct TopicConfigEntry: Codable, Sendable, Equatable {
     public var maxAgeMs: LimitSetting?
     public var maxMessageBytes: UInt64?
     public var dedupWindowMs: UInt64?
-    /// `limits` (`interest` and `work_queue` are not supported yet).
+    /// `limits` or `interest` (`work_queue` is not supported yet).
     public var retention: String?
 
     public init(

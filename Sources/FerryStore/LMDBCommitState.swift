@@ -106,7 +106,21 @@ extension LMDBMessageStore {
             for name in current.keys {
                 try enforceRetention(name)
             }
+            try applyInterest()
             try expireMessageIDs()
+        }
+
+        /// Interest retention on the topics whose configuration asks for it, from every durable
+        /// subscription as this commit leaves them (its acks included).
+        private mutating func applyInterest() throws(LMDBError) {
+            guard configs.entries.values.contains(where: { $0.retention == .interest }) else { return }
+            var topics: [TopicRecord] = []
+            for topic in current.values where config.of(topic.name).retention == .interest { topics.append(topic) }
+            guard !topics.isEmpty else { return }
+            let cuts = InterestRetention.deletableThrough(topics, subscriptions: try store.subscriptions(in: txn, prefix: []))
+            for (name, through) in cuts {
+                try dropOldest(name) { _, version, _ in version <= through }
+            }
         }
 
         /// Forgets the `msg_id`s older than their topic's dedup window. The time index is in time

@@ -8,7 +8,7 @@ import FerryProtocol
 public enum RetentionKind: String, Sendable, CaseIterable {
     /// The topic's limits (messages, bytes, age), and an operator's trim.
     case limits
-    /// Also once every subscriber has acked a message (not supported yet).
+    /// Also once every durable subscription of the topic has acked a message (``InterestRetention``).
     case interest
     /// A message goes once one subscriber has acked it (not supported yet).
     case workQueue = "work_queue"
