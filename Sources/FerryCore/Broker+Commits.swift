@@ -127,6 +127,7 @@ extension Broker {
             if busy || !sweeping.isEmpty || now >= state.lastFlush + configuration.ackFlushInterval {
                 operations += state.dirtySessions.values.map { .putSession($0) }
                 operations += state.dirtySubscriptions.values.map { .raiseAckFloor($0) }
+                operations += takeGroupTrims(&state)
                 // Only those memory still agrees with: a session or subscription made since stays.
                 operations += state.failedDeletes.filter { operation in
                     switch operation {

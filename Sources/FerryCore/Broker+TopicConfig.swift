@@ -154,10 +154,9 @@ extension Broker {
             switch RetentionKind(rawValue: name) {
             case .limits: retention = .limits
             case .interest: retention = .interest
-            case .workQueue:
-                throw ProtocolError(.badFrame, "retention work_queue is not supported yet: limits or interest")
+            case .workQueue: retention = .workQueue
             case nil:
-                throw ProtocolError(.badFrame, "retention must be limits or interest (work_queue is not supported yet)")
+                throw ProtocolError(.badFrame, "retention must be limits, interest or work_queue")
             }
         }
         return TopicConfig(

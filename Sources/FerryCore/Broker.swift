@@ -64,6 +64,9 @@ public final class Broker: Sendable {
         var refusingPublishes = false
         /// The patterns connections here subscribe to, to hand them topics as they appear.
         var patterns = PatternIndex()
+        /// Queue groups with a member here, by topic and name, and the trims their floors ask for.
+        var groups: [String: SharedQueueGroup] = [:]
+        var groupTrims: [String: (epoch: String, through: UInt64)] = [:]
         var connections = 0
         var published: UInt64 = 0
         var delivered: UInt64 = 0

@@ -76,6 +76,11 @@ extension Connection {
             state.ready.remove(name)
             guard let original = state.subscriptions[name], !original.reading else { continue }
             var subscription = original
+            if subscription.group != nil {
+                collectGroupDeliveries(name, &subscription, &state, reads: &reads)
+                state.subscriptions[name] = subscription
+                continue
+            }
             let position = subscription.topic.position
             if subscription.epoch != position.epoch {
                 state.outbox.append(ServerFrame.reset(topic: name, oldEpoch: subscription.epoch, epoch: position.epoch))
@@ -160,7 +165,9 @@ extension Connection {
             subscription.reading = false
             subscription.reserved = 0
             state.ready.insert(read.topic)
-            if subscription.epoch == read.epoch {
+            if subscription.group != nil {
+                completeGroupRead(read, stored, &subscription, &state)
+            } else if subscription.epoch == read.epoch {
                 for message in stored where message.version == subscription.next {
                     state.outbox.append(Broker.encode(message, topic: read.topic))
                     state.deliveredUnreported += 1

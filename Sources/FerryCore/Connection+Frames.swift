@@ -87,6 +87,15 @@ extension Connection {
             return
         }
         let clientID = state.withLock { $0.clientID }
+        // A durable position of its own would hold a work queue's messages for ever; watching is fine.
+        if clientID != nil, broker.retention(of: name) == .workQueue {
+            reply(id: id, ProtocolError(.badFrame, "\(name) is a work queue: subscribe through a queue group (group), or without a client id to watch it"))
+            return
+        }
+        if state.withLock({ $0.subscriptions[name]?.group != nil }) {
+            reply(id: id, ProtocolError(.badFrame, "already subscribed to \(name) through a queue group: unsubscribe it first"))
+            return
+        }
         let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
         let maxSubscriptions = broker.configuration.limits.maxSubscriptions
         // Replacing a topic subscription is no new one; taking a topic from a pattern is.
@@ -152,6 +161,10 @@ extension Connection {
     }
 
     func ack(topic name: String, version: UInt64) {
+        if state.withLock({ $0.subscriptions[name]?.group != nil }) {
+            if let error = ackInGroup(name, version: version) { reply(id: nil, error) }
+            return
+        }
         let outcome: Result<SubscriptionRecord?, ProtocolError> = state.withLock { state in
             guard var subscription = state.subscriptions[name] else {
                 return .failure(ProtocolError(.notSubscribed, "not subscribed to \(name)"))
@@ -188,6 +201,10 @@ extension Connection {
         let removed = state.withLock { state -> (subscription: Subscription, kept: SubscriptionRecord?, clientID: String?)? in
             guard let subscription = state.subscriptions[name], subscription.pattern == nil else { return nil }
             state.queue(ServerFrame.unsubscribed(id: id, topic: name))
+            if subscription.group != nil {
+                state.subscriptions[name] = nil
+                return (subscription, nil, state.clientID)
+            }
             if let text = state.firstPattern(matching: name), let pattern = state.patterns[text], pattern.deferred == nil,
                 pattern.topics < maxPatternTopics
             {
@@ -207,6 +224,7 @@ extension Connection {
             reply(id: id, ProtocolError(.notSubscribed, "not subscribed to \(name)"))
             return
         }
+        if let group = removed.subscription.group { broker.leave(group, self) }
         if let kept = removed.kept {
             if removed.subscription.durable, removed.clientID != nil { broker.putDurableSubscription(kept) }
         } else {

@@ -87,7 +87,7 @@ extension Connection {
         let maxTopics = broker.configuration.limits.maxPatternTopics
         let free = state.withLock { state in
             names.filter { state.subscriptions[$0] == nil && principal.permissions.maySubscribe($0) }
-        }
+        }.filter { broker.retention(of: $0) != .workQueue }
         guard free.count <= maxTopics else {
             dropPattern(text)
             if case .subscribed(let id, _, _) = start {
@@ -120,7 +120,9 @@ extension Connection {
         let (fresh, clientID) = state.withLock { state -> ([String: [String]], String?) in
             guard state.phase == .ready else { return ([:], nil) }
             var fresh: [String: [String]] = [:]
-            for name in names where state.subscriptions[name] == nil && principal.permissions.maySubscribe(name) {
+            for name in names where state.subscriptions[name] == nil && principal.permissions.maySubscribe(name)
+                && broker.retention(of: name) != .workQueue
+            {
                 guard let text = state.firstPattern(matching: name) else { continue }
                 if state.patterns[text]?.deferred != nil {
                     state.patterns[text]?.deferred?.append(name)

@@ -67,6 +67,10 @@ public final class Connection: Sendable {
         var pattern: String?
         /// Versions a store read in flight will deliver, counted in the pattern's window.
         var reserved: UInt64 = 0
+        /// The queue group this subscription is a member of: it is handed single versions, which it
+        /// holds until it acks each (``held``); `next` and `ackFloor` are unused.
+        var group: SharedQueueGroup?
+        var held: Set<UInt64> = []
 
         /// Messages sent and not acked, and those a read in flight will send.
         var unacked: Int { Int(clamping: next - 1 - min(ackFloor, next - 1) + reserved) }
@@ -258,9 +262,11 @@ public final class Connection: Sendable {
             switch frame {
             case .hello, .publish:
                 break
-            case .subscribe(let id, let topic, let from, let epoch, let window, let positions):
+            case .subscribe(let id, let topic, let from, let epoch, let window, let positions, let group):
                 let window = window ?? ClientFrame.defaultWindow
-                if TopicPattern.looksLikePattern(topic) {
+                if let group {
+                    subscribeGroup(id: id, topic: topic, group: group, window: window)
+                } else if TopicPattern.looksLikePattern(topic) {
                     subscribePattern(id: id, text: topic, from: from, window: window, positions: positions)
                 } else {
                     subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window)
@@ -332,6 +338,7 @@ public final class Connection: Sendable {
             return (Array(state.subscriptions.values), Array(state.patterns.keys), state.clientID)
         }
         broker.unregister(patterns, of: self)
+        for subscription in subscriptions { if let group = subscription.group { broker.leave(group, self) } }
         broker.removeSubscriber(self, from: subscriptions.map(\.topic))
         let sent = subscriptions.map { ($0.topic.name, SentPosition(epoch: $0.epoch, version: $0.next - 1)) }
         broker.detach(self, clientID: clientID, sentThrough: Dictionary(sent) { $1 })

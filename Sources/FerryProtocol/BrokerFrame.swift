@@ -172,7 +172,7 @@ extension ClientFrame {
             writer.field("op", literal: "hello")
             if let clientID { writer.field("client_id", clientID) }
             if let resumeToken { writer.field("resume_token", resumeToken) }
-        case .subscribe(let id, let topic, let from, let epoch, let window, let positions):
+        case .subscribe(let id, let topic, let from, let epoch, let window, let positions, let group):
             writer.field("op", literal: "subscribe")
             if let id { writer.field("id", id) }
             writer.field("topic", topic)
@@ -184,6 +184,7 @@ extension ClientFrame {
             }
             if let epoch { writer.field("epoch", epoch) }
             if let window { writer.field("window", window) }
+            if let group { writer.field("group", group) }
             if !positions.isEmpty {
                 var object: [UInt8] = [UInt8(ascii: "{")]
                 for (index, (topic, position)) in positions.sorted(by: { $0.key < $1.key }).enumerated() {

@@ -74,7 +74,9 @@ public enum ClientFrame: Sendable, Equatable {
     /// `topic` is a topic name or a pattern (``TopicPattern/looksLikePattern(_:)``); `positions`,
     /// for a pattern only, are where the client stands in topics it already had (a client
     /// without a durable session, subscribing again after a reconnect).
-    case subscribe(id: Int64?, topic: String, from: StartPosition, epoch: String?, window: Int?, positions: [String: TopicPosition] = [:])
+    /// `group` makes the subscription a member of a queue group (a `work_queue` topic).
+    case subscribe(
+        id: Int64?, topic: String, from: StartPosition, epoch: String?, window: Int?, positions: [String: TopicPosition] = [:], group: String? = nil)
     case ack(topic: String, version: UInt64)
     case publish(id: Int64?, PublishRequest)
     /// `topic` is a topic name or a pattern.
@@ -145,7 +147,13 @@ public enum ClientFrame: Sendable, Equatable {
             } else if !positions.isEmpty {
                 throw ProtocolError(.badFrame, "positions are for a pattern subscription")
             }
-            return .subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window.map { Int($0) }, positions: positions)
+            let group = try fields.string("group")
+            if let group {
+                guard Names.isValidClientID(group) else { throw ProtocolError(.badFrame, "group names are 1-128 bytes of A-Z a-z 0-9 _ - . : @") }
+                guard !TopicPattern.looksLikePattern(topic) else { throw ProtocolError(.badFrame, "a queue group subscribes to one topic, not a pattern") }
+            }
+            return .subscribe(
+                id: id, topic: topic, from: from, epoch: epoch, window: window.map { Int($0) }, positions: positions, group: group)
         case "ack":
             let topic = try fields.topic()
             guard let version = try fields.integer("version") else {

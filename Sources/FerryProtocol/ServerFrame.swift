@@ -92,7 +92,9 @@ public enum ServerFrame {
 
     /// A topic's subscription is in place; `pattern` names the pattern subscription it came
     /// from (then `id` is nil: a pattern's topics are announced as they are matched).
-    public static func subscribed(id: Int64?, topic: String, epoch: String, head: UInt64, from: UInt64, pattern: String? = nil) -> [UInt8] {
+    public static func subscribed(
+        id: Int64?, topic: String, epoch: String, head: UInt64, from: UInt64, pattern: String? = nil, group: String? = nil
+    ) -> [UInt8] {
         var writer = JSONWriter()
         writer.field("op", literal: "subscribed")
         if let id { writer.field("id", id) }
@@ -101,6 +103,7 @@ public enum ServerFrame {
         writer.field("head", head)
         writer.field("from", from)
         if let pattern { writer.field("pattern", pattern) }
+        if let group { writer.field("group", group) }
         return writer.finish()
     }
 

@@ -1,0 +1,108 @@
+import FerryProtocol
+import FerryStore
+import Synchronization
+
+/// One queue group of one topic on this broker: its ``QueueGroup`` position, the epoch of the log
+/// it counts in, and its members, under one lock (taken after a connection's: members call in
+/// while holding theirs, and it never calls out).
+final class SharedQueueGroup: Sendable {
+    let topic: String
+    let name: String
+    private let state: Mutex<(group: QueueGroup, epoch: String, members: [ObjectIdentifier: Connection])>
+
+    init(topic: String, name: String, position: Topic.Position) {
+        self.topic = topic
+        self.name = name
+        state = Mutex((QueueGroup(first: position.first), position.epoch, [:]))
+    }
+
+    /// Registers `member`; returns the first version the group has not finished.
+    func join(_ member: Connection) -> UInt64 {
+        state.withLock { state in
+            state.members[ObjectIdentifier(member)] = member
+            return state.group.floor + 1
+        }
+    }
+
+    /// A run of versions for `member` in the log `position` describes. A log of another epoch
+    /// (the topic was deleted and made again) starts the group over on it.
+    func take(_ count: Int, for member: Connection, in position: Topic.Position) -> ClosedRange<UInt64>? {
+        state.withLock { state in
+            if state.epoch != position.epoch {
+                state.group = QueueGroup(first: position.first)
+                state.epoch = position.epoch
+            }
+            return state.group.take(count, for: ObjectIdentifier(member), head: position.head, first: position.first)
+        }
+    }
+
+    /// `member` acked `version` of `epoch`; returns the floor when it rose.
+    func ack(_ version: UInt64, epoch: String, by member: Connection) -> UInt64? {
+        state.withLock { state in
+            guard state.epoch == epoch else { return nil }
+            return state.group.ack(version, by: ObjectIdentifier(member))
+        }
+    }
+
+    /// `member` left: returns the members left, and whether it gave anything back (they should
+    /// then look for work), and whether the group is now empty.
+    func leave(_ member: Connection) -> (others: [Connection], gaveBack: Bool) {
+        state.withLock { state in
+            state.members[ObjectIdentifier(member)] = nil
+            let returned = state.group.leave(ObjectIdentifier(member))
+            return (Array(state.members.values), returned > 0)
+        }
+    }
+
+    var isEmpty: Bool { state.withLock { $0.members.isEmpty } }
+}
+
+extension Broker {
+    /// The retention policy of `topic`'s configuration.
+    func retention(of topic: String) -> RetentionKind {
+        let configs = topicConfigs.current
+        return configs.entries.isEmpty ? .limits : configs.effective(for: topic).retention
+    }
+
+    /// The queue group `name` of `topic` on this broker, made when its first member joins.
+    func group(_ name: String, of topic: String, position: Topic.Position) -> SharedQueueGroup {
+        state.withLock { state in
+            let key = Self.key(topic, name)
+            if let group = state.groups[key] { return group }
+            let group = SharedQueueGroup(topic: topic, name: name, position: position)
+            state.groups[key] = group
+            return group
+        }
+    }
+
+    /// `member` leaves `group`: the others are woken when it gave work back; an empty group is
+    /// forgotten (what it had acked above its floor goes out again to the next member: at least once).
+    func leave(_ group: SharedQueueGroup, _ member: Connection) {
+        let (others, gaveBack) = group.leave(member)
+        if others.isEmpty {
+            state.withLock { state in
+                let key = Self.key(group.topic, group.name)
+                if state.groups[key] === group, group.isEmpty { state.groups[key] = nil }
+            }
+        }
+        if gaveBack { for other in others { other.topicChanged(group.topic) } }
+    }
+
+    /// A group's floor rose: its topic's messages up to it are deleted with the next flush of acks
+    /// (`work_queue`: a message goes once one member acked it).
+    func groupFloorRose(_ group: SharedQueueGroup, to floor: UInt64, epoch: String) {
+        state.withLock { state in
+            if let earlier = state.groupTrims[group.topic], earlier.epoch == epoch, earlier.through >= floor { return }
+            state.groupTrims[group.topic] = (epoch, floor)
+        }
+    }
+
+    /// The trims groups asked for, for the next commit: only in the epoch they were acked in.
+    func takeGroupTrims(_ state: inout State) -> [StoreOperation] {
+        guard !state.groupTrims.isEmpty else { return [] }
+        defer { state.groupTrims.removeAll() }
+        return state.groupTrims.compactMap { topic, trim in
+            state.topics[topic]?.position.epoch == trim.epoch ? .trimTopic(topic, through: trim.through) : nil
+        }
+    }
+}
