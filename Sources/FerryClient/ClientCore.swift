@@ -34,10 +34,20 @@ actor ClientCore {
     private let events: Broadcast<FerryEvent>
 
     struct NewSubscription {
-        let topic: String
-        let start: StartPosition
+        /// What to subscribe to and how.
+        struct Target {
+            let topic: String
+            let start: StartPosition
+            /// A queue group: the subscription is a share of a work queue.
+            let group: String?
+        }
+
+        let target: Target
         let window: Int?
         let continuation: AsyncThrowingStream<FerryMessage, any Error>.Continuation
+
+        var topic: String { target.topic }
+        var start: StartPosition { target.start }
     }
 
     /// Subscriptions the application made that the actor has not taken yet. `FerryClient`
@@ -62,6 +72,9 @@ actor ClientCore {
         var announced: [FerryEvent] = []
         /// The pattern subscription that delivers this topic (the broker says which).
         var pattern: String?
+        /// The queue group this client is a member of in this topic: messages come in any order,
+        /// each is acked on its own, and nothing is kept across reconnects (the broker keeps the work).
+        var group: String?
     }
 
     private var topics: [String: Topic] = [:]
@@ -161,6 +174,7 @@ actor ClientCore {
         topic.continuation = subscription.continuation
         topic.start = subscription.start
         topic.window = subscription.window
+        topic.group = subscription.target.group
         topics[name] = topic
         if case .connected = machine.state { sendSubscribe(name) }
     }
@@ -181,6 +195,11 @@ actor ClientCore {
     /// Acks `version` of `name` if it is of the topic's current `epoch`: a message handed out
     /// before a `reset` names a version of the old log, which the new one may reuse.
     func ack(topic name: String, version: UInt64, epoch: String?) {
+        if let topic = topics[name], topic.group != nil {
+            // One message, now: a member's acks are not cumulative. Unsent, it comes again later.
+            if topic.live, topic.epoch == epoch { send(.ack(topic: name, version: version)) }
+            return
+        }
         guard var topic = topics[name], topic.epoch == epoch, version > topic.acked else { return }
         topic.acked = version
         topics[name] = topic
@@ -356,6 +375,8 @@ actor ClientCore {
     private func deliver(_ message: BrokerFrame.Message) {
         guard var topic = topics[message.topic] else { return }
         topic.received = max(topic.received, message.version)
+        // A queue group's messages come in any order, each once per hand-out.
+        if topic.group != nil { topic.delivered = 0 }
         if message.version > topic.delivered, let continuation = topic.continuation ?? topic.pattern.flatMap({ patterns[$0]?.continuation }) {
             topic.delivered = message.version
             let payload: Data
@@ -410,6 +431,10 @@ actor ClientCore {
             return
         }
         guard let topic = topics[name] else { return }
+        if let group = topic.group {
+            send(.subscribe(id: nil, topic: name, from: .stored, epoch: nil, window: topic.window, group: group))
+            return
+        }
         // Where the application stands wins over the broker's memory when this process has one.
         let from: StartPosition = topic.delivered > 0 ? .after(topic.delivered) : topic.start
         send(.subscribe(id: nil, topic: name, from: from, epoch: topic.delivered > 0 ? topic.epoch : nil, window: topic.window))
@@ -425,7 +450,7 @@ actor ClientCore {
 
     /// Sends the highest ack the broker can take: processed, and delivered on this connection.
     private func flushAck(_ name: String) {
-        guard var topic = topics[name], topic.live else { return }
+        guard var topic = topics[name], topic.live, topic.group == nil else { return }
         let target = min(topic.acked, topic.received)
         guard target > topic.ackSent else { return }
         topic.ackSent = target

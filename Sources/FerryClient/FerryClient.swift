@@ -89,13 +89,27 @@ public final class FerryClient: Sendable {
     }
 
     /// The messages of `topic`, each once, in version order. Subscribing to the same topic again
-    /// ends the previous sequence.
+    /// ends the previous sequence. `topic` may be a pattern (`orders.*`, `chat.>`): the sequence
+    /// then has every matching topic's messages, each topic in order.
     /// - Parameters:
     ///   - from: Where a new subscription starts; a resumed one continues where it was.
     ///   - window: Unacknowledged messages in flight (the broker's default is 1024).
     public func subscribe(_ topic: String, from: StartPosition = .stored, window: Int? = nil) -> FerrySubscription {
+        subscribe(ClientCore.NewSubscription.Target(topic: topic, start: from, group: nil), window: window)
+    }
+
+    /// This client's share of a work queue (a topic with `work_queue` retention): the members of
+    /// `group` get each message once between them, and each message is deleted once its member
+    /// acks it. Messages come in any order (another member's go out again when it drops), and a
+    /// message may come again after a reconnect if its ack was not sent: process idempotently.
+    /// - Parameter window: Messages this member holds unacked at most (1 hands out one at a time).
+    public func subscribe(_ topic: String, group: String, window: Int? = nil) -> FerrySubscription {
+        subscribe(ClientCore.NewSubscription.Target(topic: topic, start: .stored, group: group), window: window)
+    }
+
+    private func subscribe(_ target: ClientCore.NewSubscription.Target, window: Int?) -> FerrySubscription {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: FerryMessage.self)
-        core.enqueue(ClientCore.NewSubscription(topic: topic, start: from, window: window, continuation: continuation))
+        core.enqueue(ClientCore.NewSubscription(target: target, window: window, continuation: continuation))
         let core = self.core
         Task { await core.takeNewSubscriptions() }
         return FerrySubscription(stream: stream, acksAfterProcessing: configuration.ackMode == .afterProcessing)

@@ -20,7 +20,7 @@ public struct TopicConfigEntry: Codable, Sendable, Equatable {
     public var maxAgeMs: LimitSetting?
     public var maxMessageBytes: UInt64?
     public var dedupWindowMs: UInt64?
-    /// `limits` or `interest` (`work_queue` is not supported yet).
+    /// `limits`, `interest` or `work_queue`.
     public var retention: String?
 
     public init(

@@ -10,7 +10,7 @@ public enum RetentionKind: String, Sendable, CaseIterable {
     case limits
     /// Also once every durable subscription of the topic has acked a message (``InterestRetention``).
     case interest
-    /// A message goes once one subscriber has acked it (not supported yet).
+    /// Consumed by queue groups: a message goes once a member has acked it (and those before it).
     case workQueue = "work_queue"
 }
 

@@ -68,7 +68,8 @@ extension Topics {
             var maxMessageBytes: UInt64?
             @Option(help: "How long a msg_id is remembered (e.g. 1h).", transform: { try quantity($0, Quantity.milliseconds, Quantity.durationAccepted) })
             var dedupWindow: UInt64?
-            @Option(help: "Retention policy: limits, or interest (a message goes once every durable subscriber acked it).") var retention: String?
+            @Option(help: "Retention policy: limits; interest (a message goes once every durable subscriber acked it); work_queue (once a queue group member acked it).")
+            var retention: String?
 
             func run() async throws {
                 let entry = TopicConfigEntry(

@@ -46,6 +46,9 @@ struct ClientFrameDecodeTests {
         #expect(try decode(#"{"op":"subscribe","id":3,"topic":"a.*","from":"latest","positions":{"a.x":{"epoch":"e1","version":4},"a.y":{"version":0}}}"#) == frame)
         // What the client library sends decodes to the same frame.
         #expect(try ClientFrame.decode(frame.encode()) == frame)
+        let member = ClientFrame.subscribe(id: 5, topic: "jobs", from: .stored, epoch: nil, window: 1, group: "workers")
+        #expect(try decode(#"{"op":"subscribe","id":5,"topic":"jobs","window":1,"group":"workers"}"#) == member)
+        #expect(try ClientFrame.decode(member.encode()) == member)
     }
 
     @Test("ack, unsubscribe and ping")
@@ -177,6 +180,9 @@ struct ClientFrameErrorTests {
         expectDecodingError(#"{"op":"subscribe","id":6,"topic":"a.*","positions":{"a.x":{"version":-1}}}"#, .badFrame, id: 6)
         expectDecodingError(#"{"op":"subscribe","id":6,"topic":"a.*","positions":{"a.x":3}}"#, .badFrame, id: 6)
         expectDecodingError(#"{"op":"subscribe","id":6,"topic":"a.*","positions":{"a x":{"version":1}}}"#, .invalidTopic, id: 6)
+        expectDecodingError(#"{"op":"subscribe","id":7,"topic":"a.*","group":"g"}"#, .badFrame, id: 7)
+        expectDecodingError(#"{"op":"subscribe","id":7,"topic":"a","group":"g h"}"#, .badFrame, id: 7)
+        expectDecodingError(#"{"op":"subscribe","id":7,"topic":"a","group":""}"#, .badFrame, id: 7)
         expectDecodingError(#"{"op":"publish","topic":"a.>","data":1}"#, .invalidTopic)
     }
 

@@ -154,9 +154,12 @@ export class FerryClient {
    * the handler returns (or its promise resolves) unless `autoAck` is false, then call `message.ack()`.
    * `topic` may be a pattern (`orders.*`, `chat.>`): the handler gets every matching topic's
    * messages, those created later included, each topic in order (`message.topic` says which).
+   * With `group`, the subscription is this client's share of a work queue (a topic with
+   * `work_queue` retention): the group's members get each message once between them, in any
+   * order, each acked on its own and then deleted; one unacked when the connection drops comes again.
    * @param {string} topic
    * @param {function(FerryMessage):(void|Promise<void>)} onMessage
-   * @param {{from?: "stored"|"latest"|"earliest"|number, window?: number, autoAck?: boolean}} [options]
+   * @param {{from?: "stored"|"latest"|"earliest"|number, window?: number, autoAck?: boolean, group?: string}} [options]
    */
   subscribe(topic, onMessage, options = {}) {
     if (this.isFinished) throw new Error(`the client is ${this.state}`);
@@ -176,6 +179,7 @@ export class FerryClient {
       autoAck: options.autoAck ?? true,
       start: options.from,
       window: options.window,
+      group: options.group,
       epoch: existing?.epoch ?? position?.epoch ?? null,
       delivered: existing?.delivered ?? position?.acked ?? 0,
       acked: existing?.acked ?? position?.acked ?? 0,
@@ -505,6 +509,8 @@ export class FerryClient {
     const topic = this.topics.get(frame.topic);
     if (!topic) return;
     topic.received = Math.max(topic.received, frame.version);
+    // A queue group's messages come in any order, each once per hand-out.
+    if (topic.group) topic.delivered = 0;
     if (frame.version > topic.delivered) {
       topic.delivered = frame.version;
       const epoch = topic.epoch;
@@ -531,6 +537,11 @@ export class FerryClient {
   // A message handed out before a `reset` names a version of the old log: acking it acks nothing.
   ack(name, version, epoch) {
     const topic = this.topics.get(name);
+    if (topic?.group) {
+      // One message, now: a member's acks are not cumulative. Unsent, it comes again later.
+      if (topic.live && topic.epoch === epoch) this.send({ op: "ack", topic: name, version });
+      return;
+    }
     if (!topic || topic.epoch !== epoch || version <= topic.acked) return;
     topic.acked = version;
     this.remember(name, topic);
@@ -604,6 +615,11 @@ export class FerryClient {
     }
     const topic = this.topics.get(name);
     const frame = { op: "subscribe", topic: name };
+    if (topic.group) {
+      frame.group = topic.group;
+      if (topic.window !== undefined) frame.window = topic.window;
+      return this.send(frame);
+    }
     // Where this page stands wins over the broker's memory when it has processed something.
     if (topic.delivered > 0) {
       frame.from = topic.delivered;
@@ -631,7 +647,7 @@ export class FerryClient {
   /** Sends the highest ack the broker can take: processed, and delivered on this connection. */
   flushAck(name) {
     const topic = this.topics.get(name);
-    if (!topic?.live) return;
+    if (!topic?.live || topic.group) return;
     const target = Math.min(topic.acked, topic.received);
     if (target <= topic.ackSent) return;
     topic.ackSent = target;

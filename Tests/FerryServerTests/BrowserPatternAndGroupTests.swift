@@ -36,4 +36,21 @@ extension BrowserTests {
         }
         #expect(floors == ["shop.a": 5, "shop.b": 2, "shop.c": 1])
     }
+
+    /// ferry.js as a queue group member: the page gets each job, its handler's return acks it,
+    /// and the acked jobs are deleted from the work queue.
+    @Test(.needsChromium, .timeLimit(.minutes(2)))
+    func aQueueGroupMemberAcksEachJobAndTheQueueEmpties() throws {
+        let ferryd = try Ferryd.withAdmin()
+        #expect(try ferryd.admin("PUT", "/config/topics/tasks", json: #"{"retention":"work_queue"}"#).status == 200)
+        let browser = try openPage(ferryd, client: "browser-worker", expect: 0)
+        let page = try devTools(browser)
+        try page.evaluate("page.jobs = [], page.client.subscribe('tasks', (m) => { page.jobs.push(m.version) }, {group: 'painters', window: 4})")
+        try ferryd.publishNumbered("tasks", count: 20)
+        try page.waitUntil("page.jobs.length === 20", browser.logTail())
+        #expect(try page.evaluate("page.jobs.join()") as? String == (1...20).map(String.init).joined(separator: ","))
+        let deadline = Deadline(seconds: 10)
+        while try ferryd.topicInfo("tasks").int("messages") != 0, !deadline.hasPassed { Thread.sleep(forTimeInterval: 0.02) }
+        #expect(try ferryd.topicInfo("tasks").int("messages") == 0)
+    }
 }
