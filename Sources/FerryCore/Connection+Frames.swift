@@ -134,21 +134,7 @@ extension Connection {
             // Closed meanwhile: `closed()` has released its topics already.
             guard state.phase != .closed else { return nil }
             let start = SubscriptionStart(from: from, epoch: epoch, stored: stored, position: position)
-            state.generations += 1
-            state.replace(
-                name,
-                with: Subscription(
-                    topic: topic, epoch: position.epoch, ackFloor: start.next - 1, window: window, next: start.next,
-                    durable: clientID != nil, generation: state.generations))
-            state.queue(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start.next))
-            if let stale = start.resetFrom {
-                state.queue(ServerFrame.reset(topic: name, oldEpoch: stale, epoch: position.epoch))
-            }
-            if let gap = start.gap {
-                state.queue(ServerFrame.gap(topic: name, from: gap.lowerBound, to: gap.upperBound))
-                broker.metrics.sentGap()
-            }
-            state.ready.insert(name)
+            begin(name, of: topic, at: position, start, window: window, durable: clientID != nil, id: id, pattern: nil, in: &state)
             return SubscriptionRecord(
                 clientID: clientID ?? "", topic: name, epoch: position.epoch, ackFloor: start.next - 1, window: window)
         }
@@ -158,6 +144,29 @@ extension Connection {
         }
         if clientID != nil { broker.putDurableSubscription(subscribed) }
         notify(state.withLock { $0.wake() })
+    }
+
+    /// Puts a topic's subscription in place where `start` says: `subscribed` (the answer to `id`,
+    /// or naming the pattern that delivers the topic), then its `reset` or `gap`, then delivery.
+    func begin(
+        _ name: String, of topic: Topic, at position: Topic.Position, _ start: SubscriptionStart, window: Int, durable: Bool, id: Int64?,
+        pattern: String?, in state: inout State
+    ) {
+        state.generations += 1
+        state.replace(
+            name,
+            with: Subscription(
+                topic: topic, epoch: position.epoch, ackFloor: start.next - 1, window: window, next: start.next, durable: durable,
+                generation: state.generations, pattern: pattern))
+        state.queue(ServerFrame.subscribed(id: id, topic: name, epoch: position.epoch, head: position.head, from: start.next, pattern: pattern))
+        if let stale = start.resetFrom {
+            state.queue(ServerFrame.reset(topic: name, oldEpoch: stale, epoch: position.epoch))
+        }
+        if let gap = start.gap {
+            state.queue(ServerFrame.gap(topic: name, from: gap.lowerBound, to: gap.upperBound))
+            broker.metrics.sentGap()
+        }
+        state.ready.insert(name)
     }
 
     func ack(topic name: String, version: UInt64) {

@@ -191,27 +191,14 @@ extension Connection {
             for (topic, position) in started {
                 let name = topic.name
                 let given = positions[name]
-                let begin = SubscriptionStart(
+                let decided = SubscriptionStart(
                     from: given.map { .after($0.version) } ?? from, epoch: given?.epoch, stored: nil, position: position)
-                state.generations += 1
-                state.replace(
-                    name,
-                    with: Subscription(
-                        topic: topic, epoch: position.epoch, ackFloor: begin.next - 1, window: pattern.window, next: begin.next,
-                        durable: clientID != nil, generation: state.generations, pattern: text))
-                state.queue(ServerFrame.subscribed(id: nil, topic: name, epoch: position.epoch, head: position.head, from: begin.next, pattern: text))
-                if let stale = begin.resetFrom {
-                    state.queue(ServerFrame.reset(topic: name, oldEpoch: stale, epoch: position.epoch))
-                }
-                if let gap = begin.gap {
-                    state.queue(ServerFrame.gap(topic: name, from: gap.lowerBound, to: gap.upperBound))
-                    broker.metrics.sentGap()
-                }
-                state.ready.insert(name)
+                begin(
+                    name, of: topic, at: position, decided, window: pattern.window, durable: clientID != nil, id: nil, pattern: text, in: &state)
                 if let clientID {
                     records.append(
                         SubscriptionRecord(
-                            clientID: clientID, topic: name, epoch: position.epoch, ackFloor: begin.next - 1, window: pattern.window, pattern: text))
+                            clientID: clientID, topic: name, epoch: position.epoch, ackFloor: decided.next - 1, window: pattern.window, pattern: text))
                 }
             }
             return (unused, records, deferred, state.wake())
