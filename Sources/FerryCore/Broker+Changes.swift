@@ -25,6 +25,7 @@ extension Broker {
         case .everything:
             topicsChanged(nil)
             discoverTopics()
+            leaseWaitingGroups()
             checkHeldSessions()
             refreshTopicConfigs()
         case .sessionWanted(let clientID, let generation): sessionWanted(clientID, generation: generation)

@@ -1,20 +1,41 @@
 import FerryProtocol
 import FerryStore
+import Logging
 import Synchronization
 
 /// One queue group of one topic on this broker: its ``QueueGroup`` position, the epoch of the log
-/// it counts in, and its members, under one lock (taken after a connection's: members call in
-/// while holding theirs, and it never calls out).
+/// it counts in, its members, and whether this broker serves it (holds its lease: one broker at
+/// a time does, so each message goes to one member), under one lock (taken after a connection's:
+/// members call in while holding theirs, and it never calls out).
 final class SharedQueueGroup: Sendable {
     let topic: String
     let name: String
-    private let state: Mutex<(group: QueueGroup, epoch: String, members: [ObjectIdentifier: Connection])>
+
+    private struct State {
+        var group: QueueGroup
+        var epoch: String
+        var members: [ObjectIdentifier: Connection] = [:]
+        /// Until the store grants the lease, members here are given nothing.
+        var leased = false
+    }
+
+    private let state: Mutex<State>
 
     init(topic: String, name: String, position: Topic.Position) {
         self.topic = topic
         self.name = name
-        state = Mutex((QueueGroup(first: position.first), position.epoch, [:]))
+        state = Mutex(State(group: QueueGroup(first: position.first), epoch: position.epoch))
     }
+
+    /// This broker serves the group now: returns the members, to look for work.
+    func leaseGranted() -> [Connection] {
+        state.withLock { state in
+            state.leased = true
+            return Array(state.members.values)
+        }
+    }
+
+    var isLeased: Bool { state.withLock { $0.leased } }
 
     /// Registers `member`; returns the first version the group has not finished.
     func join(_ member: Connection) -> UInt64 {
@@ -28,6 +49,7 @@ final class SharedQueueGroup: Sendable {
     /// (the topic was deleted and made again) starts the group over on it.
     func take(_ count: Int, for member: Connection, in position: Topic.Position) -> ClosedRange<UInt64>? {
         state.withLock { state in
+            guard state.leased else { return nil }
             if state.epoch != position.epoch {
                 state.group = QueueGroup(first: position.first)
                 state.epoch = position.epoch
@@ -64,14 +86,52 @@ extension Broker {
         return configs.entries.isEmpty ? .limits : configs.effective(for: topic).retention
     }
 
-    /// The queue group `name` of `topic` on this broker, made when its first member joins.
+    /// The queue group `name` of `topic` on this broker, made when its first member joins (and
+    /// then leased from the store).
     func group(_ name: String, of topic: String, position: Topic.Position) -> SharedQueueGroup {
-        state.withLock { state in
+        let (group, made) = state.withLock { state in
             let key = Self.key(topic, name)
-            if let group = state.groups[key] { return group }
+            if let group = state.groups[key] { return (group, false) }
             let group = SharedQueueGroup(topic: topic, name: name, position: position)
             state.groups[key] = group
-            return group
+            return (group, true)
+        }
+        if made { lease(group) }
+        return group
+    }
+
+    /// Asks the store to let this broker serve `group`; refused while another live broker does,
+    /// and asked again at each poll (``leaseWaitingGroups()``).
+    func lease(_ group: SharedQueueGroup) {
+        reader.read({ store throws(StoreError) in try store.leaseQueueGroup(group.name, of: group.topic) }) { [self] result in
+            switch result {
+            case .success(true):
+                for member in group.leaseGranted() { member.topicChanged(group.topic) }
+            case .success(false):
+                logger.debug("queue group served by another broker", metadata: ["ferry.topic": "\(group.topic)", "ferry.group": "\(group.name)"])
+            case .failure(let error):
+                metrics.storeFailed(.read, error, ["ferry.topic": "\(group.topic)", "ferry.group": "\(group.name)"])
+            }
+        }
+    }
+
+    /// Groups another broker served, or whose lease could not be asked for: asked again (their
+    /// server may have let go, or died), and leases whose release failed, given up again.
+    func leaseWaitingGroups() {
+        let (waiting, releases) = state.withLock { state in
+            defer { state.failedReleases.removeAll() }
+            return (state.groups.values.filter { !$0.isLeased }, state.failedReleases)
+        }
+        for group in waiting { lease(group) }
+        for (topic, name) in releases { release(name, of: topic) }
+    }
+
+    /// Lets another broker serve the group: its last member here left.
+    private func release(_ name: String, of topic: String) {
+        reader.read({ store throws(StoreError) in try store.releaseQueueGroup(name, of: topic) }) { [self] result in
+            guard case .failure(let error) = result else { return }
+            metrics.storeFailed(.read, error, ["ferry.topic": "\(topic)", "ferry.group": "\(name)"])
+            state.withLock { $0.failedReleases.append((topic, name)) }
         }
     }
 
@@ -80,10 +140,13 @@ extension Broker {
     func leave(_ group: SharedQueueGroup, _ member: Connection) {
         let (others, gaveBack) = group.leave(member)
         if others.isEmpty {
-            state.withLock { state in
+            let forgotten = state.withLock { state in
                 let key = Self.key(group.topic, group.name)
-                if state.groups[key] === group, group.isEmpty { state.groups[key] = nil }
+                guard state.groups[key] === group, group.isEmpty else { return false }
+                state.groups[key] = nil
+                return true
             }
+            if forgotten, group.isLeased { release(group.name, of: group.topic) }
         }
         if gaveBack { for other in others { other.topicChanged(group.topic) } }
     }

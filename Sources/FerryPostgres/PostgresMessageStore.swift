@@ -73,6 +73,16 @@ public final class PostgresMessageStore: MessageStore {
         try connections.withSession { session throws(StoreError) in try PostgresNodes.live(thisNode: node, in: session) }
     }
 
+    public func leaseQueueGroup(_ group: String, of topic: String) throws(StoreError) -> Bool {
+        try connections.withSession { session throws(StoreError) in try PostgresNodes.lease(group, of: topic, node: node, in: session) }
+    }
+
+    public func releaseQueueGroup(_ group: String, of topic: String) throws(StoreError) {
+        try connections.withSession { session throws(StoreError) in
+            try session.query("DELETE FROM queue_groups WHERE topic = \(topic) AND grp = \(group) AND owner = \(node)")
+        }
+    }
+
     // MARK: - Reading state
 
     /// Every node proposes a secret and all keep the first one stored.

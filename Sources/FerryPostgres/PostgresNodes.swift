@@ -60,6 +60,19 @@ enum PostgresNodes {
         return (SessionClaim(stored: stored, generation: claims.unsigned, handover: handover), previousOwner)
     }
 
+    /// Takes the lease of a queue group for `node` when nobody holds it or its holder is gone
+    /// (no connection to the database: it died); true when `node` holds it after.
+    static func lease(_ group: String, of topic: String, node: String, in session: PostgresSession) throws(StoreError) -> Bool {
+        let rows = try session.query(
+            """
+            INSERT INTO queue_groups (topic, grp, owner) VALUES (\(topic), \(group), \(node))
+            ON CONFLICT (topic, grp) DO UPDATE SET owner = excluded.owner
+            WHERE queue_groups.owner = excluded.owner OR NOT \(unescaped: isLive("queue_groups.owner"))
+            RETURNING owner
+            """)
+        return try !PostgresMessageStore.decodeRows(rows, "queue group lease") { try $0.decode(String.self) }.isEmpty
+    }
+
     /// The brokers with a connection to this database now, oldest first.
     static func live(thisNode: String, in session: PostgresSession) throws(StoreError) -> [NodeInfo] {
         let rows = try session.query(

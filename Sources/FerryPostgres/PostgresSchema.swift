@@ -100,6 +100,17 @@ enum PostgresSchema {
             )
             """
         ],
+        [
+            // Which broker serves each queue group (``PostgresNodes/lease(_:of:node:in:)``).
+            """
+            CREATE TABLE queue_groups (
+                topic text COLLATE "C" NOT NULL,
+                grp text COLLATE "C" NOT NULL,
+                owner text NOT NULL,
+                PRIMARY KEY (topic, grp)
+            )
+            """
+        ],
     ]
 
     /// Any constant shared by every node: the key of the advisory lock that serializes migrations.

@@ -67,6 +67,14 @@ public protocol MessageStore: AnyObject, Sendable {
     /// The brokers sharing the store now, this one included; empty when it is the only one.
     func nodes() throws(StoreError) -> [NodeInfo]
 
+    /// Makes this broker the one that serves queue group `group` of `topic`, unless a live
+    /// broker does; true when this one does (it did already, or took it now). One broker serves a
+    /// group at a time, so each message goes to one member.
+    func leaseQueueGroup(_ group: String, of topic: String) throws(StoreError) -> Bool
+
+    /// Gives up the lease of a group this broker served (its last member here left).
+    func releaseQueueGroup(_ group: String, of topic: String) throws(StoreError)
+
     /// Applies `operations` in order in one durable commit. An operation that cannot be applied
     /// (a publish when space is exhausted) fails alone; the rest still commit.
     func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult

@@ -78,4 +78,9 @@ extension MessageStore {
 
     /// No other broker; the caller knows itself.
     public func nodes() throws(StoreError) -> [NodeInfo] { [] }
+
+    /// The only broker serves every queue group.
+    public func leaseQueueGroup(_ group: String, of topic: String) throws(StoreError) -> Bool { true }
+
+    public func releaseQueueGroup(_ group: String, of topic: String) throws(StoreError) {}
 }

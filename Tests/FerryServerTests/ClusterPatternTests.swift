@@ -36,3 +36,39 @@ struct ClusterPatternTests {
         }
     }
 }
+
+/// A queue group with members on two brokers of one database.
+@Suite(
+    "Cluster: queue groups across brokers", .serialized,
+    .enabled(if: PostgresTestServer.isAvailable, Comment(rawValue: PostgresTestServer.unavailableReason)))
+struct ClusterQueueGroupTests {
+    @Test func oneBrokerServesAGroupAtATimeSoEachJobGoesToOneMemberEvenWhenThatBrokerDies() throws {
+        try withCluster { a, b in
+            #expect(try a.admin("PUT", "/config/topics/jobs", json: #"{"retention":"work_queue"}"#).status == 200)
+            let onA = try a.queueMember("worker-a", of: "jobs", group: "workers", window: 5)
+            // B learns the configuration with its notice; its member waits while A serves the group.
+            var onB: TestWebSocket?
+            let deadline = Deadline(seconds: 10)
+            while onB == nil {
+                do {
+                    onB = try b.queueMember("worker-b", of: "jobs", group: "workers", window: 5)
+                } catch where !deadline.hasPassed {
+                    Thread.sleep(forTimeInterval: 0.05)
+                }
+            }
+            let memberOnB = try #require(onB)
+            try a.publishNumbered("jobs", count: 30)
+            let got = try drainWorkQueue([onA, memberOnB], count: 30)
+            #expect(got.joined().sorted() == Array(1...30), "each job once: \(got)")
+            try a.awaitEmptied("jobs")
+            // A takes five and dies without acking them: B serves the group and gets every job left.
+            try b.publishNumbered("jobs", count: 10, startingAt: 31)
+            let taken = try onA.collectMessages(count: 5, timeout: 10).versions
+            #expect(taken.count == 5)
+            try a.kill()
+            let after = try drainWorkQueue([memberOnB], count: 10)
+            #expect(Set(after.joined()) == Set(31...40), "\(after)")
+            try b.awaitEmptied("jobs")
+        }
+    }
+}

@@ -103,6 +103,31 @@ struct PostgresStoreTests {
         }
     }
 
+    @Test("one node serves a queue group at a time: another leases it once the holder releases it or is gone")
+    func queueGroupLeases() throws {
+        try withFixture(.postgres) { fixture in
+            var first: (any MessageStore)? = try fixture.open()
+            let second = try fixture.open()
+            #expect(try first?.leaseQueueGroup("g", of: "jobs") == true)
+            #expect(try first?.leaseQueueGroup("g", of: "jobs") == true, "the holder keeps it")
+            #expect(try second.leaseQueueGroup("g", of: "jobs") == false)
+            #expect(try second.leaseQueueGroup("other", of: "jobs") == true, "another group is another lease")
+            try first?.releaseQueueGroup("g", of: "jobs")
+            #expect(try second.leaseQueueGroup("g", of: "jobs") == true)
+            // A release by a node that does not hold it changes nothing.
+            try first?.releaseQueueGroup("g", of: "jobs")
+            #expect(try first?.leaseQueueGroup("g", of: "jobs") == false)
+            try second.releaseQueueGroup("other", of: "jobs")
+            #expect(try first?.leaseQueueGroup("other", of: "jobs") == true)
+            // Gone: its connections close, and the lease goes to the next to ask.
+            first = nil
+            let deadline = Date().addingTimeInterval(10)
+            var granted = false
+            repeat { granted = try second.leaseQueueGroup("other", of: "jobs") } while !granted && Date() < deadline
+            #expect(granted)
+        }
+    }
+
     @Test("two nodes opening a fresh database at once both migrate it and share one secret")
     func concurrentMigration() throws {
         try withFixture(.postgres) { fixture in
