@@ -130,18 +130,22 @@ extension Connection {
         stored: SubscriptionRecord?, clientID: String?
     ) {
         let name = topic.name
+        var replaced = false
         let subscribed: SubscriptionRecord? = state.withLock { state in
             // Closed meanwhile: `closed()` has released its topics already.
             guard state.phase != .closed else { return nil }
+            replaced = state.subscriptions[name] != nil
             let start = SubscriptionStart(from: from, epoch: epoch, stored: stored, position: position)
             begin(name, of: topic, at: position, start, window: window, durable: clientID != nil, id: id, pattern: nil, in: &state)
             return SubscriptionRecord(
                 clientID: clientID ?? "", topic: name, epoch: position.epoch, ackFloor: start.next - 1, window: window)
         }
+        // One hold per subscription: the one replaced gives its hold back.
         guard let subscribed else {
             broker.removeSubscriber(self, from: [topic])
             return
         }
+        if replaced { broker.removeSubscriber(self, from: [topic]) }
         if clientID != nil { broker.putDurableSubscription(subscribed) }
         notify(state.withLock { $0.wake() })
     }

@@ -31,7 +31,10 @@ final class Topic: Sendable {
         /// The epoch the log has, or will get when it is created.
         var epoch: String
         var cache: Deque<(version: UInt64, frame: Frame)> = []
-        var subscribers: [ObjectIdentifier: Connection] = [:]
+        /// Connections subscribed, each with how many holds it has: a connection's subscription
+        /// starts (a topic subscription, a pattern's, a queue group's) may overlap while one
+        /// replaces another, and each releases only its own hold.
+        var subscribers: [ObjectIdentifier: (connection: Connection, holds: Int)] = [:]
         /// Commits in flight that create the log with `epoch`; the topic must stay registered
         /// until they finish, so a subscriber arriving meanwhile is told that epoch.
         var pendingCreations = 0
@@ -86,13 +89,17 @@ final class Topic: Sendable {
     /// the connection, so a subscriber starting at `head + 1` misses nothing.
     func addSubscriber(_ connection: Connection) -> Position {
         state.withLock { state in
-            state.subscribers[ObjectIdentifier(connection)] = connection
+            state.subscribers[ObjectIdentifier(connection), default: (connection, 0)].holds += 1
             return state.position
         }
     }
 
     func removeSubscriber(_ connection: Connection) {
-        state.withLock { _ = $0.subscribers.removeValue(forKey: ObjectIdentifier(connection)) }
+        state.withLock { state in
+            let key = ObjectIdentifier(connection)
+            guard let entry = state.subscribers[key] else { return }
+            state.subscribers[key] = entry.holds > 1 ? (connection, entry.holds - 1) : nil
+        }
     }
 
     /// Frames `from...through` of `epoch` if all are cached.
@@ -123,7 +130,7 @@ final class Topic: Sendable {
             while let oldest = state.cache.first?.version, oldest < record.first || state.cache.count > cacheLimit {
                 state.cache.removeFirst()
             }
-            return Array(state.subscribers.values)
+            return state.subscribers.values.map(\.connection)
         }
     }
 
@@ -149,7 +156,7 @@ final class Topic: Sendable {
             state.record = nil
             state.epoch = Epoch.random()
             state.cache.removeAll()
-            return Array(state.subscribers.values)
+            return state.subscribers.values.map(\.connection)
         }
     }
 }

@@ -270,4 +270,27 @@ struct PatternSubscriptionTests {
         client.disconnect()
         await fixture.remove()
     }
+
+    @Test("a topic announced twice while its first read waits is held once: the pattern keeps getting it")
+    func topicAnnouncedTwiceDuringItsRead() async throws {
+        let fixture = try BrokerFixture(readsOnThreads: true)
+        let shared = try #require(fixture.shared)
+        let client = TestClient(fixture.broker)
+        _ = try await client.hello()
+        client.send(#"{"op":"subscribe","topic":"h.*"}"#)
+        _ = try await client.next(op: "subscribed")
+        let gate = shared.holdNextTopicRead()
+        _ = try shared.store.commit([.publish(NewMessage(topic: "h.x", kind: .json, payload: Array("1".utf8)))], now: fixture.clock.now)
+        shared.announce(.topics(["h.x"]))
+        await gate.hasRead()
+        // The same topic again while the first read waits: a second start, which finds it taken.
+        shared.announce(.topics(["h.x"]))
+        gate.release.signal()
+        try await client.waitFor { _ in client.versions("h.x") == [1] }
+        _ = try shared.store.commit([.publish(NewMessage(topic: "h.x", kind: .json, payload: Array("2".utf8)))], now: fixture.clock.now)
+        shared.announce(.topics(["h.x"]))
+        try await client.waitFor { _ in client.versions("h.x") == [1, 2] }
+        client.disconnect()
+        await fixture.remove()
+    }
 }

@@ -119,9 +119,10 @@ struct PostgresStoreTests {
             #expect(try first?.leaseQueueGroup("g", of: "jobs") == false)
             try second.releaseQueueGroup("other", of: "jobs")
             #expect(try first?.leaseQueueGroup("other", of: "jobs") == true)
-            // Gone: its connections close, and the lease goes to the next to ask.
+            // Gone: its connections close, and the lease goes to the next to ask (the database
+            // sees the close on its own time: on a loaded machine, seconds).
             first = nil
-            let deadline = Date().addingTimeInterval(10)
+            let deadline = Date().addingTimeInterval(30)
             var granted = false
             repeat { granted = try second.leaseQueueGroup("other", of: "jobs") } while !granted && Date() < deadline
             #expect(granted)
