@@ -130,10 +130,24 @@ final class Subscriber: FrameSink {
     private let latencies: LatencyLog
     private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     private var received = 0
-    /// Per topic: the last version received and the last acked. With one topic subscribed its
-    /// name is not read from each frame (the single-topic figures stay comparable).
-    private var positions: [String: (last: UInt64, acked: UInt64)] = [:]
-    private var unacked: Set<String> = []
+    /// One topic subscribed (not a pattern): its name is not read from each frame, so the
+    /// single-topic figures cost the tool what they did before topics were counted.
+    private let singleTopic: Bool
+    /// Where the subscriber stands in one topic. A class, so a message updates it in place
+    /// (no exclusive access to an array of them per message).
+    private final class TopicState {
+        let name: String
+        var last: UInt64 = 0
+        var acked: UInt64 = 0
+
+        init(name: String) { self.name = name }
+    }
+
+    private var states: [String: TopicState] = [:]
+    /// The one topic's state when `singleTopic`.
+    private var only: TopicState?
+    /// Topics received since the last ack.
+    private var unacked: [TopicState] = []
     private var subscribedFrames = 0
     /// When messages later than `slow` arrived (monotonic ns), to see whether stalls recur.
     private var slowArrivals: [UInt64] = []
@@ -145,6 +159,7 @@ final class Subscriber: FrameSink {
     ) {
         self.clientID = clientID
         self.topics = topics
+        singleTopic = topics.count == 1 && !TopicPattern.looksLikePattern(topics[0])
         self.from = from
         self.window = window
         self.expected = expected
@@ -162,20 +177,26 @@ final class Subscriber: FrameSink {
         connection.flush()
     }
 
-    /// The topic a `msg` frame is of.
-    private func topic(of text: ByteBuffer) -> String? {
-        topics.count == 1 && !TopicPattern.looksLikePattern(topics[0]) ? topics[0] : string(after: #""topic":""#, in: text)
+    /// The state of the topic a `msg` frame is of.
+    private func topicState(of text: ByteBuffer) -> TopicState? {
+        if singleTopic, let only { return only }
+        guard let name = singleTopic ? topics[0] : string(after: #""topic":""#, in: text) else { return nil }
+        if let known = states[name] { return known }
+        let state = TopicState(name: name)
+        states[name] = state
+        if singleTopic { only = state }
+        return state
     }
 
     func received(_ text: ByteBuffer, on connection: BenchConnection) {
         if frame(text, is: "msg") {
-            guard let topic = topic(of: text) else {
+            guard let topic = topicState(of: text) else {
                 delivered.fail("\(clientID): a msg without a topic: \(String(buffer: text).prefix(120))")
                 return
             }
-            let last = positions[topic]?.last ?? 0
-            guard let version = integer(after: #""version":"#, in: text), version == last + 1 || last == 0 else {
-                delivered.fail("\(clientID): \(topic) out of order after \(last): \(String(buffer: text).prefix(120))")
+            let previous = topic.last
+            guard let version = integer(after: #""version":"#, in: text), version == previous + 1 || previous == 0 else {
+                delivered.fail("\(clientID): \(topic.name) out of order after \(previous): \(String(buffer: text).prefix(120))")
                 return
             }
             if let sent = integer(after: #""t":"#, in: text) {
@@ -183,8 +204,8 @@ final class Subscriber: FrameSink {
                 histogram.record(now &- sent)
                 if now &- sent > Self.slow { slowArrivals.append(now) }
             }
-            positions[topic, default: (0, 0)].last = version
-            unacked.insert(topic)
+            if topic.last == topic.acked { unacked.append(topic) }
+            topic.last = version
             received += 1
             if received == expected {
                 latencies.add(histogram, slowArrivals: slowArrivals)
@@ -202,10 +223,9 @@ final class Subscriber: FrameSink {
 
     func readComplete(on connection: BenchConnection) {
         guard !unacked.isEmpty else { return }
-        for topic in unacked {
-            guard let position = positions[topic], position.last > position.acked else { continue }
-            positions[topic]?.acked = position.last
-            connection.send(String(decoding: ClientFrame.ack(topic: topic, version: position.last).encode(), as: UTF8.self))
+        for topic in unacked where topic.last > topic.acked {
+            topic.acked = topic.last
+            connection.send(String(decoding: ClientFrame.ack(topic: topic.name, version: topic.last).encode(), as: UTF8.self))
         }
         unacked.removeAll(keepingCapacity: true)
         connection.flush()
