@@ -25,7 +25,7 @@ extension Broker {
         case .everything:
             topicsChanged(nil)
             discoverTopics()
-            leaseWaitingGroups()
+            renewQueueGroupLeases()
             checkHeldSessions()
             refreshTopicConfigs()
         case .sessionWanted(let clientID, let generation): sessionWanted(clientID, generation: generation)

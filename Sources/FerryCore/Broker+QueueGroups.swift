@@ -27,11 +27,12 @@ final class SharedQueueGroup: Sendable {
         state = Mutex(State(group: QueueGroup(first: position.first), epoch: position.epoch))
     }
 
-    /// This broker serves the group now: returns the members, to look for work.
-    func leaseGranted() -> [Connection] {
+    /// Whether this broker serves the group, as the store last said: when it starts to, returns
+    /// the members, to look for work.
+    func setLeased(_ leased: Bool) -> [Connection] {
         state.withLock { state in
-            state.leased = true
-            return Array(state.members.values)
+            defer { state.leased = leased }
+            return leased && !state.leased ? Array(state.members.values) : []
         }
     }
 
@@ -101,28 +102,31 @@ extension Broker {
     }
 
     /// Asks the store to let this broker serve `group`; refused while another live broker does,
-    /// and asked again at each poll (``leaseWaitingGroups()``).
+    /// and asked again at each poll (``renewQueueGroupLeases()``).
     func lease(_ group: SharedQueueGroup) {
         reader.read({ store throws(StoreError) in try store.leaseQueueGroup(group.name, of: group.topic) }) { [self] result in
             switch result {
-            case .success(true):
-                for member in group.leaseGranted() { member.topicChanged(group.topic) }
-            case .success(false):
-                logger.debug("queue group served by another broker", metadata: ["ferry.topic": "\(group.topic)", "ferry.group": "\(group.name)"])
+            case .success(let granted):
+                for member in group.setLeased(granted) { member.topicChanged(group.topic) }
+                if !granted {
+                    logger.debug("queue group served by another broker", metadata: ["ferry.topic": "\(group.topic)", "ferry.group": "\(group.name)"])
+                }
             case .failure(let error):
                 metrics.storeFailed(.read, error, ["ferry.topic": "\(group.topic)", "ferry.group": "\(group.name)"])
             }
         }
     }
 
-    /// Groups another broker served, or whose lease could not be asked for: asked again (their
-    /// server may have let go, or died), and leases whose release failed, given up again.
-    func leaseWaitingGroups() {
-        let (waiting, releases) = state.withLock { state in
+    /// At each poll, every group here asks for its lease again: one another broker served may be
+    /// free now (its server let go, or died), and one this broker served may have passed to
+    /// another while the database took this one for gone (an outage); then its members here get
+    /// nothing new. Leases whose release failed are given up again.
+    func renewQueueGroupLeases() {
+        let (groups, releases) = state.withLock { state in
             defer { state.failedReleases.removeAll() }
-            return (state.groups.values.filter { !$0.isLeased }, state.failedReleases)
+            return (Array(state.groups.values), state.failedReleases)
         }
-        for group in waiting { lease(group) }
+        for group in groups { lease(group) }
         for (topic, name) in releases { release(name, of: topic) }
     }
 
