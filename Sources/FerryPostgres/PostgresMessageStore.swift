@@ -78,7 +78,7 @@ public final class PostgresMessageStore: MessageStore {
     }
 
     public func releaseQueueGroup(_ group: String, of topic: String) throws(StoreError) {
-        try connections.withSession { session throws(StoreError) in
+        _ = try connections.withSession { session throws(StoreError) in
             try session.query("DELETE FROM queue_groups WHERE topic = \(topic) AND grp = \(group) AND owner = \(node)")
         }
     }

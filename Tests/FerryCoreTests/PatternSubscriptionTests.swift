@@ -16,6 +16,12 @@ struct PatternSubscriptionTests {
         client.frames.filter { $0["op"] == "msg" }.map { "\($0["topic"] ?? "")#\($0["version"] ?? "")" }
     }
 
+    /// Publishes around the broker, into the store it shares, as another broker would.
+    private func publishElsewhere(_ topic: String, _ json: String, on fixture: BrokerFixture) throws {
+        let shared = try #require(fixture.shared)
+        _ = try shared.store.commit([.publish(NewMessage(topic: topic, kind: .json, payload: Array(json.utf8)))], now: fixture.clock.now)
+    }
+
     /// A ping round trip: everything queued before it was handled.
     private func settle(_ client: TestClient, id: Int) async throws {
         client.send(#"{"op":"ping","id":\#(id)}"#)
@@ -260,11 +266,11 @@ struct PatternSubscriptionTests {
         client.send(#"{"op":"subscribe","topic":"e.*"}"#)
         _ = try await client.next(op: "subscribed")
         // Written around this broker, as another broker writes the shared store.
-        _ = try shared.store.commit([.publish(NewMessage(topic: "e.one", kind: .json, payload: Array("1".utf8)))], now: fixture.clock.now)
+        try publishElsewhere("e.one", "1", on: fixture)
         shared.announce(.topics(["e.one"]))
         try await client.waitFor { _ in client.versions("e.one") == [1] }
         // A lost notice: the periodic poll finds the topic.
-        _ = try shared.store.commit([.publish(NewMessage(topic: "e.two", kind: .json, payload: Array("2".utf8)))], now: fixture.clock.now)
+        try publishElsewhere("e.two", "2", on: fixture)
         shared.announce(.everything)
         try await client.waitFor { _ in client.versions("e.two") == [1] }
         client.disconnect()
@@ -280,14 +286,14 @@ struct PatternSubscriptionTests {
         client.send(#"{"op":"subscribe","topic":"h.*"}"#)
         _ = try await client.next(op: "subscribed")
         let gate = shared.holdNextTopicRead()
-        _ = try shared.store.commit([.publish(NewMessage(topic: "h.x", kind: .json, payload: Array("1".utf8)))], now: fixture.clock.now)
+        try publishElsewhere("h.x", "1", on: fixture)
         shared.announce(.topics(["h.x"]))
         await gate.hasRead()
         // The same topic again while the first read waits: a second start, which finds it taken.
         shared.announce(.topics(["h.x"]))
         gate.release.signal()
         try await client.waitFor { _ in client.versions("h.x") == [1] }
-        _ = try shared.store.commit([.publish(NewMessage(topic: "h.x", kind: .json, payload: Array("2".utf8)))], now: fixture.clock.now)
+        try publishElsewhere("h.x", "2", on: fixture)
         shared.announce(.topics(["h.x"]))
         try await client.waitFor { _ in client.versions("h.x") == [1, 2] }
         client.disconnect()
