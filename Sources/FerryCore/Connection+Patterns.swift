@@ -117,6 +117,7 @@ extension Connection {
     /// Topics the broker learnt of (created here or by another broker) that may match patterns
     /// of this connection; each goes to the earliest pattern that matches it, from its first version.
     func topicsAppeared(_ names: [String]) {
+        let maxTopics = broker.configuration.limits.maxPatternTopics
         let (fresh, clientID) = state.withLock { state -> ([String: [String]], String?) in
             guard state.phase == .ready else { return ([:], nil) }
             var fresh: [String: [String]] = [:]
@@ -124,6 +125,8 @@ extension Connection {
                 && broker.retention(of: name) != .workQueue
             {
                 guard let text = state.firstPattern(matching: name) else { continue }
+                // Full, and the client was told: the poll's rediscoveries need not be held and read again.
+                if let pattern = state.patterns[text], pattern.toldOverLimit, pattern.topics >= maxTopics { continue }
                 if state.patterns[text]?.deferred != nil {
                     state.patterns[text]?.deferred?.append(name)
                 } else {
