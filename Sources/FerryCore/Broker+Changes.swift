@@ -36,20 +36,31 @@ extension Broker {
     }
 
     /// `names` nil: every topic this broker holds.
+    ///
+    /// A topic already waiting for a read that has not started is not read again: that read
+    /// takes the topic's state when it starts and the store's after, so it sees this change too.
+    /// A burst of notices (a fast publisher on another broker) then costs a read per reader
+    /// thread, not one per notice queued ahead of every other read (an HTTP view waited seconds).
     private func topicsChanged(_ names: [String]?) {
-        let (held, unknown) = state.withLock { state in
+        let (queued, unknown) = state.withLock { state in
             let topics = names.map { $0.compactMap { state.topics[$0] } } ?? Array(state.topics.values)
             // Topics new here that a pattern subscriber here waits for.
             let unknown = state.patterns.isEmpty ? [] : (names ?? []).filter { state.topics[$0] == nil && state.patterns.matchesAny($0) }
             // Only subscribers here read a topic's memory; listings read the store.
-            let held: [(topic: Topic, seen: UInt64, known: TopicRecord?, position: Topic.Position)] =
-                topics.filter { $0.subscriberCount > 0 }.map { ($0, $0.changeCount, $0.record, $0.position) }
-            return (held, unknown)
+            let queued = topics.filter { $0.subscriberCount > 0 && state.unreadChanges.insert(ObjectIdentifier($0)).inserted }
+            return (queued, unknown)
         }
         topicsAppeared(unknown)
-        guard !held.isEmpty else { return }
+        guard !queued.isEmpty else { return }
         let cacheLimit = configuration.cachedMessagesPerTopic
-        reader.read({ store throws(StoreError) in
+        reader.read({ [self] store throws(StoreError) in
+            // What this broker knew before the store is read (a change of its own since is newer).
+            let held = state.withLock { state in
+                queued.map { topic in
+                    state.unreadChanges.remove(ObjectIdentifier(topic))
+                    return (topic: topic, seen: topic.changeCount, known: topic.record, position: topic.position)
+                }
+            }
             let records = Dictionary(try store.topics(named: held.map(\.topic.name)).map { ($0.name, $0) }) { $1 }
             return try held.map { entry throws(StoreError) in
                 let record = records[entry.topic.name]

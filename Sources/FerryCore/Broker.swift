@@ -67,6 +67,8 @@ public final class Broker: Sendable {
         /// Queue groups with a member here, by topic and name, and the trims their floors ask for.
         var groups: [String: SharedQueueGroup] = [:]
         var groupTrims: [String: (epoch: String, through: UInt64)] = [:]
+        /// Topics with a read of another broker's change queued and not started (``topicsChanged(_:)``).
+        var unreadChanges: Set<ObjectIdentifier> = []
         /// Leases of groups this broker no longer serves that the store did not take back yet.
         var failedReleases: [(topic: String, group: String)] = []
         var connections = 0
