@@ -82,6 +82,15 @@ import Testing
         }
     }
 
+    @Test(arguments: ["bash", "zsh", "fish"])
+    func completionScriptsNameTheCommandsAndTheirSubcommands(shell: String) throws {
+        let run = try ferryctl(["--generate-completion-script", shell])
+        #expect(run.status == 0, "\(run)")
+        for word in ["topics", "clients", "tail", "config", "rewind"] {
+            #expect(run.stdout.contains(word), "no \(word) in the \(shell) script")
+        }
+    }
+
     // MARK: topics
 
     @Test func topicsListShowAndDelete() throws {
