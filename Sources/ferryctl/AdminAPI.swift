@@ -70,10 +70,48 @@ extension BrokerOptions {
     }
 }
 
-/// The `--json` flag of the read commands.
+/// How the read commands print: `--output table|json|jsonl`, the same for every command
+/// (`--json` is `--output json`).
 struct OutputOptions: ParsableArguments {
-    @Flag(help: "Print JSON instead of text.")
-    var json = false
+    enum Style: String, ExpressibleByArgument, CaseIterable {
+        /// Aligned text for people.
+        case table
+        /// The API's JSON as it came (or what `ferryctl` computed, with sorted keys).
+        case json
+        /// One JSON object a line: each element of a listing, or the one object.
+        case jsonl
+    }
+
+    @Option(help: "table, json or jsonl (one JSON object a line: each item of a listing).")
+    var output: Style = .table
+
+    @Flag(name: .customLong("json"), help: "The same as --output json.")
+    var jsonFlag = false
+
+    var style: Style { jsonFlag ? .json : output }
+
+    /// True when the command prints JSON (either form) instead of a table.
+    var json: Bool { style != .table }
+
+    /// Prints a JSON body in the chosen form: as it is, or one object a line, the elements of
+    /// the body's one array when it has one (a listing).
+    func printBody(_ body: Data) {
+        guard style == .jsonl else { return Format.printBody(body) }
+        guard let object = try? JSONSerialization.jsonObject(with: body) else { return Format.printBody(body) }
+        let arrays = (object as? [String: Any])?.values.compactMap { $0 as? [Any] } ?? []
+        let items: [Any] = arrays.count == 1 && (object as? [String: Any])?.count == 1 ? arrays[0] : [object]
+        for item in items {
+            guard let line = try? JSONSerialization.data(withJSONObject: item, options: [.sortedKeys, .withoutEscapingSlashes]) else { continue }
+            Format.printBody(line)
+        }
+    }
+
+    /// Prints what `ferryctl` computed in the chosen JSON form.
+    func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        printBody(try encoder.encode(value))
+    }
 }
 
 /// Requests to the broker's admin API (PROTOCOL.md, "HTTP API"), with its answers mapped to

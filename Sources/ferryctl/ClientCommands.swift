@@ -17,7 +17,7 @@ struct Clients: AsyncParsableCommand {
 
         func run() async throws {
             let (list, body) = try await admin.client().get("/v1/admin/clients", as: ClientList.self)
-            if output.json { return Format.printBody(body) }
+            if output.json { return output.printBody(body) }
             var table = Table("CLIENT", "CONNECTED", "SUBSCRIPTIONS", "LAST SEEN")
             for client in list.clients {
                 table.add(client.clientID, Format.yesNo(client.connected), "\(client.subscriptions)", Format.ago(client.lastSeen))
@@ -36,7 +36,7 @@ struct Clients: AsyncParsableCommand {
 
         func run() async throws {
             let (client, body) = try await admin.client().get(AdminClient.path("clients", id), as: ClientDetail.self)
-            if output.json { return Format.printBody(body) }
+            if output.json { return output.printBody(body) }
             let resume = client.lastResume.map {
                 "\($0.resumed ? "resumed, \($0.subscriptions) subscription(s) restored" : "new session"), \(Format.ago($0.at))"
             }
@@ -91,7 +91,7 @@ struct Clients: AsyncParsableCommand {
         func run() async throws {
             let client = try admin.client()
             let body = try await client.send("POST", AdminClient.path("clients", id, "/rewind"), json: RewindRequest(topic: topic, to: to))
-            if output.json { return Format.printBody(body) }
+            if output.json { return output.printBody(body) }
             let subscription = try client.decode(SubscriptionInfo.self, body)
             print("rewound \(id) on \(subscription.topic): ack floor \(subscription.ackFloor), \(subscription.lag) to deliver")
         }

@@ -41,7 +41,7 @@ struct Backup: AsyncParsableCommand {
             await progress.task.value
             progress.bar.complete()
         }
-        if output.json { return Format.printBody(body) }
+        if output.json { return output.printBody(body) }
         let result = try client.decode(BackupResult.self, body)
         print("backup written to \(result.path) (\(Format.bytes(result.bytes)))")
     }
@@ -110,7 +110,7 @@ struct Verify: AsyncParsableCommand {
             throw Failure("cannot check \(data): \(error)")
         }
         if output.json {
-            try Format.printJSON(
+            try output.printJSON(
                 Report(
                     data: data, ok: faults.isEmpty,
                     faults: faults.map { Report.Fault(kind: $0.kind.rawValue, subject: $0.subject, message: $0.message) }))

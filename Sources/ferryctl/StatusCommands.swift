@@ -96,7 +96,7 @@ struct Status: AsyncParsableCommand {
             stats = second.stats
         }
         if output.json {
-            try Format.printJSON(Report(broker: client.base, stats: stats, rates: rates))
+            try output.printJSON(Report(broker: client.base, stats: stats, rates: rates))
             return
         }
         let used = stats.mapSize > 0 ? Double(stats.dataBytes) / Double(stats.mapSize) * 100 : 0
@@ -164,7 +164,7 @@ struct Top: AsyncParsableCommand {
             let current = try await Sample.take(client, withTopics: true)
             let snapshot = Self.snapshot(from: previous, to: current)
             if output.json {
-                try Format.printJSON(snapshot)
+                try output.printJSON(snapshot)
             } else {
                 // Home and clear, then the frame: the whole view is redrawn in place.
                 print((live ? "\u{1B}[H\u{1B}[2J" : "") + Self.render(snapshot, broker: client.base))

@@ -17,7 +17,7 @@ struct Topics: AsyncParsableCommand {
 
         func run() async throws {
             let (list, body) = try await admin.client().get("/v1/admin/topics", as: TopicList.self)
-            if output.json { return Format.printBody(body) }
+            if output.json { return output.printBody(body) }
             var table = Table("TOPIC", "EPOCH", "FIRST", "HEAD", "MESSAGES", "BYTES", "SUBSCRIBERS", "CONNECTED", "LAG")
             for topic in list.topics {
                 table.add(
@@ -37,7 +37,7 @@ struct Topics: AsyncParsableCommand {
 
         func run() async throws {
             let (info, body) = try await admin.client().get(AdminClient.path("topics", topic), as: TopicInfo.self)
-            if output.json { return Format.printBody(body) }
+            if output.json { return output.printBody(body) }
             print(
                 fields([
                     ("topic", info.topic),
@@ -118,7 +118,7 @@ struct Topics: AsyncParsableCommand {
                 throw Failure("trim of \(topic) refused: \(losses.count) durable subscriber(s) have not acked those messages; --force trims anyway")
             }
             guard (200..<300).contains(status) else { throw client.failure(status: status, body: body) }
-            if output.json { return Format.printBody(body) }
+            if output.json { return output.printBody(body) }
             let result = try client.decode(TrimResult.self, body)
             print("trimmed \(result.topic): removed \(result.removed) messages, \(result.messages) left (first \(result.first), head \(result.head))")
         }

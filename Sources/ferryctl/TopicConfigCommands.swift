@@ -23,7 +23,7 @@ extension Topics {
 
             func run() async throws {
                 let (list, body) = try await admin.client().get("/v1/admin/config/topics", as: TopicConfigList.self)
-                if output.json { return Format.printBody(body) }
+                if output.json { return output.printBody(body) }
                 var table = Table("PATTERN", "MAX MESSAGES", "MAX BYTES", "MAX AGE", "MAX MESSAGE BYTES", "DEDUP WINDOW", "RETENTION")
                 for entry in list.configs {
                     table.add(
@@ -77,7 +77,7 @@ extension Topics {
                     dedupWindowMs: dedupWindow, retention: retention)
                 let client = try admin.client()
                 let body = try await client.send("PUT", AdminClient.path("config/topics", pattern), json: entry)
-                if output.json { return Format.printBody(body) }
+                if output.json { return output.printBody(body) }
                 let stored = try client.decode(TopicConfigEntry.self, body)
                 print("set topic configuration \(stored.pattern ?? pattern)")
             }

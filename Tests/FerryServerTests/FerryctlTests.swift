@@ -82,6 +82,27 @@ import Testing
         }
     }
 
+    @Test func outputIsTableJSONOrOneObjectALineForEveryReadCommand() throws {
+        let ferryd = try Ferryd.withAdmin()
+        try ferryd.publishNumbered("a", count: 1)
+        try ferryd.publishNumbered("b", count: 2)
+        // A listing: one line per item in jsonl; the API's body in json (as --json).
+        let lines = try ferryctl(["topics", "list", "--output", "jsonl"], broker: ferryd)
+        #expect(lines.status == 0, "\(lines)")
+        let items = lines.stdout.split(separator: "\n").map { parseJSONObject(String($0)) }
+        #expect(items.compactMap { $0?.string("topic") }.sorted() == ["a", "b"], "\(lines)")
+        let json = try ferryctl(["topics", "list", "--output", "json"], broker: ferryd)
+        #expect(json.json?.objects("topics")?.count == 2, "\(json)")
+        #expect(json.stdout == (try ferryctl(["topics", "list", "--json"], broker: ferryd)).stdout)
+        // One object: one line.
+        let one = try ferryctl(["topics", "show", "b", "--output", "jsonl"], broker: ferryd)
+        #expect(one.stdout.split(separator: "\n").count == 1 && parseJSONObject(one.stdout)?.int("head") == 2, "\(one)")
+        let status = try ferryctl(["status", "--output", "jsonl"], broker: ferryd)
+        #expect(status.stdout.split(separator: "\n").count == 1 && parseJSONObject(status.stdout) != nil, "\(status)")
+        #expect(try ferryctl(["topics", "list", "--output", "yaml"], broker: ferryd).status == 2)
+        #expect(try ferryctl(["topics", "list"], broker: ferryd).stdout.hasPrefix("TOPIC"))
+    }
+
     @Test(arguments: ["bash", "zsh", "fish"])
     func completionScriptsNameTheCommandsAndTheirSubcommands(shell: String) throws {
         let run = try ferryctl(["--generate-completion-script", shell])
