@@ -78,9 +78,8 @@ extension ClientCore {
     private func deliver(_ message: BrokerFrame.Message) {
         guard var topic = topics[message.topic] else { return }
         topic.received = max(topic.received, message.version)
-        // A queue group's messages come in any order, each once per hand-out.
-        if topic.group != nil { topic.delivered = 0 }
-        if message.version > topic.delivered, let continuation = topic.continuation ?? topic.pattern.flatMap({ patterns[$0]?.continuation }) {
+        // A queue group's messages come in any order, each once per hand-out: no version order to keep.
+        if topic.group != nil || message.version > topic.delivered, let continuation = topic.continuation ?? topic.pattern.flatMap({ patterns[$0]?.continuation }) {
             topic.delivered = message.version
             let payload: Data
             let isJSON: Bool

@@ -26,6 +26,9 @@ extension Broker {
             entries.values.contains { $0.pattern.matches(name) }
         }
 
+        /// The distinct patterns subscribed.
+        var patterns: [TopicPattern] { entries.values.map(\.pattern) }
+
         /// The connections with a pattern matching `name`.
         func connections(matching name: String) -> [ObjectIdentifier: Connection] {
             var found: [ObjectIdentifier: Connection] = [:]
@@ -49,19 +52,24 @@ extension Broker {
 
     /// The names of the topics with a log that `pattern` matches, sorted: the store's and those
     /// this broker created since (a creating commit may not be readable yet).
-    func topics(matching pattern: TopicPattern, completion: @escaping @Sendable (Result<[String], ProtocolError>) -> Void) {
+    /// The names of the topics with a log that one of `patterns` matches, sorted: the store's and
+    /// those this broker created since (a creating commit may not be readable yet). One read of
+    /// the store's topics, however many patterns.
+    func topics(matching patterns: [TopicPattern], completion: @escaping @Sendable (Result<[String], ProtocolError>) -> Void) {
+        @Sendable func matched(_ name: String) -> Bool { patterns.contains { $0.matches(name) } }
         reader.read({ store throws(StoreError) in
-            try store.topics().map(\.name).filter { pattern.matches($0) }
+            try store.topics().map(\.name).filter(matched)
         }) { [self] result in
             switch result {
             case .success(let stored):
                 let held = state.withLock { state in
-                    state.topics.values.filter { $0.record != nil && pattern.matches($0.name) }.map(\.name)
+                    state.topics.values.filter { $0.record != nil && matched($0.name) }.map(\.name)
                 }
                 completion(.success(Array(Set(stored).union(held)).sorted()))
             case .failure(let error):
-                metrics.storeFailed(.read, error, ["ferry.pattern": "\(pattern)"])
-                completion(.failure(ProtocolError(.unavailable, "the topics matching \(pattern) cannot be read: \(error)")))
+                let described = patterns.map(\.description).joined(separator: " ")
+                metrics.storeFailed(.read, error, ["ferry.patterns": "\(described)"])
+                completion(.failure(ProtocolError(.unavailable, "the topics matching \(described) cannot be read: \(error)")))
             }
         }
     }
@@ -86,18 +94,12 @@ extension Broker {
     /// Topics another broker created that no notice told of (the `.everything` poll): read only
     /// while a connection here has a pattern.
     func discoverTopics() {
-        let patterns = state.withLock { $0.patterns }
+        let patterns = state.withLock { $0.patterns.patterns }
         guard !patterns.isEmpty else { return }
-        reader.read({ store throws(StoreError) in
-            try store.topics().map(\.name).filter { patterns.matchesAny($0) }
-        }) { [self] result in
-            switch result {
-            case .success(let names):
-                topicsAppeared(state.withLock { state in names.filter { state.topics[$0]?.record == nil } })
-            case .failure(let error):
-                // The next poll reads again.
-                metrics.storeFailed(.read, error, ["ferry.read": "topics for patterns"])
-            }
+        topics(matching: patterns) { [self] result in
+            // A failed read is counted and logged; the next poll reads again.
+            guard case .success(let names) = result else { return }
+            topicsAppeared(state.withLock { state in names.filter { state.topics[$0]?.record == nil } })
         }
     }
 

@@ -86,27 +86,26 @@ extension Connection {
             reply(id: id, ProtocolError(.forbidden, "not allowed to subscribe to \(name)"))
             return
         }
-        let clientID = state.withLock { $0.clientID }
+        let maxSubscriptions = broker.configuration.limits.maxSubscriptions
+        let (clientID, refusal) = state.withLock { state -> (String?, ProtocolError?) in
+            let existing = state.subscriptions[name]
+            if existing?.group != nil {
+                return (state.clientID, ProtocolError(.badFrame, "already subscribed to \(name) through a queue group: unsubscribe it first"))
+            }
+            // Replacing a topic subscription is no new one; taking a topic from a pattern is.
+            guard existing.map({ $0.pattern != nil }) ?? true, state.topicSubscriptionCount >= maxSubscriptions else { return (state.clientID, nil) }
+            return (state.clientID, ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
+        }
         // A durable position of its own would hold a work queue's messages for ever; watching is fine.
         if clientID != nil, broker.retention(of: name) == .workQueue {
             reply(id: id, ProtocolError(.badFrame, "\(name) is a work queue: subscribe through a queue group (group), or without a client id to watch it"))
             return
         }
-        if state.withLock({ $0.subscriptions[name]?.group != nil }) {
-            reply(id: id, ProtocolError(.badFrame, "already subscribed to \(name) through a queue group: unsubscribe it first"))
+        if let refusal {
+            reply(id: id, refusal)
             return
         }
         let stored = clientID.flatMap { broker.durableSubscription(clientID: $0, topic: name) }
-        let maxSubscriptions = broker.configuration.limits.maxSubscriptions
-        // Replacing a topic subscription is no new one; taking a topic from a pattern is.
-        let full = state.withLock { state in
-            let isNew = state.subscriptions[name].map { $0.pattern != nil } ?? true
-            return isNew && state.topicSubscriptionCount >= maxSubscriptions
-        }
-        guard !full else {
-            reply(id: id, ProtocolError(.tooManySubscriptions, "at most \(maxSubscriptions) subscriptions per connection"))
-            return
-        }
         waitForStore()
         broker.addSubscriber(self, to: [name]) { [self] result in
             switch result {
@@ -173,33 +172,47 @@ extension Connection {
         state.ready.insert(name)
     }
 
+    /// What an `ack` did, decided under the connection's lock.
+    enum AckOutcome {
+        /// The floor moved (or stayed): the durable record to keep, if any.
+        case floor(SubscriptionRecord?)
+        /// A queue group member gave back one message of `epoch`.
+        case member(SharedQueueGroup, epoch: String)
+        /// A group's message deleted meanwhile: nothing to do.
+        case ignored
+        case refused(ProtocolError)
+    }
+
     func ack(topic name: String, version: UInt64) {
-        if state.withLock({ $0.subscriptions[name]?.group != nil }) {
-            if let error = ackInGroup(name, version: version) { reply(id: nil, error) }
-            return
-        }
-        let outcome: Result<SubscriptionRecord?, ProtocolError> = state.withLock { state in
+        let outcome: AckOutcome = state.withLock { state in
             guard var subscription = state.subscriptions[name] else {
-                return .failure(ProtocolError(.notSubscribed, "not subscribed to \(name)"))
+                return .refused(ProtocolError(.notSubscribed, "not subscribed to \(name)"))
             }
+            if subscription.group != nil { return memberAck(name, version, &subscription, in: &state) }
             guard version < subscription.next else {
-                return .failure(ProtocolError(.badAck, "version \(version) of \(name) was not delivered"))
+                return .refused(ProtocolError(.badAck, "version \(version) of \(name) was not delivered"))
             }
-            guard version > subscription.ackFloor else { return .success(nil) }
+            guard version > subscription.ackFloor else { return .floor(nil) }
             subscription.ackFloor = version
             state.replace(name, with: subscription)
             state.ready.insert(name)
-            guard subscription.durable, let clientID = state.clientID else { return .success(nil) }
-            return .success(record(of: subscription, name, clientID))
+            guard subscription.durable, let clientID = state.clientID else { return .floor(nil) }
+            return .floor(record(of: subscription, name, clientID))
         }
         switch outcome {
-        case .success(let record):
+        case .floor(let record):
             broker.metrics.acked()
             if let record { broker.recordAck(record, from: self) }
-            notify(state.withLock { $0.wake() })
-        case .failure(let error):
+        case .member(let group, let epoch):
+            broker.metrics.acked()
+            if let floor = group.ack(version, epoch: epoch, by: self) { broker.groupFloorRose(group, to: floor, epoch: epoch) }
+        case .ignored:
+            return
+        case .refused(let error):
             reply(id: nil, error)
+            return
         }
+        notify(state.withLock { $0.wake() })
     }
 
     /// Ends a topic subscription; a pattern of the connection that matches the topic takes it
@@ -215,7 +228,7 @@ extension Connection {
             guard let subscription = state.subscriptions[name], subscription.pattern == nil else { return nil }
             state.queue(ServerFrame.unsubscribed(id: id, topic: name))
             if subscription.group != nil {
-                state.subscriptions[name] = nil
+                state.replace(name, with: nil)
                 return (subscription, nil, state.clientID)
             }
             if let text = state.firstPattern(matching: name), let pattern = state.patterns[text], pattern.deferred == nil,

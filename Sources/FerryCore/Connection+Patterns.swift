@@ -68,7 +68,7 @@ extension Connection {
             waitForStore()
             // Registered before the topics are read, so one created meanwhile is not missed.
             broker.register(text, pattern, for: self)
-            broker.topics(matching: pattern) { [self] result in
+            broker.topics(matching: [pattern]) { [self] result in
                 switch result {
                 case .success(let names):
                     match(names, pattern: text, start: .subscribed(id: id, from: from, positions: positions), clientID: clientID)
@@ -155,7 +155,7 @@ extension Connection {
         _ topics: [(topic: Topic, position: Topic.Position)], pattern text: String, start: PatternStart, clientID: String?
     ) {
         let maxTopics = broker.configuration.limits.maxPatternTopics
-        let outcome = state.withLock { state -> (unused: [Topic], records: [SubscriptionRecord], deferred: [String], wake: Bool)? in
+        let outcome = state.withLock { state -> (unused: [Topic], records: [SubscriptionRecord], window: Int, deferred: [String], wake: Bool)? in
             guard state.phase != .closed, var pattern = state.patterns[text] else { return nil }
             var unused: [Topic] = []
             var started: [(topic: Topic, position: Topic.Position)] = []
@@ -204,7 +204,7 @@ extension Connection {
                             clientID: clientID, topic: name, epoch: position.epoch, ackFloor: decided.next - 1, window: pattern.window, pattern: text))
                 }
             }
-            return (unused, records, deferred, state.wake())
+            return (unused, records, pattern.window, deferred, state.wake())
         }
         guard let outcome else {
             broker.removeSubscriber(self, from: topics.map(\.topic))
@@ -214,7 +214,7 @@ extension Connection {
         if let clientID {
             switch start {
             case .subscribed:
-                broker.putPattern(.pattern(text, clientID: clientID, window: state.withLock { $0.patterns[text]?.window ?? 1 }), members: outcome.records, from: self)
+                broker.putPattern(.pattern(text, clientID: clientID, window: outcome.window), members: outcome.records, from: self)
             case .appeared:
                 // From the first version: a floor lost in a crash means the same start again.
                 broker.recordMembers(outcome.records, from: self)
@@ -266,20 +266,21 @@ extension Connection {
     /// After `welcome`: the restored patterns are registered, and the topics that match them
     /// and have no position yet (created while the client was away) start from their first version.
     func restorePatterns(_ records: [SubscriptionRecord]) {
-        for record in records {
-            guard let pattern = TopicPattern(subscribing: record.topic) else { continue }
-            broker.register(record.topic, pattern, for: self)
-            broker.topics(matching: pattern) { [self] result in
-                switch result {
-                case .success(let names):
-                    let deferred = state.withLock { state in
-                        defer { state.patterns[record.topic]?.deferred = nil }
-                        return state.patterns[record.topic]?.deferred ?? []
+        let patterns = records.compactMap { record in TopicPattern(subscribing: record.topic).map { (record.topic, $0) } }
+        guard !patterns.isEmpty else { return }
+        for (text, pattern) in patterns { broker.register(text, pattern, for: self) }
+        broker.topics(matching: patterns.map(\.1)) { [self] result in
+            switch result {
+            case .success(let names):
+                let deferred = state.withLock { state in
+                    patterns.flatMap { text, _ in
+                        defer { state.patterns[text]?.deferred = nil }
+                        return state.patterns[text]?.deferred ?? []
                     }
-                    topicsAppeared(names + deferred)
-                case .failure(let error):
-                    fail(error, close: .internalError)
                 }
+                topicsAppeared(names + deferred)
+            case .failure(let error):
+                fail(error, close: .internalError)
             }
         }
     }

@@ -14,24 +14,25 @@ extension Connection {
             reply(id: id, ProtocolError(.badFrame, "a queue group needs a topic whose retention is work_queue; \(name) has \(broker.retention(of: name).rawValue)"))
             return
         }
-        let existing = state.withLock { state -> Subscription?? in
-            guard let subscription = state.subscriptions[name] else { return .some(nil) }
-            guard subscription.group?.name == group else { return nil }
+        enum Existing { case none, sameGroup, other }
+        let existing = state.withLock { state -> Existing in
+            guard let subscription = state.subscriptions[name] else { return .none }
+            guard subscription.group?.name == group else { return .other }
             // The same group again: a new window.
             state.subscriptions[name]?.window = window
             state.ready.insert(name)
             state.queue(
                 ServerFrame.subscribed(id: id, topic: name, epoch: subscription.epoch, head: subscription.topic.position.head, from: 1, group: group))
-            return .some(subscription)
+            return .sameGroup
         }
         switch existing {
-        case .none:
+        case .other:
             reply(id: id, ProtocolError(.badFrame, "already subscribed to \(name) otherwise: unsubscribe it first"))
             return
-        case .some(.some):
+        case .sameGroup:
             notify(state.withLock { $0.wake() })
             return
-        case .some(.none):
+        case .none:
             break
         }
         waitForStore()
@@ -109,23 +110,14 @@ extension Connection {
     }
 
     /// A member acks one message (not every one below it: members take messages in any order).
-    func ackInGroup(_ name: String, version: UInt64) -> ProtocolError? {
-        let outcome = state.withLock { state -> (group: SharedQueueGroup, epoch: String)? in
-            guard var subscription = state.subscriptions[name], let group = subscription.group,
-                subscription.held.remove(version) != nil
-            else { return nil }
-            state.subscriptions[name] = subscription
-            state.ready.insert(name)
-            return (group, subscription.epoch)
-        }
-        guard let (group, epoch) = outcome else {
+    func memberAck(_ name: String, _ version: UInt64, _ subscription: inout Subscription, in state: inout State) -> AckOutcome {
+        guard let group = subscription.group, subscription.held.remove(version) != nil else {
             // Deleted meanwhile (retention, or another member acked it after it went out again): nothing to do.
-            let first = state.withLock { $0.subscriptions[name]?.topic.position.first } ?? 0
-            return version < first ? nil : ProtocolError(.badAck, "version \(version) of \(name) is not one this member holds")
+            return version < subscription.topic.position.first
+                ? .ignored : .refused(ProtocolError(.badAck, "version \(version) of \(name) is not one this member holds"))
         }
-        if let floor = group.ack(version, epoch: epoch, by: self) { broker.groupFloorRose(group, to: floor, epoch: epoch) }
-        broker.metrics.acked()
-        notify(state.withLock { $0.wake() })
-        return nil
+        state.subscriptions[name] = subscription
+        state.ready.insert(name)
+        return .member(group, epoch: subscription.epoch)
     }
 }

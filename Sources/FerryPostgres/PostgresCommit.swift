@@ -286,9 +286,7 @@ struct PostgresCommit {
     /// from their durable subscriptions and every pattern subscription as this commit leaves them
     /// (its acks are written after the messages, so they are laid over what the table has).
     mutating func applyInterest() throws(StoreError) {
-        guard config.configs.entries.values.contains(where: { $0.retention == .interest }) else { return }
-        var topics: [TopicRecord] = []
-        for topic in current.values where config.of(topic.name).retention == .interest { topics.append(topic) }
+        let topics = config.topics(current.values, retainedBy: .interest)
         guard !topics.isEmpty else { return }
         let rows = try session.query(
             """

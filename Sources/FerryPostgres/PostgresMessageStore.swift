@@ -123,9 +123,13 @@ public final class PostgresMessageStore: MessageStore {
         }
     }
 
+    /// The cached configuration while nothing may have changed it (one read per change or poll,
+    /// shared by this broker's commits and its core).
     public func topicConfigs() throws(StoreError) -> TopicConfigs {
-        try connections.withSession { session throws(StoreError) in
-            try PostgresTopicConfigs.read(in: session, defaults: configuration.retention, dedupWindow: configuration.dedupWindow)
+        try topicConfigCache.current { () throws(StoreError) in
+            try connections.withSession { session throws(StoreError) in
+                try PostgresTopicConfigs.read(in: session, defaults: configuration.retention, dedupWindow: configuration.dedupWindow)
+            }
         }
     }
 
@@ -177,7 +181,7 @@ public final class PostgresMessageStore: MessageStore {
     public func commit(_ operations: [StoreOperation], now: Timestamp) throws(StoreError) -> CommitResult {
         let result: CommitResult
         let sweeping = operations.contains(where: \.isClusterChore) && sweepLock.isHeld()
-        var configs = try topicConfigCache.current { () throws(StoreError) in try topicConfigs() }
+        var configs = try topicConfigs()
         for operation in operations where operation.isTopicConfigChange { configs.apply(operation) }
         do {
             result = try connections.transaction { session throws(StoreError) in

@@ -113,9 +113,7 @@ extension LMDBMessageStore {
         /// Interest retention on the topics whose configuration asks for it, from every durable
         /// subscription as this commit leaves them (its acks included).
         private mutating func applyInterest() throws(LMDBError) {
-            guard configs.entries.values.contains(where: { $0.retention == .interest }) else { return }
-            var topics: [TopicRecord] = []
-            for topic in current.values where config.of(topic.name).retention == .interest { topics.append(topic) }
+            let topics = config.topics(current.values, retainedBy: .interest)
             guard !topics.isEmpty else { return }
             let cuts = InterestRetention.deletableThrough(topics, subscriptions: try store.subscriptions(in: txn, prefix: []))
             for (name, through) in cuts {

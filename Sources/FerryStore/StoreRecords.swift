@@ -1,3 +1,5 @@
+import FerryProtocol
+
 /// The records the store keeps and the core reads: messages, topics, sessions, subscriptions.
 
 /// One message to append.
@@ -115,7 +117,5 @@ public struct SubscriptionRecord: Sendable, Equatable {
     }
 
     /// True for a pattern subscription's own record: it names no log.
-    public var isPattern: Bool {
-        topic.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: ">") }
-    }
+    public var isPattern: Bool { TopicPattern.looksLikePattern(topic) }
 }

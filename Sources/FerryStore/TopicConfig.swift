@@ -154,6 +154,12 @@ public struct EffectiveConfigMemo: Sendable {
         known[topic] = config
         return config
     }
+
+    /// Those of `topics` whose retention is `kind`; none at once when no entry sets it.
+    public mutating func topics(_ topics: some Sequence<TopicRecord>, retainedBy kind: RetentionKind) -> [TopicRecord] {
+        guard configs.entries.values.contains(where: { $0.retention == kind }) else { return [] }
+        return topics.filter { of($0.name).retention == kind }
+    }
 }
 
 extension StoreOperation {

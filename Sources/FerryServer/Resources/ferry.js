@@ -509,9 +509,8 @@ export class FerryClient {
     const topic = this.topics.get(frame.topic);
     if (!topic) return;
     topic.received = Math.max(topic.received, frame.version);
-    // A queue group's messages come in any order, each once per hand-out.
-    if (topic.group) topic.delivered = 0;
-    if (frame.version > topic.delivered) {
+    // A queue group's messages come in any order, each once per hand-out: no version order to keep.
+    if (topic.group || frame.version > topic.delivered) {
       topic.delivered = frame.version;
       const epoch = topic.epoch;
       const message = {
