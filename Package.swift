@@ -97,6 +97,7 @@ let package = Package(
                 .embedInCode("Resources/console/console.html"),
                 .embedInCode("Resources/console/console.css"),
                 .embedInCode("Resources/console/console.js"),
+                .embedInCode("Resources/openapi.json"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -167,6 +168,8 @@ let package = Package(
             name: "FerryServerTests",
             dependencies: [
                 "FerryProtocol", "FerryStore", "FerryTestSupport", "ferryd", "ferryctl",
+                // The route table the OpenAPI document must match.
+                "FerryServer", .product(name: "HTTPTypes", package: "swift-http-types"),
                 // Tokens signed and certificates made by the tests themselves, and a TLS client.
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),

@@ -6,12 +6,12 @@ import Hummingbird
 /// The admin routes of per-topic configuration (PROTOCOL.md, "Admin API"): the pattern is one
 /// path segment, a `/` in it sent as `%2F`, as with topics.
 extension HTTPAPI {
-    func registerTopicConfig(on admin: RouterGroup<FerryRequestContext>) {
-        admin.get("/config/topics") { request, _ in
+    func registerTopicConfig(on router: Router<FerryRequestContext>) {
+        router.on(.adminTopicConfigs) { request, _ in
             try authorize(request)
             return jsonResponse(body: TopicConfigList(configs: try await broker.topicConfigEntries()))
         }
-        admin.put("/config/topics/:pattern") { request, context in
+        router.on(.adminPutTopicConfig) { request, context in
             try authorize(request)
             let pattern = patternParameter(context)
             let body = try await collect(request, upTo: 64 * 1024)
@@ -23,7 +23,7 @@ extension HTTPAPI {
             }
             return jsonResponse(body: try await broker.putTopicConfig(pattern, entry))
         }
-        admin.delete("/config/topics/:pattern") { request, context in
+        router.on(.adminDeleteTopicConfig) { request, context in
             try authorize(request)
             let pattern = patternParameter(context)
             guard try await broker.deleteTopicConfig(pattern) else { throw APIError(.notFound, "no topic configuration \(pattern)") }

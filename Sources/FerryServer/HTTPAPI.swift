@@ -64,22 +64,22 @@ struct HTTPAPI: Sendable {
 
     func register(on router: Router<FerryRequestContext>) {
         router.add(middleware: ErrorBodyMiddleware())
-        router.post("/v1/topics/:topic/messages") { request, context in try await publishOne(request, context) }
-        router.post("/v1/publish") { request, context in try await publishBatch(request, context) }
-        router.get("/v1/topics/:topic/messages") { request, context in try await readMessages(request, context) }
-        router.get("/v1/topics/:topic") { request, context in
+        router.on(.publish) { request, context in try await publishOne(request, context) }
+        router.on(.publishBatch) { request, context in try await publishBatch(request, context) }
+        router.on(.readMessages) { request, context in try await readMessages(request, context) }
+        router.on(.topicInfo) { request, context in
             let name = try topicName(context)
             try authorize(request, toSubscribe: name)
             guard let info = try await broker.topicInfo(name) else { throw APIError(.notFound, "no topic \(name)") }
             return jsonResponse(body: info)
         }
-        router.get("/healthz") { _, _ in jsonResponse(bytes: Array(#"{"status":"ok"}"#.utf8)) }
-        router.get("/readyz") { _, _ in
+        router.on(.health) { _, _ in jsonResponse(bytes: Array(#"{"status":"ok"}"#.utf8)) }
+        router.on(.readiness) { _, _ in
             readiness.isReady
                 ? jsonResponse(bytes: Array(#"{"status":"ready"}"#.utf8))
                 : jsonResponse(status: .serviceUnavailable, bytes: Array(#"{"status":"shutting_down"}"#.utf8))
         }
-        router.get("/metrics") { _, _ in
+        router.on(.metrics) { _, _ in
             await gauges.update()
             var text: [UInt8] = []
             metrics.emit(into: &text)
@@ -87,16 +87,25 @@ struct HTTPAPI: Sendable {
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: text)))
         }
         // A module script is fetched with CORS: pages of other origins may import it only with this header.
-        router.get("/v1/ferry.js") { _, _ in
+        router.on(.ferryJS) { _, _ in
             staticFile(PackageResources.ferry_js, type: "text/javascript", headers: [.accessControlAllowOrigin: "*"])
         }
         // The console's shell holds no data, so it is served without the token; the page asks for
         // it and sends it on every admin API request. Framing is refused: the page takes a secret.
         let policy: HTTPFields = [.contentSecurityPolicy: "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'"]
-        router.get("/console") { _, _ in staticFile(PackageResources.console_html, type: "text/html", headers: policy) }
-        router.get("/console/console.js") { _, _ in staticFile(PackageResources.console_js, type: "text/javascript", headers: [:]) }
-        router.get("/console/console.css") { _, _ in staticFile(PackageResources.console_css, type: "text/css", headers: [:]) }
-        registerAdmin(on: router.group("/v1/admin"))
+        router.on(.console) { _, _ in staticFile(PackageResources.console_html, type: "text/html", headers: policy) }
+        router.on(.consoleScript) { _, _ in staticFile(PackageResources.console_js, type: "text/javascript", headers: [:]) }
+        router.on(.consoleStyle) { _, _ in staticFile(PackageResources.console_css, type: "text/css", headers: [:]) }
+        registerAdmin(on: router)
+        router.on(.openAPI) { _, _ in staticFile(PackageResources.openapi_json, type: "application/json", headers: [.accessControlAllowOrigin: "*"]) }
+        // A WebSocket upgrade is taken before the router; a plain GET of its path lands here.
+        router.on(.webSocket) { _, _ in
+            var response = jsonResponse(
+                status: .upgradeRequired, body: ErrorBody(ProtocolError(.badFrame, "this is the WebSocket endpoint: send a WebSocket upgrade")))
+            response.headers[.upgrade] = "websocket"
+            return response
+        }
+        router.add(middleware: MethodNotAllowedMiddleware())
     }
 
     /// A file compiled into the binary, as UTF-8 text of `type`.
@@ -106,18 +115,18 @@ struct HTTPAPI: Sendable {
         return Response(status: .ok, headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    private func registerAdmin(on admin: RouterGroup<FerryRequestContext>) {
-        admin.get("/topics") { request, _ in
+    private func registerAdmin(on router: Router<FerryRequestContext>) {
+        router.on(.adminTopics) { request, _ in
             try authorize(request)
             return jsonResponse(body: TopicList(topics: try await broker.topicInfos()))
         }
-        admin.get("/topics/:topic") { request, context in
+        router.on(.adminTopic) { request, context in
             try authorize(request)
             let name = try topicName(context)
             guard let info = try await broker.adminTopicInfo(name, listingSubscriptions: true) else { throw APIError(.notFound, "no topic \(name)") }
             return jsonResponse(body: info)
         }
-        admin.post("/topics/:topic/trim") { request, context in
+        router.on(.adminTrimTopic) { request, context in
             try authorize(request)
             let name = try topicName(context)
             let trim = try await decode(TrimRequest.self, from: request, shape: #"{"to": <version>, "force": <bool>}"#)
@@ -130,39 +139,39 @@ struct HTTPAPI: Sendable {
                 return jsonResponse(status: .conflict, body: ErrorBody(error, affected: losses))
             }
         }
-        admin.delete("/topics/:topic") { request, context in
+        router.on(.adminDeleteTopic) { request, context in
             try authorize(request)
             let name = try topicName(context)
             guard try await broker.deleteTopic(name) else { throw APIError(.notFound, "no topic \(name)") }
             return deleted("topic", name)
         }
-        admin.get("/clients") { request, _ in
+        router.on(.adminClients) { request, _ in
             try authorize(request)
             return jsonResponse(body: ClientList(clients: try await broker.clientSummaries()))
         }
-        admin.get("/clients/:client") { request, context in
+        router.on(.adminClient) { request, context in
             try authorize(request)
             let id = try clientID(context)
             guard let detail = try await broker.clientDetail(id) else { throw APIError(.notFound, "no client \(id)") }
             return jsonResponse(body: detail)
         }
-        admin.post("/clients/:client/rewind") { request, context in
+        router.on(.adminRewindClient) { request, context in
             try authorize(request)
             let id = try clientID(context)
             let rewind = try await decode(RewindRequest.self, from: request, shape: #"{"topic": "<topic>", "to": <version>}"#)
             return jsonResponse(body: try await broker.rewindClient(id, topic: rewind.topic, to: rewind.to))
         }
-        admin.delete("/clients/:client") { request, context in
+        router.on(.adminDeleteClient) { request, context in
             try authorize(request)
             let id = try clientID(context)
             guard try await broker.deleteClient(id) else { throw APIError(.notFound, "no client \(id)") }
             return deleted("client_id", id)
         }
-        admin.get("/stats") { request, _ in
+        router.on(.adminStats) { request, _ in
             try authorize(request)
             return jsonResponse(body: try await broker.stats())
         }
-        admin.post("/backup") { request, _ in
+        router.on(.adminBackupToFolder) { request, _ in
             try authorize(request)
             let shape = #"{"path": "<empty folder>"}"#
             let backup = try await decode(BackupRequest.self, from: request, shape: shape)
@@ -170,7 +179,7 @@ struct HTTPAPI: Sendable {
             let bytes = try await broker.backup(to: backup.path)
             return jsonResponse(body: BackupResult(path: backup.path, bytes: bytes))
         }
-        registerTopicConfig(on: admin)
+        registerTopicConfig(on: router)
     }
 
     /// A small JSON request body, or `bad_frame` naming the expected `shape`.
@@ -236,7 +245,9 @@ struct HTTPAPI: Sendable {
 
     private func clientID(_ context: FerryRequestContext) throws -> String {
         let raw = context.parameters.get("client") ?? ""
-        return raw.removingPercentEncoding ?? raw
+        let id = raw.removingPercentEncoding ?? raw
+        guard Names.isValidClientID(id) else { throw APIError(.invalidClientID, "client ids are 1-128 bytes of A-Z a-z 0-9 _ - . : @") }
+        return id
     }
 
     private var maxMessageBytes: Int { broker.configuration.limits.maxMessageBytes }
@@ -334,7 +345,7 @@ struct ErrorBodyMiddleware: RouterMiddleware {
         } catch let error as HTTPError {
             let code: ErrorCode =
                 switch error.status {
-                case .notFound, .methodNotAllowed: .notFound
+                case .notFound: .notFound
                 case .contentTooLarge: .tooLarge
                 case .unauthorized: .unauthorized
                 case .forbidden: .forbidden

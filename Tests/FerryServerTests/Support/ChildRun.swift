@@ -1,8 +1,8 @@
 import FerryTestSupport
 import Foundation
 
-/// What one run of the built `ferryctl` printed, and how it exited.
-struct FerryctlRun: CustomStringConvertible {
+/// What one run of a child process (the built `ferryctl`, a tool) printed, and how it exited.
+struct ChildRun: CustomStringConvertible {
     let status: Int32
     let stdout: String
     let stderr: String
@@ -17,8 +17,14 @@ struct FerryctlRun: CustomStringConvertible {
 /// `FERRY_ADMIN_TOKEN` set to `token` (left unset when nil). Standard input is `input`, or empty.
 func ferryctl(
     _ arguments: [String], broker: Ferryd? = nil, token: String? = testAdminToken, input: String = "", timeout: TimeInterval = 60
-) throws -> FerryctlRun {
-    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("ferryctl-run-\(UUID().uuidString)")
+) throws -> ChildRun {
+    try runToCompletion(try ferryctlProcess(arguments, broker: broker, token: token), input: input, timeout: timeout)
+}
+
+/// Runs `process` (not started) with `input` on its standard input and waits for it to exit;
+/// kills it and throws after `timeout` seconds.
+func runToCompletion(_ process: Process, input: String = "", timeout: TimeInterval) throws -> ChildRun {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("child-run-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
     // Files, not pipes: a chatty child can never block on a full pipe while we wait for it.
@@ -29,7 +35,6 @@ func ferryctl(
     let handles = try [FileHandle(forReadingFrom: files[0]), FileHandle(forWritingTo: files[1]), FileHandle(forWritingTo: files[2])]
     defer { for handle in handles { try? handle.close() } }
 
-    let process = try ferryctlProcess(arguments, broker: broker, token: token)
     process.standardInput = handles[0]
     process.standardOutput = handles[1]
     process.standardError = handles[2]
@@ -38,10 +43,10 @@ func ferryctl(
     try process.run()
     if exited.wait(timeout: .now() + timeout) == .timedOut {
         process.terminate()
-        throw TestFailure("ferryctl \(arguments) did not exit within \(timeout) s")
+        throw TestFailure("\(process.executableURL?.lastPathComponent ?? "child") \(process.arguments ?? []) did not exit within \(timeout) s")
     }
     let read = { (url: URL) in String(decoding: FileManager.default.contents(atPath: url.path) ?? Data(), as: UTF8.self) }
-    return FerryctlRun(status: process.terminationStatus, stdout: read(files[1]), stderr: read(files[2]))
+    return ChildRun(status: process.terminationStatus, stdout: read(files[1]), stderr: read(files[2]))
 }
 
 /// A `ferryctl` process, not started, with the environment of ``ferryctl(_:broker:token:input:timeout:)``.
