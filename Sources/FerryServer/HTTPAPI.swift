@@ -136,10 +136,7 @@ struct HTTPAPI: Sendable {
             guard try await broker.deleteTopic(name) else { throw APIError(.notFound, "no topic \(name)") }
             return deleted("topic", name)
         }
-        admin.get("/clients") { request, _ in
-            try authorize(request)
-            return jsonResponse(body: ClientList(clients: try await broker.clientSummaries()))
-        }
+        admin.get("/clients") { request, _ in try await listClients(request) }
         admin.get("/clients/:client") { request, context in
             try authorize(request)
             let id = try clientID(context)
