@@ -94,8 +94,15 @@ struct HTTPAPI: Sendable {
         // it and sends it on every admin API request. Framing is refused: the page takes a secret.
         let policy: HTTPFields = [.contentSecurityPolicy: "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'"]
         router.get("/console") { _, _ in staticFile(PackageResources.console_html, type: "text/html", headers: policy) }
-        router.get("/console/console.js") { _, _ in staticFile(PackageResources.console_js, type: "text/javascript", headers: [:]) }
         router.get("/console/console.css") { _, _ in staticFile(PackageResources.console_css, type: "text/css", headers: [:]) }
+        let scripts: [(String, [UInt8])] = [
+            ("console.js", PackageResources.console_js), ("common.js", PackageResources.common_js),
+            ("charts.js", PackageResources.charts_js), ("clients.js", PackageResources.clients_js),
+            ("topic.js", PackageResources.topic_js), ("tail.js", PackageResources.tail_js),
+        ]
+        for (name, bytes) in scripts {
+            router.get("/console/\(name)") { _, _ in staticFile(bytes, type: "text/javascript", headers: [:]) }
+        }
         registerAdmin(on: router.group("/v1/admin"))
     }
 
