@@ -6,11 +6,17 @@ import { $, api, element, emptyCell, number, payloadText, row, segment, time } f
 /** How many of the latest messages the detail lists. */
 const LAST_MESSAGES = 10;
 
+/** How much of a payload the detail shows. */
+const PAYLOAD_CHARACTERS = 300;
+
 /** The topic shown; null when the detail is closed. */
 let shown = null;
+/** The log the last messages were read from: read again only when it changed. */
+let listed = null;
 
 export function openTopic(name) {
   shown = name;
+  listed = null;
   $("detail-name").textContent = name;
   $("detail-result").textContent = "";
   $("trim-to").value = "";
@@ -31,9 +37,13 @@ export async function loadTopic() {
   let info, read;
   try {
     info = await api(`/v1/admin/topics/${segment(name)}`);
-    // Versions above `from`: the last LAST_MESSAGES up to the head (fewer when trimmed).
-    const from = Math.max(info.first - 1, info.head - LAST_MESSAGES, 0);
-    read = await api(`/v1/topics/${segment(name)}/messages?from=${from}&limit=${LAST_MESSAGES}`);
+    const log = `${name} ${info.epoch} ${info.first} ${info.head}`;
+    if (log !== listed) {
+      // Versions above `from`: the last LAST_MESSAGES up to the head (fewer when trimmed).
+      const from = Math.max(info.first - 1, info.head - LAST_MESSAGES, 0);
+      read = await api(`/v1/topics/${segment(name)}/messages?from=${from}&limit=${LAST_MESSAGES}`);
+      listed = log;
+    }
   } catch (error) {
     if (error.status !== 404) throw error;
     if (name === shown) showGone(name);
@@ -48,7 +58,7 @@ export async function loadTopic() {
   ]);
   renderConfig(info.config);
   renderSubscribers(info.durable_subscriptions ?? []);
-  renderMessages(read.messages);
+  if (read) renderMessages(read.messages);
   $("trim-to").max = info.head;
   $("topic-detail").dataset.head = info.head;
 }
@@ -102,11 +112,13 @@ function renderSubscribers(subscriptions) {
   $("detail-subscribers").tBodies[0].replaceChildren(...(rows.length ? rows : [row([emptyCell("no durable subscribers", 5)])]));
 }
 
+const shorten = (text) => (text.length > PAYLOAD_CHARACTERS ? `${text.slice(0, PAYLOAD_CHARACTERS)}…` : text);
+
 function renderMessages(messages) {
   const rows = messages.slice().reverse().map((message) => {
     const tr = row([
       number(message.version, "number version"), element("td", time(message.ts), "number"),
-      element("td", payloadText(message.data, message.data_b64), "payload"),
+      element("td", shorten(payloadText(message.data, message.data_b64)), "payload"),
     ]);
     tr.dataset.version = message.version;
     return tr;
