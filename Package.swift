@@ -97,6 +97,11 @@ let package = Package(
                 .embedInCode("Resources/console/console.html"),
                 .embedInCode("Resources/console/console.css"),
                 .embedInCode("Resources/console/console.js"),
+                .embedInCode("Resources/console/common.js"),
+                .embedInCode("Resources/console/charts.js"),
+                .embedInCode("Resources/console/clients.js"),
+                .embedInCode("Resources/console/topic.js"),
+                .embedInCode("Resources/console/tail.js"),
                 .embedInCode("Resources/openapi.json"),
             ],
             swiftSettings: swiftSettings

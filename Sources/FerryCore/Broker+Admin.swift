@@ -63,10 +63,22 @@ extension Broker {
         }
     }
 
-    public func clientSummaries() async throws(ProtocolError) -> [ClientSummary] {
-        try await sessionViews().values.map {
+    /// `GET /v1/admin/clients`: the durable sessions whose client id contains `search` (letters
+    /// in any case; empty matches every one), in client id order from the first after `after`,
+    /// at most `limit` of them (nil: all), with how many match in all and, when more follow, the
+    /// `after` of the next page. A cursor need not name a session that still exists.
+    public func clientList(search: String = "", after: String? = nil, limit: Int? = nil) async throws(ProtocolError) -> ClientList {
+        // Client ids are ASCII (Names.isValidClientID), so lowercasing compares them caselessly.
+        let needle = search.lowercased()
+        let matching = try await sessionViews().values
+            .filter { needle.isEmpty || $0.record.clientID.lowercased().contains(needle) }
+            .sorted { $0.record.clientID < $1.record.clientID }
+        let rest = matching.drop { session in after.map { session.record.clientID <= $0 } ?? false }
+        let page = rest.prefix(limit ?? rest.count).map {
             ClientSummary(clientID: $0.record.clientID, connected: $0.connected, subscriptions: $0.subscriptions.count, lastSeen: $0.record.lastSeen)
-        }.sorted { $0.clientID < $1.clientID }
+        }
+        let next = page.count < rest.count ? page.last?.clientID : nil
+        return ClientList(clients: page, total: matching.count, next: next)
     }
 
     public func clientDetail(_ clientID: String) async throws(ProtocolError) -> ClientDetail? {

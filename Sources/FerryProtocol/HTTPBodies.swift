@@ -181,12 +181,18 @@ public struct ClientSummary: Codable, Sendable, Equatable {
     }
 }
 
-/// `GET /v1/admin/clients`.
+/// `GET /v1/admin/clients`: one page of the durable sessions, in client id order.
 public struct ClientList: Codable, Sendable {
     public var clients: [ClientSummary]
+    /// The sessions that match the search, on every page (optional: older brokers leave it out).
+    public var total: Int?
+    /// The `after` that asks for the next page; nil on the last one.
+    public var next: String?
 
-    public init(clients: [ClientSummary]) {
+    public init(clients: [ClientSummary], total: Int? = nil, next: String? = nil) {
         self.clients = clients
+        self.total = total
+        self.next = next
     }
 }
 

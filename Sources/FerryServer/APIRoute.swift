@@ -7,7 +7,7 @@ import Hummingbird
 public enum APIRoute: CaseIterable, Sendable {
     case publish, publishBatch, readMessages, topicInfo
     case webSocket, webSocketCheck
-    case health, readiness, metrics, openAPI, ferryJS, console, consoleScript, consoleStyle
+    case health, readiness, metrics, openAPI, ferryJS, console, consoleAsset
     case adminStats, adminTopics, adminTopic, adminTrimTopic, adminDeleteTopic
     case adminClients, adminClient, adminRewindClient, adminDeleteClient
     case adminBackupToFolder
@@ -36,8 +36,7 @@ public enum APIRoute: CaseIterable, Sendable {
         case .openAPI: "/v1/openapi.json"
         case .ferryJS: "/v1/ferry.js"
         case .console: "/console"
-        case .consoleScript: "/console/console.js"
-        case .consoleStyle: "/console/console.css"
+        case .consoleAsset: "/console/:file"
         case .adminStats: "/v1/admin/stats"
         case .adminTopics: "/v1/admin/topics"
         case .adminTopic, .adminDeleteTopic: "/v1/admin/topics/:topic"

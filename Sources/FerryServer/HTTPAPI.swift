@@ -94,8 +94,12 @@ struct HTTPAPI: Sendable {
         // it and sends it on every admin API request. Framing is refused: the page takes a secret.
         let policy: HTTPFields = [.contentSecurityPolicy: "default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'"]
         router.on(.console) { _, _ in staticFile(PackageResources.console_html, type: "text/html", headers: policy) }
-        router.on(.consoleScript) { _, _ in staticFile(PackageResources.console_js, type: "text/javascript", headers: [:]) }
-        router.on(.consoleStyle) { _, _ in staticFile(PackageResources.console_css, type: "text/css", headers: [:]) }
+        // The console's scripts and style sheet, by name: any other name is 404.
+        router.on(.consoleAsset) { _, context in
+            let name = context.parameters.get("file") ?? ""
+            guard let (bytes, type) = Self.consoleAssets[name] else { throw APIError(.notFound, "no console file \(name)") }
+            return staticFile(bytes, type: type, headers: [:])
+        }
         registerAdmin(on: router)
         router.on(.openAPI) { _, _ in staticFile(PackageResources.openapi_json, type: "application/json", headers: [.accessControlAllowOrigin: "*"]) }
         // A WebSocket upgrade is taken before the router; a plain GET of its path lands here.
@@ -107,6 +111,14 @@ struct HTTPAPI: Sendable {
         }
         router.add(middleware: MethodNotAllowedMiddleware())
     }
+
+    /// The files of `/console/{file}`: their bytes and type.
+    static let consoleAssets: [String: ([UInt8], String)] = [
+        "console.css": (PackageResources.console_css, "text/css"),
+        "console.js": (PackageResources.console_js, "text/javascript"), "common.js": (PackageResources.common_js, "text/javascript"),
+        "charts.js": (PackageResources.charts_js, "text/javascript"), "clients.js": (PackageResources.clients_js, "text/javascript"),
+        "topic.js": (PackageResources.topic_js, "text/javascript"), "tail.js": (PackageResources.tail_js, "text/javascript"),
+    ]
 
     /// A file compiled into the binary, as UTF-8 text of `type`.
     private func staticFile(_ bytes: [UInt8], type: String, headers: HTTPFields) -> Response {
@@ -145,10 +157,7 @@ struct HTTPAPI: Sendable {
             guard try await broker.deleteTopic(name) else { throw APIError(.notFound, "no topic \(name)") }
             return deleted("topic", name)
         }
-        router.on(.adminClients) { request, _ in
-            try authorize(request)
-            return jsonResponse(body: ClientList(clients: try await broker.clientSummaries()))
-        }
+        router.on(.adminClients) { request, _ in try await listClients(request) }
         router.on(.adminClient) { request, context in
             try authorize(request)
             let id = try clientID(context)

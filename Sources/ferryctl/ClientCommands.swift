@@ -10,19 +10,30 @@ struct Clients: AsyncParsableCommand {
     )
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List every durable session.")
+        static let configuration = CommandConfiguration(
+            abstract: "List the durable sessions, in client id order: every one, or a page of those matching a search.")
 
         @OptionGroup var admin: AdminOptions
         @OptionGroup var output: OutputOptions
+        @Option(help: "Only the clients whose id contains this text (letters in any case).") var search: String?
+        @Option(help: "At most this many clients (1-1000); the listing then names the --after of the next page.") var limit: Int?
+        @Option(help: "Only the clients after this client id (the next page of a listing with --limit).") var after: String?
 
         func run() async throws {
-            let (list, body) = try await admin.client().get("/v1/admin/clients", as: ClientList.self)
+            var query = URLComponents()
+            query.queryItems = [("search", search), ("after", after), ("limit", limit.map(String.init))]
+                .compactMap { name, value in value.map { URLQueryItem(name: name, value: $0) } }
+            let path = "/v1/admin/clients" + (query.queryItems?.isEmpty == false ? "?" + (query.percentEncodedQuery ?? "") : "")
+            let (list, body) = try await admin.client().get(path, as: ClientList.self)
             if output.json { return output.printBody(body) }
             var table = Table("CLIENT", "CONNECTED", "SUBSCRIPTIONS", "LAST SEEN")
             for client in list.clients {
                 table.add(client.clientID, Format.yesNo(client.connected), "\(client.subscriptions)", Format.ago(client.lastSeen))
             }
             print(table.text)
+            if let next = list.next {
+                print("\(list.clients.count) of \(list.total.map(String.init) ?? "more"); the next page: --after \(next)")
+            }
         }
     }
 

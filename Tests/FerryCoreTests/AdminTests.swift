@@ -56,4 +56,37 @@ struct AdminTests {
         behind.disconnect()
         await fixture.remove()
     }
+
+    @Test("the client listing keeps the ids containing a search in any case, in id order, a page after a cursor")
+    func clientListSearchAndPages() async throws {
+        let fixture = try BrokerFixture()
+        // Upper case sorts first: the order is the ids' bytes.
+        let ids = ["tablet", "sensor-2", "Sensor-1", "xsensor", "sensor-3"]
+        var clients: [TestClient] = []
+        for id in ids {
+            let client = TestClient(fixture.broker)
+            _ = try await client.hello(id)
+            clients.append(client)
+        }
+        let everyone = try await fixture.broker.clientList()
+        #expect(everyone.clients.map(\.clientID) == ["Sensor-1", "sensor-2", "sensor-3", "tablet", "xsensor"])
+        #expect(everyone.total == 5 && everyone.next == nil)
+
+        let first = try await fixture.broker.clientList(search: "SENSOR", limit: 2)
+        #expect(first.clients.map(\.clientID) == ["Sensor-1", "sensor-2"])
+        #expect(first.total == 4 && first.next == "sensor-2")
+        // The last page, exactly full, has no next.
+        let last = try await fixture.broker.clientList(search: "SENSOR", after: first.next, limit: 2)
+        #expect(last.clients.map(\.clientID) == ["sensor-3", "xsensor"])
+        #expect(last.total == 4 && last.next == nil)
+
+        // A cursor whose session is gone still marks the place.
+        #expect(try await fixture.broker.deleteClient("sensor-2"))
+        let resumed = try await fixture.broker.clientList(search: "sensor", after: "sensor-2", limit: 1)
+        #expect(resumed.clients.map(\.clientID) == ["sensor-3"])
+        #expect(resumed.total == 3 && resumed.next == "sensor-3")
+        #expect(try await fixture.broker.clientList(search: "nobody").clients.isEmpty)
+        for client in clients { client.disconnect() }
+        await fixture.remove()
+    }
 }

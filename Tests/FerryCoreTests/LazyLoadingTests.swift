@@ -31,7 +31,7 @@ struct LazyLoadingTests {
         #expect(try await fixture.broker.topicInfos().map(\.topic) == ["t", "u"])
         #expect(try await fixture.broker.topicInfo("t")?.head == 3)
         #expect(try await fixture.broker.topicInfo("t")?.subscribers == 1)
-        #expect(try await fixture.broker.clientSummaries().map(\.clientID) == ["c"])
+        #expect(try await fixture.broker.clientList().clients.map(\.clientID) == ["c"])
         #expect(try await fixture.broker.clientDetail("c")?.subscriptions.first?.lag == 2)
         let stats = try await fixture.broker.stats()
         #expect(stats.topics == 2)
@@ -71,7 +71,7 @@ struct LazyLoadingTests {
         // A commit carries the deferred session write with it: the store's copy is current now.
         try await fixture.publish("t", count: 1)
         #expect(try await fixture.broker.clientDetail("c")?.lastResume?.resumed == false)
-        #expect(try await fixture.broker.clientSummaries().map(\.clientID) == ["c"])
+        #expect(try await fixture.broker.clientList().clients.map(\.clientID) == ["c"])
         await fixture.remove()
     }
 

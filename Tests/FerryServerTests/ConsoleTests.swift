@@ -15,7 +15,8 @@ struct ConsoleTests {
         #expect(shell.headers["content-type"]?.hasPrefix("text/html") == true)
         #expect(shell.headers["content-security-policy"]?.contains("frame-ancestors 'none'") == true)
         #expect(!shell.text.contains("orders"), "the shell must not carry data")
-        for (path, type) in [("/console/console.js", "text/javascript"), ("/console/console.css", "text/css")] {
+        let scripts = ["console", "common", "charts", "clients", "topic", "tail"].map { ("/console/\($0).js", "text/javascript") }
+        for (path, type) in scripts + [("/console/console.css", "text/css")] {
             let file = try ferryd.get(path)
             #expect(file.status == 200 && file.headers["content-type"]?.hasPrefix(type) == true, "\(path): \(file)")
         }
@@ -104,11 +105,10 @@ struct ConsoleTests {
 
         // The screenshot, decoded by the browser on a blank page (the console's policy refuses
         // data: images): the same check on a blank page's screenshot finds one colour.
-        try page.call("Page.navigate", ["url": "about:blank"])
-        try page.waitUntil("location.href === 'about:blank' && document.readyState === 'complete'")
+        try page.openBlankPage()
         let blank = try page.screenshot()
-        let consoleImage = try imageFacts(png, on: page)
-        let blankImage = try imageFacts(blank, on: page)
+        let consoleImage = try page.imageFacts(png)
+        let blankImage = try page.imageFacts(blank)
         print("console screenshot: \(consoleImage.width)×\(consoleImage.height), \(consoleImage.colours) colours; blank page: \(blankImage.colours)")
         #expect(consoleImage.width > 0 && consoleImage.height > 0)
         #expect(blankImage.colours == 1)
@@ -139,29 +139,4 @@ struct ConsoleTests {
 
     /// The versions the tail lists, newest first, as JSON text.
     private let tailVersions = "JSON.stringify([...document.querySelectorAll('#tail li')].map((li) => Number(li.dataset.version)))"
-
-    /// A PNG's size from its IHDR, and its distinct colours as the browser decodes it.
-    private func imageFacts(_ png: Data, on page: DevTools) throws -> (width: Int, height: Int, colours: Int) {
-        let bytes = [UInt8](png)
-        guard bytes.count > 24, bytes.starts(with: [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]),
-            bytes[12..<16].elementsEqual(Array("IHDR".utf8))
-        else { throw TestFailure("not a PNG: \(bytes.prefix(16))") }
-        let width = bytes[16..<20].reduce(0) { $0 << 8 | Int($1) }
-        let height = bytes[20..<24].reduce(0) { $0 << 8 | Int($1) }
-        let colours = try page.evaluate(
-            """
-            (async () => {
-              const image = new Image();
-              image.src = "data:image/png;base64,\(png.base64EncodedString())";
-              await image.decode();
-              const canvas = Object.assign(document.createElement("canvas"), { width: image.width, height: image.height });
-              const context = canvas.getContext("2d");
-              context.drawImage(image, 0, 0);
-              const pixels = new Uint32Array(context.getImageData(0, 0, image.width, image.height).data.buffer);
-              return new Set(pixels).size;
-            })()
-            """, timeout: 60) as? Int
-        guard let colours else { throw TestFailure("the browser could not decode the screenshot") }
-        return (width, height, colours)
-    }
 }

@@ -213,6 +213,23 @@ import Testing
 
     // MARK: clients
 
+    @Test func clientsListSearchesAndPages() throws {
+        let ferryd = try Ferryd.withAdmin()
+        let sockets = try ["sensor-1", "sensor-2", "sensor-3", "tablet"].map { try ferryd.session(clientID: $0).0 }
+        defer { for socket in sockets { socket.close() } }
+        let first = try ferryctl(["clients", "list", "--search", "SENSOR", "--limit", "2"], broker: ferryd)
+        #expect(first.status == 0, "\(first)")
+        let lines = first.stdout.split(separator: "\n")
+        #expect(lines.dropFirst().map { $0.split(separator: " ").first } == ["sensor-1", "sensor-2", "2"], "\(first)")
+        #expect(lines.last == "2 of 3; the next page: --after sensor-2", "\(first)")
+        let last = try #require(
+            try ferryctl(["clients", "list", "--search", "sensor", "--limit", "2", "--after", "sensor-2", "--json"], broker: ferryd).json)
+        #expect(last.objects("clients")?.compactMap { $0.string("client_id") } == ["sensor-3"])
+        #expect(last.int("total") == 3 && last["next"] == nil)
+        let refused = try ferryctl(["clients", "list", "--limit", "0"], broker: ferryd)
+        #expect(refused.status != 0 && refused.stderr.contains("limit must be"), "\(refused)")
+    }
+
     @Test func clientsListShowRewindAndDelete() throws {
         let ferryd = try Ferryd.withAdmin()
         let ws = try alice(on: ferryd, published: 4, acked: 2)
