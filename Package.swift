@@ -156,6 +156,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             path: "bench/Sources/ferry-bench",
             swiftSettings: swiftSettings
@@ -173,6 +174,8 @@ let package = Package(
             name: "FerryServerTests",
             dependencies: [
                 "FerryProtocol", "FerryStore", "FerryTestSupport", "ferryd", "ferryctl",
+                // ferryctl bench runs the ferry-bench built beside it.
+                "ferry-bench",
                 // The route table the OpenAPI document must match.
                 "FerryServer", .product(name: "HTTPTypes", package: "swift-http-types"),
                 // Tokens signed and certificates made by the tests themselves, and a TLS client.

@@ -1,6 +1,8 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 
 /// What a load connection does. Every call comes on the connection's event loop.
@@ -115,24 +117,36 @@ final class BenchConnection: ChannelInboundHandler {
     static func open(port: Int, group: any EventLoopGroup, sink makeSink: @escaping @Sendable () -> any FrameSink) async throws
         -> any Channel
     {
+        try await open(BenchEndpoint(host: "127.0.0.1", port: port), group: group, sink: makeSink)
+    }
+
+    /// Opens a WebSocket to `endpoint` with a sink made on its event loop, and starts the sink.
+    static func open(_ endpoint: BenchEndpoint, group: any EventLoopGroup, sink makeSink: @escaping @Sendable () -> any FrameSink)
+        async throws -> any Channel
+    {
+        let tls = try endpoint.tls ? NIOSSLContext(configuration: .makeClientConfiguration()) : nil
         let (channel, upgraded) = try await ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .connect(host: "127.0.0.1", port: port) { channel in
+            .connect(host: endpoint.host, port: endpoint.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // With TLS, the frames go to and from the TLS handler instead of the socket.
+                    let secure = try tls.map { try NIOSSLClientHandler(context: $0, serverHostname: endpoint.host) }
+                    if let secure { try channel.pipeline.syncOperations.addHandler(secure) }
                     let upgrader = NIOTypedWebSocketClientUpgrader<Bool>(
                         maxFrameSize: 1 << 24,
                         upgradePipelineHandler: { channel, _ in
                             channel.eventLoop.makeCompletedFuture {
                                 let connection = BenchConnection(sink: makeSink())
                                 let wire = Wire(connection)
-                                try channel.pipeline.syncOperations.addHandler(wire, position: .first)
+                                try channel.pipeline.syncOperations.addHandler(wire, position: secure.map { .after($0) } ?? .first)
                                 connection.wire = wire.context
                                 try channel.pipeline.syncOperations.addHandler(connection)
                                 return true
                             }
                         })
                     var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/v1/ws")
-                    head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+                    head.headers.add(name: "Host", value: "\(endpoint.host):\(endpoint.port)")
+                    if let token = endpoint.token { head.headers.add(name: "Authorization", value: "Bearer \(token)") }
                     let configuration = NIOTypedHTTPClientUpgradeConfiguration<Bool>(
                         upgradeRequestHead: head, upgraders: [upgrader],
                         notUpgradingCompletionHandler: { channel in channel.eventLoop.makeSucceededFuture(false) })
@@ -141,11 +155,40 @@ final class BenchConnection: ChannelInboundHandler {
                     return (channel, negotiated)
                 }
             }
-        guard try await upgraded.get() else { throw BenchError("the broker refused the WebSocket upgrade") }
+        guard try await upgraded.get() else { throw BenchError("the broker refused the WebSocket upgrade (a token it does not accept?)") }
         try await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.handler(type: BenchConnection.self).start()
         }.get()
         return channel
+    }
+}
+
+/// Where a load connection goes: a broker started here, or one named by a URL, with the token
+/// its upgrade presents.
+struct BenchEndpoint: Sendable {
+    var host: String
+    var port: Int
+    var tls = false
+    var token: String?
+
+    /// `http://`, `https://`, `ws://` or `wss://` host and port (the path is the broker's).
+    init(url: String, token: String?) throws {
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+            let host = components.host, !host.isEmpty
+        else { throw BenchError("--url must be like http://broker.example:8080, not \(url)") }
+        switch scheme {
+        case "http", "ws": tls = false
+        case "https", "wss": tls = true
+        default: throw BenchError("--url must start with http://, https://, ws:// or wss://, not \(url)")
+        }
+        self.host = host
+        port = components.port ?? (tls ? 443 : 80)
+        self.token = token
+    }
+
+    init(host: String, port: Int) {
+        self.host = host
+        self.port = port
     }
 }
 

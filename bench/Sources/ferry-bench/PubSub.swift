@@ -24,7 +24,7 @@ struct PubSub: AsyncParsableCommand {
     @Option(help: "Durable subscribers.") var subscribers = 1
     @Option(help: "Messages published.") var messages = 200_000
     @Option(help: "Payload bytes (JSON text).") var size = 100
-    @Option(help: "FERRY_SYNC of the broker: full or none.") var sync = "full"
+    @Option(help: "FERRY_SYNC of the broker: full (the default) or none.") var sync: String?
     @Option(help: "Unconfirmed publishes kept outstanding (closed loop).") var inFlight = 4096
     @Option(help: "Subscription window (unacked messages in flight, 1–65536).") var window = 65536
     @Option(help: "Publish at this many messages per second (open loop) instead of as fast as confirmed.") var rate: Int?
@@ -34,17 +34,18 @@ struct PubSub: AsyncParsableCommand {
     @Option(help: "Brokers on that database (with --postgres): the publisher uses the first, the subscribers the last.") var brokers = 1
     @Option(help: "Topics the publisher writes round-robin (bench.0, bench.1, …; 1: the topic bench).") var topics = 1
     @Flag(help: "Subscribe to the topics through one pattern (bench.*) instead of one subscription each.") var pattern = false
+    @Option(help: "Measure the running broker at this URL (http://, https://, ws://, wss://) instead of starting one; its CPU and memory are then not measured.")
+    var url: String?
+    @Option(help: "With --url: the token the connections present (the admin token, or none when authentication is off).") var token: String?
+    @Option(help: "Names of the run's topics (<prefix>, or <prefix>.N) and durable clients (<prefix>-sub-N).") var prefix = "bench"
 
     func run() async throws {
         guard brokers == 1 || (brokers == 2 && postgres != nil) else { throw BenchError("--brokers 2 needs --postgres") }
         guard topics >= 1, !pattern || topics > 1 else { throw BenchError("--pattern needs --topics of 2 or more") }
-        let names = topics == 1 ? ["bench"] : (0..<topics).map { "bench.\($0)" }
-        var environment = ["FERRY_SYNC": sync, "FERRY_MAX_SUBSCRIPTIONS": String(max(1000, topics)), "FERRY_MAX_PATTERN_TOPICS": String(max(10_000, topics))]
-        environment["FERRY_POSTGRES_URL"] = postgres
-        let running = try (0..<brokers).map { _ in try Ferryd(environment: environment) }
-        guard let ferryd = running.last, let publishing = running.first else { throw BenchError("no broker") }
-        let brokerPIDs = running.compactMap(\.processID)
-        guard brokerPIDs.count == brokers, let brokerPID = brokerPIDs.last else { throw BenchError("ferryd is not running") }
+        guard url == nil || (postgres == nil && sync == nil) else { throw BenchError("--url measures a running broker: --postgres and --sync are its own settings") }
+        guard Names.isValidTopic(prefix), !prefix.contains(where: { "./".contains($0) }) else { throw BenchError("--prefix must be a topic name without . or /") }
+        let names = topics == 1 ? [prefix] : (0..<topics).map { "\(prefix).\($0)" }
+        let brokers = try startBrokers()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
 
         let subscribed = Countdown(subscribers)
@@ -52,23 +53,23 @@ struct PubSub: AsyncParsableCommand {
         let latencies = LatencyLog()
         var channels: [any Channel] = []
         for index in 0..<subscribers {
-            let (messages, window, subscriptions) = (messages, window, pattern ? ["bench.*"] : names)
+            let (messages, window, subscriptions) = (messages, window, pattern ? ["\(prefix).*"] : names)
             channels.append(
-                try await BenchConnection.open(port: ferryd.port, group: group) {
+                try await BenchConnection.open(brokers.subscribing, group: group) { [prefix] in
                     Subscriber(
-                        clientID: "bench-sub-\(index)", topics: subscriptions, window: window, expected: messages, subscribed: subscribed,
+                        clientID: "\(prefix)-sub-\(index)", topics: subscriptions, window: window, expected: messages, subscribed: subscribed,
                         delivered: delivered, latencies: latencies)
                 })
         }
         try await subscribed.wait("\(subscribers) subscriptions", within: timeout)
 
         let confirmed = Countdown(1)
-        let brokerCPU = brokerPIDs.map(cpuSeconds(of:)).reduce(0, +)
+        let brokerCPU = brokers.cpuSeconds()
         let ownCPU = cpuSeconds(of: getpid())
         let started = monotonicNanoseconds()
         let (messages, size, inFlight, rate) = (messages, size, inFlight, rate)
         channels.append(
-            try await BenchConnection.open(port: publishing.port, group: group) {
+            try await BenchConnection.open(brokers.publishing, group: group) {
                 Publisher(total: messages, size: size, inFlight: inFlight, rate: rate, topics: names, confirmed: confirmed)
             })
         try await confirmed.wait("\(messages) confirmed publishes", within: timeout)
@@ -76,18 +77,58 @@ struct PubSub: AsyncParsableCommand {
         try await delivered.wait("\(messages) messages at each of \(subscribers) subscribers", within: timeout)
         let seconds = Double(monotonicNanoseconds() - started) / 1e9
         let result = PubSubResult(
-            scenario: (rate == nil ? "pubsub" : "pubsub-rate") + (postgres == nil ? "" : "-postgres-\(brokers)")
+            scenario: (rate == nil ? "pubsub" : "pubsub-rate") + (url == nil ? "" : "-remote") + (postgres == nil ? "" : "-postgres-\(self.brokers)")
                 + (topics == 1 ? "" : "-\(topics)-topics") + (pattern ? "-pattern" : ""),
-            subscribers: subscribers, messages: messages, size: size, sync: sync,
+            subscribers: subscribers, messages: messages, size: size, sync: url == nil ? sync ?? "full" : nil,
             rate: rate, publishPerSecond: Double(messages) / publishSeconds,
             deliveriesPerSecond: Double(messages * subscribers) / seconds, seconds: seconds,
-            brokerCPU: brokerPIDs.map(cpuSeconds(of:)).reduce(0, +) - brokerCPU, benchCPU: cpuSeconds(of: getpid()) - ownCPU,
-            brokerMemoryMiB: anonymousMemoryMiB(of: brokerPID), latency: latencies.merged,
+            broker: brokerCPU.map { before in
+                PubSubResult.BrokerCost(cpu: (brokers.cpuSeconds() ?? before) - before, memoryMiB: brokers.memoryMiB() ?? 0)
+            },
+            benchCPU: cpuSeconds(of: getpid()) - ownCPU, latency: latencies.merged,
             slowArrivals: latencies.slowArrivals.map { Double($0 &- started) / 1e9 })
         for channel in channels { try? await channel.close() }
         try await group.shutdownGracefully()
         print(result.table)
         print(result.jsonLine)
+    }
+
+    /// The brokers of the run: started here on a temporary data folder, or the one at `url`.
+    private func startBrokers() throws -> BenchBrokers {
+        if let url {
+            let endpoint = try BenchEndpoint(url: url, token: token ?? ProcessInfo.processInfo.environment["FERRY_TOKEN"])
+            return BenchBrokers(publishing: endpoint, subscribing: endpoint, processes: [])
+        }
+        var environment = [
+            "FERRY_SYNC": sync ?? "full", "FERRY_MAX_SUBSCRIPTIONS": String(max(1000, topics)),
+            "FERRY_MAX_PATTERN_TOPICS": String(max(10_000, topics)),
+        ]
+        environment["FERRY_POSTGRES_URL"] = postgres
+        let running = try (0..<brokers).map { _ in try Ferryd(environment: environment) }
+        guard let subscribing = running.last, let publishing = running.first, running.allSatisfy({ $0.processID != nil }) else {
+            throw BenchError("ferryd is not running")
+        }
+        return BenchBrokers(
+            publishing: BenchEndpoint(host: "127.0.0.1", port: publishing.port),
+            subscribing: BenchEndpoint(host: "127.0.0.1", port: subscribing.port), processes: running)
+    }
+}
+
+/// Where the publisher and the subscribers connect, and the broker processes this run started
+/// (none for a remote broker, whose CPU and memory it cannot see).
+struct BenchBrokers {
+    let publishing: BenchEndpoint
+    let subscribing: BenchEndpoint
+    let processes: [Ferryd]
+
+    /// CPU seconds the started brokers used so far; nil for a remote broker.
+    func cpuSeconds() -> Double? {
+        processes.isEmpty ? nil : processes.compactMap(\.processID).map(ferry_bench.cpuSeconds(of:)).reduce(0, +)
+    }
+
+    /// RssAnon of the subscribers' broker; nil for a remote broker.
+    func memoryMiB() -> Double? {
+        processes.last?.processID.map(anonymousMemoryMiB(of:))
     }
 }
 
@@ -328,72 +369,5 @@ final class Publisher: FrameSink {
 
     func readComplete(on connection: BenchConnection) {
         if rate == nil { fill() }
-    }
-}
-
-struct PubSubResult {
-    let scenario: String
-    let subscribers: Int
-    let messages: Int
-    let size: Int
-    let sync: String
-    let rate: Int?
-    let publishPerSecond: Double
-    let deliveriesPerSecond: Double
-    let seconds: Double
-    let brokerCPU: Double
-    let benchCPU: Double
-    let brokerMemoryMiB: Double
-    let latency: Histogram<UInt64>
-    /// Seconds after the first publish at which messages later than 10 ms arrived.
-    let slowArrivals: [Double]
-
-    private func micros(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1000 }
-
-    var table: String {
-        let title =
-            "\(scenario): 1 publisher → \(subscribers) durable subscriber\(subscribers == 1 ? "" : "s"), \(messages) × \(size) B, FERRY_SYNC=\(sync)"
-            + (rate.map { ", \($0) msg/s offered" } ?? "")
-        var lines = [
-            title,
-            String(format: "  published (confirmed)   %12.0f msg/s", publishPerSecond),
-            String(format: "  delivered and acked     %12.0f msg/s  (%d deliveries in %.2f s)", deliveriesPerSecond, messages * subscribers, seconds),
-            String(
-                format: "  end-to-end latency      p50 %.0f µs  p99 %.0f µs  p99.9 %.0f µs  max %.0f µs", micros(50), micros(99), micros(99.9),
-                Double(latency.max) / 1000),
-            String(
-                format: "  CPU                     ferryd %.2f s (%.1f µs per delivery), ferry-bench %.2f s; ferryd RssAnon %.0f MiB", brokerCPU,
-                brokerCPU * 1e6 / Double(messages * subscribers), benchCPU, brokerMemoryMiB),
-        ]
-        if rate != nil && !slowArrivals.isEmpty {
-            lines.append(
-                "  later than 10 ms        \(slowArrivals.count) messages, in bursts starting at "
-                    + bursts.map { String(format: "%.2f s", $0) }.joined(separator: ", "))
-        }
-        return lines.joined(separator: "\n")
-    }
-
-    /// Where runs of late messages begin (a gap of more than 100 ms starts a new one).
-    private var bursts: [Double] {
-        var starts: [Double] = []
-        var previous = -1.0
-        for time in slowArrivals {
-            if time - previous > 0.1 { starts.append(time) }
-            previous = time
-        }
-        return starts
-    }
-
-    var jsonLine: String {
-        var object: [String: Any] = [
-            "scenario": scenario, "subscribers": subscribers, "messages": messages, "size": size, "sync": sync,
-            "publish_per_s": publishPerSecond.rounded(), "deliveries_per_s": deliveriesPerSecond.rounded(), "seconds": seconds,
-            "latency_us": ["p50": micros(50), "p99": micros(99), "p99.9": micros(99.9), "max": Double(latency.max) / 1000],
-            "ferryd_cpu_s": brokerCPU, "bench_cpu_s": benchCPU, "ferryd_rss_anon_mib": brokerMemoryMiB.rounded(),
-            "cores": ProcessInfo.processInfo.activeProcessorCount, "date": ISO8601DateFormatter().string(from: Date()),
-        ]
-        if let rate { object["rate"] = rate }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self)
     }
 }
