@@ -28,6 +28,8 @@ extension HTTPAPI {
             let headers: HTTPFields = [
                 .contentType: BackupFile.mediaType, .contentDisposition: #"attachment; filename="ferry.backup""#,
                 .ferryBackupEstimate: String(estimate), .cacheControl: "no-store",
+                // nginx passes the stream on as it comes, so back-pressure reaches the copy.
+                .accelBuffering: "no",
             ]
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in try await streamBackup(of: broker, to: &writer, logger: logger) })
         }
@@ -38,6 +40,8 @@ extension HTTPField.Name {
     /// About how many bytes the data file of a streamed backup has (the store's pages in use,
     /// less its free ones), for a client's progress bar; the file adds 64 bytes of framing.
     static let ferryBackupEstimate = HTTPField.Name("Ferry-Backup-Estimate")!
+    /// nginx's switch for buffering one response.
+    static let accelBuffering = HTTPField.Name("X-Accel-Buffering")!
 }
 
 /// Streams a backup file: the header, the data file as LMDB's compacting copy writes it into a

@@ -1,4 +1,5 @@
 import Crypto
+import Foundation
 
 /// A Ferry backup file: what `GET /v1/admin/backup` streams, `ferryctl backup` saves and
 /// `ferryctl restore` unpacks. Integers are big-endian:
@@ -108,20 +109,28 @@ public struct BackupFileReader: Sendable {
     public init() {}
 
     /// Takes the file's next bytes and returns those now known to be data file bytes.
-    public mutating func consume(_ chunk: some Collection<UInt8>) throws(BackupFileError) -> [UInt8] {
+    public mutating func consume(_ chunk: some ContiguousBytes) throws(BackupFileError) -> [UInt8] {
+        try chunk.withUnsafeBytes { bytes in Result { () throws(BackupFileError) in try consume(bytes.bindMemory(to: UInt8.self)) } }.get()
+    }
+
+    private mutating func consume(_ chunk: UnsafeBufferPointer<UInt8>) throws(BackupFileError) -> [UInt8] {
         fileBytes += UInt64(chunk.count)
-        let bytes = Array(chunk)
-        fileHash.update(data: bytes)
-        var rest = bytes[...]
+        fileHash.update(bufferPointer: UnsafeRawBufferPointer(chunk))
+        var rest = chunk[...]
         if header.count < BackupFile.headerSize {
             let needed = BackupFile.headerSize - header.count
             header += rest.prefix(needed)
             rest = rest.dropFirst(needed)
             if header.count == BackupFile.headerSize { try checkHeader() }
         }
-        held += rest
-        let data = Array(held.dropLast(BackupFile.trailerSize))
-        held.removeFirst(data.count)
+        // What is held, then `rest`: all but the last `trailerSize` bytes of the two are data.
+        let dataCount = max(0, held.count + rest.count - BackupFile.trailerSize)
+        var data: [UInt8] = []
+        data.reserveCapacity(dataCount)
+        let fromHeld = min(dataCount, held.count)
+        data += held.prefix(fromHeld)
+        data += UnsafeBufferPointer(rebasing: rest.prefix(dataCount - fromHeld))
+        held = Array(held.dropFirst(fromHeld)) + UnsafeBufferPointer(rebasing: rest.dropFirst(dataCount - fromHeld))
         contentHash.update(data: data)
         dataBytes += UInt64(data.count)
         return data
