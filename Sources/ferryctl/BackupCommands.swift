@@ -20,7 +20,9 @@ struct Backup: AsyncParsableCommand {
     @OptionGroup var admin: AdminOptions
     @OptionGroup var output: OutputOptions
     @Flag(help: "Have the broker write the copy into DEST, a folder on its own machine.") var onBroker = false
-    @Argument(help: "The backup file to write (with --on-broker: an empty or missing folder on the broker's machine).")
+    @Argument(
+        help: ArgumentHelp(
+            "The backup file to write (with --on-broker: DEST, an empty or missing folder on the broker's machine).", valueName: "file"))
     var destination: String
 
     private struct Result: Encodable {

@@ -50,8 +50,11 @@ final class ProgressBar: Sendable {
         let rate = elapsed > 0 ? Double(bytes) / elapsed : 0
         var line = "\r[\(bar)] \(Int(fraction * 100))%  \(Format.bytes(bytes))"
         if total > 0 { line += " of ~\(Format.bytes(total))" }
-        line += "  \(Format.bytes(Int(rate)))/s"
-        if total > bytes, rate > 0 { line += "  ETA \(Format.duration(milliseconds: UInt64(Double(total - bytes) / rate * 1000)))" }
+        // The first moments say nothing of the rate yet.
+        if elapsed >= 0.5 {
+            line += "  \(Format.bytes(Int(rate)))/s"
+            if total > bytes, rate > 0 { line += "  ETA \(Format.duration(milliseconds: UInt64(Double(total - bytes) / rate * 1000)))" }
+        }
         FileHandle.standardError.write(Data((line + "   ").utf8))
     }
 }
