@@ -42,8 +42,11 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
         // Storage: a safe LMDB layer and Ferry's schema behind the `MessageStore` protocol. It
-        // uses FerryProtocol's names and topic patterns (per-topic configuration), nothing else.
-        .target(name: "FerryStore", dependencies: ["CLMDB", "FerryProtocol"], swiftSettings: swiftSettings),
+        // uses FerryProtocol's names and topic patterns (per-topic configuration), and Crypto for
+        // the SHA-256 of backup files (BackupFile.swift).
+        .target(
+            name: "FerryStore", dependencies: ["CLMDB", "FerryProtocol", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings),
         // The same `MessageStore` on PostgreSQL, for several ferryd nodes sharing one database.
         .target(
             name: "FerryPostgres",

@@ -270,22 +270,4 @@ extension Broker {
             topics: topics.values.compactMap(\.record), topicsInMemory: state.withLock { $0.topics.count },
             sessions: sessions.values.map { ($0.record.clientID, Array($0.subscriptions.values)) }, usage: usage)
     }
-
-    /// A compacted hot copy of the store in the empty folder `path`; returns its size in bytes.
-    /// Deferred acks and sessions are committed first, so the copy holds every ack seen so far.
-    public func backup(to path: String) async throws(ProtocolError) -> Int {
-        // An empty job makes the committer flush what maintenance holds back.
-        if case .failure(let error) = await commit([]) { throw ProtocolError(.unavailable, "\(error)") }
-        let store = self.store
-        let result: Result<Int, StoreError> = await withCheckedContinuation { continuation in
-            // The copy blocks for as long as it takes: keep it off the cooperative pool.
-            Thread {
-                continuation.resume(returning: Result { () throws(StoreError) -> Int in try store.backup(to: path) })
-            }.start()
-        }
-        switch result {
-        case .success(let bytes): return bytes
-        case .failure(let error): throw ProtocolError(.unavailable, "\(error)")
-        }
-    }
 }

@@ -172,7 +172,7 @@ enum StoreFailureKind: String, Sendable, CaseIterable {
         switch error {
         case .full: self = .full
         case .corrupted: self = .corrupted
-        case .engine: self = .engine
+        case .engine, .unsupported: self = .engine
         }
     }
 }

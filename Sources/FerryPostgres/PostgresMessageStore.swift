@@ -232,9 +232,19 @@ public final class PostgresMessageStore: MessageStore {
 
     /// Not done by ferryd: a database is backed up by PostgreSQL's own tools.
     public func backup(to path: String) throws(StoreError) -> Int {
-        throw StoreError.engine(
-            "the PostgreSQL store is backed up with PostgreSQL's tools: pg_dump for a copy, or a base backup (pg_basebackup) with WAL archiving")
+        throw Self.backupsArePostgreSQLs
     }
+
+    public func backup(into descriptor: Int32) throws(StoreError) {
+        throw Self.backupsArePostgreSQLs
+    }
+
+    public func backupSizeEstimate() throws(StoreError) -> Int {
+        throw Self.backupsArePostgreSQLs
+    }
+
+    private static let backupsArePostgreSQLs = StoreError.unsupported(
+        "the PostgreSQL store is backed up with PostgreSQL's tools: pg_dump for a copy, or a base backup (pg_basebackup) with WAL archiving")
 
     /// `usedBytes` is the database's size on disk; there is no map, and every commit is synchronous.
     public func usage() -> StoreUsage {

@@ -19,6 +19,9 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
     case forbidden
     case rateLimited = "rate_limited"
     case unavailable
+    /// The broker's store engine does not do this (a PostgreSQL-backed broker takes no backups:
+    /// PostgreSQL's tools do). Retrying cannot succeed.
+    case notSupported = "not_supported"
 
     /// The HTTP status of this code.
     public var httpStatus: Int {
@@ -32,6 +35,7 @@ public enum ErrorCode: String, Sendable, CaseIterable, Codable {
         case .sessionConflict: 409
         case .tooLarge: 413
         case .rateLimited: 429
+        case .notSupported: 501
         case .unavailable: 503
         }
     }

@@ -10,7 +10,7 @@ public enum APIRoute: CaseIterable, Sendable {
     case health, readiness, metrics, openAPI, ferryJS, console, consoleAsset
     case adminStats, adminTopics, adminTopic, adminTrimTopic, adminDeleteTopic
     case adminClients, adminClient, adminRewindClient, adminDeleteClient
-    case adminBackupToFolder
+    case adminBackup, adminBackupToFolder
     case adminTopicConfigs, adminPutTopicConfig, adminDeleteTopicConfig
 
     public var method: HTTPRequest.Method {
@@ -44,7 +44,7 @@ public enum APIRoute: CaseIterable, Sendable {
         case .adminClients: "/v1/admin/clients"
         case .adminClient, .adminDeleteClient: "/v1/admin/clients/:client"
         case .adminRewindClient: "/v1/admin/clients/:client/rewind"
-        case .adminBackupToFolder: "/v1/admin/backup"
+        case .adminBackup, .adminBackupToFolder: "/v1/admin/backup"
         case .adminTopicConfigs: "/v1/admin/config/topics"
         case .adminPutTopicConfig, .adminDeleteTopicConfig: "/v1/admin/config/topics/:pattern"
         }

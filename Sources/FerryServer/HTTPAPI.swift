@@ -180,14 +180,7 @@ struct HTTPAPI: Sendable {
             try authorize(request)
             return jsonResponse(body: try await broker.stats())
         }
-        router.on(.adminBackupToFolder) { request, _ in
-            try authorize(request)
-            let shape = #"{"path": "<empty folder>"}"#
-            let backup = try await decode(BackupRequest.self, from: request, shape: shape)
-            guard !backup.path.isEmpty else { throw APIError(.badFrame, "the body must be \(shape)") }
-            let bytes = try await broker.backup(to: backup.path)
-            return jsonResponse(body: BackupResult(path: backup.path, bytes: bytes))
-        }
+        registerBackup(on: router)
         registerTopicConfig(on: router)
     }
 

@@ -205,6 +205,13 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public func copy(to path: String) throws(LMDBError) {
         try check(mdb_env_copy2(env, path, UInt32(MDB_CP_COMPACT)))
     }
+
+    /// Writes a compacted copy of the data file into `descriptor` (a file or a pipe), blocking
+    /// until it is written. A write that fails ends the copy with its error: `EPIPE` when the
+    /// reader of a pipe went away (LMDB's copy blocks and collects that `SIGPIPE` itself).
+    public func copy(toDescriptor descriptor: Int32) throws(LMDBError) {
+        try check(mdb_env_copyfd2(env, descriptor, UInt32(MDB_CP_COMPACT)))
+    }
 }
 
 /// Reads shared by read and write transactions.

@@ -346,26 +346,6 @@ public final class LMDBMessageStore: MessageStore {
         }
     }
 
-    public func backup(to path: String) throws(StoreError) -> Int {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-            if let existing = try? FileManager.default.contentsOfDirectory(atPath: path), !existing.isEmpty {
-                throw StoreError.engine("backup folder \(path) is not empty")
-            }
-        } catch let error as StoreError {
-            throw error
-        } catch {
-            throw StoreError.engine("cannot create backup folder \(path): \(error.localizedDescription)")
-        }
-        do {
-            try env.copy(to: path)
-        } catch {
-            throw StoreError(error)
-        }
-        let size = ((try? FileManager.default.attributesOfItem(atPath: path + "/data.mdb"))?[.size] as? Int) ?? 0
-        return size
-    }
-
     public func usage() -> StoreUsage {
         let info = env.info()
         return StoreUsage(mapSize: info.mapSize, usedBytes: (info.lastPage + 1) * info.pageSize, syncOnCommit: configuration.syncOnCommit)

@@ -83,7 +83,16 @@ public protocol MessageStore: AnyObject, Sendable {
     func messages(topicID: UInt64, after: UInt64, limit: Int) throws(StoreError) -> [StoredMessage]
 
     /// A consistent, compacted copy of the whole store written into the empty folder `path`.
+    /// Throws ``StoreError/unsupported(_:)`` when ferryd does not back up this engine.
     func backup(to path: String) throws(StoreError) -> Int
+
+    /// Writes a consistent, compacted copy of the store's data file into `descriptor` (a pipe or
+    /// a file), blocking until it is written or a write fails; the caller owns the descriptor.
+    func backup(into descriptor: Int32) throws(StoreError)
+
+    /// About how many bytes ``backup(into:)`` would write now, for a progress bar. Throws
+    /// ``StoreError/unsupported(_:)`` when ferryd does not back up this engine.
+    func backupSizeEstimate() throws(StoreError) -> Int
 
     /// Size and use, for stats and metrics.
     func usage() -> StoreUsage
@@ -152,12 +161,14 @@ public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Stored data does not decode: a bug or corruption.
     case corrupted(String)
     case engine(String)
+    /// The engine does not do what was asked (a PostgreSQL store is backed up by PostgreSQL's tools).
+    case unsupported(String)
 
     public var description: String {
         switch self {
         case .full: "the store is full"
         case .corrupted(let what): "corrupted store: \(what)"
-        case .engine(let what): what
+        case .engine(let what), .unsupported(let what): what
         }
     }
 }

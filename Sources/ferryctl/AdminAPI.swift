@@ -174,8 +174,9 @@ struct AdminClient: Sendable {
     }
 
     /// Words for why the broker could not be reached, as `curl` would say them.
-    private static func reason(_ error: URLError) -> String {
-        switch error.code {
+    static func reason(_ error: any Error) -> String {
+        guard let error = error as? URLError else { return "\(error)" }
+        return switch error.code {
         case .cannotConnectToHost: "connection refused"
         case .timedOut: "timed out"
         case .cannotFindHost, .dnsLookupFailed: "unknown host"

@@ -14,7 +14,8 @@ struct Ferryctl: AsyncParsableCommand {
             print tables, or JSON with --json. Exit codes: 0 ok, 1 failure, 2 usage, 3 not found, 4 unauthorized.
             """,
         subcommands: [
-            Status.self, Topics.self, Clients.self, Top.self, Publish.self, Tail.self, Backup.self, Verify.self, Bench.self, MintToken.self,
+            Status.self, Topics.self, Clients.self, Top.self, Publish.self, Tail.self, Backup.self, Restore.self, Verify.self, Bench.self,
+            MintToken.self,
         ]
     )
 

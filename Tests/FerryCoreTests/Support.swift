@@ -154,6 +154,8 @@ final class ReadsThatMayBlock: MessageStore {
         try store.messages(topicID: topicID, after: after, limit: limit)
     }
     func backup(to path: String) throws(StoreError) -> Int { try store.backup(to: path) }
+    func backup(into descriptor: Int32) throws(StoreError) { try store.backup(into: descriptor) }
+    func backupSizeEstimate() throws(StoreError) -> Int { try store.backupSizeEstimate() }
     func usage() -> StoreUsage { store.usage() }
     func verify() throws(StoreError) -> [StoreFault] { try store.verify() }
 }

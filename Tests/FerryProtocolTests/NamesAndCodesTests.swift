@@ -64,7 +64,7 @@ struct CodesTests {
             Set(ErrorCode.allCases.map(\.rawValue)) == [
                 "bad_frame", "unknown_op", "hello_required", "not_found", "invalid_topic", "invalid_client_id", "bad_resume_token",
                 "session_conflict", "not_subscribed", "bad_ack", "too_large", "too_many_subscriptions", "unauthorized", "forbidden",
-                "rate_limited", "unavailable",
+                "rate_limited", "unavailable", "not_supported",
             ])
     }
 
@@ -73,7 +73,7 @@ struct CodesTests {
         arguments: [
             (ErrorCode.badFrame, 400), (.unknownOp, 400), (.helloRequired, 400), (.invalidTopic, 400), (.invalidClientID, 400),
             (.notSubscribed, 400), (.badAck, 400), (.unauthorized, 401), (.forbidden, 403), (.notFound, 404),
-            (.sessionConflict, 409), (.tooLarge, 413), (.rateLimited, 429), (.unavailable, 503),
+            (.sessionConflict, 409), (.tooLarge, 413), (.rateLimited, 429), (.notSupported, 501), (.unavailable, 503),
         ])
     func httpStatus(code: ErrorCode, status: Int) {
         #expect(code.httpStatus == status)
@@ -82,9 +82,9 @@ struct CodesTests {
     @Test("every error code maps to one of the statuses PROTOCOL.md names")
     func everyStatusIsListed() {
         for code in ErrorCode.allCases {
-            #expect([400, 401, 403, 404, 409, 413, 429, 503].contains(code.httpStatus), "\(code)")
+            #expect([400, 401, 403, 404, 409, 413, 429, 501, 503].contains(code.httpStatus), "\(code)")
         }
-        #expect(Set(ErrorCode.allCases.map(\.httpStatus)) == [400, 401, 403, 404, 409, 413, 429, 503])
+        #expect(Set(ErrorCode.allCases.map(\.httpStatus)) == [400, 401, 403, 404, 409, 413, 429, 501, 503])
     }
 
     @Test("close codes: reconnect after 1001, 1011, 4000, 4002, 4013, 4029; stop after 4001, 4009, 4010")

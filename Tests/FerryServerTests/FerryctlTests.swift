@@ -77,7 +77,7 @@ import Testing
     @Test func helpListsEveryCommand() throws {
         let run = try ferryctl(["--help"])
         #expect(run.status == 0, "\(run)")
-        for command in ["status", "topics", "clients", "top", "pub", "tail", "backup", "verify"] {
+        for command in ["status", "topics", "clients", "top", "pub", "tail", "backup", "restore", "verify"] {
             #expect(run.stdout.contains("  \(command) "), "no \(command) in \(run.stdout)")
         }
     }
@@ -376,11 +376,11 @@ import Testing
         try ws.pingPong()
 
         let destination = ferryd.directory.appendingPathComponent("backup")
-        let run = try ferryctl(["backup", destination.path], broker: ferryd)
+        let run = try ferryctl(["backup", "--on-broker", destination.path], broker: ferryd)
         #expect(run.status == 0, "\(run)")
         #expect(run.stdout.hasPrefix("backup written to \(destination.path) ("), "\(run)")
         #expect(run.stderr.isEmpty, "no progress bar off a terminal: \(run)")
-        let again = try ferryctl(["backup", destination.path, "--json"], broker: ferryd)
+        let again = try ferryctl(["backup", "--on-broker", destination.path, "--json"], broker: ferryd)
         #expect(again.status == 1, "not into a folder that holds a backup: \(again)")
         #expect(again.stderr.contains("not empty"), "\(again)")
 
