@@ -181,7 +181,7 @@ final class WebSocketUpgrade: ChannelDuplexHandler {
     }
 
     /// `Sec-WebSocket-Accept` for a well-formed upgrade of `path`, else nil (the request is then
-    /// an ordinary one, and the API answers 404).
+    /// an ordinary one, and the API answers 426).
     private func acceptValue(for head: HTTPRequestHead) -> String? {
         guard head.method == .GET, target(of: head) == path,
             head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }),

@@ -33,8 +33,8 @@ struct OpenAPITests {
         #expect(documented.subtracting(served).sorted() == [], "documented but not served")
     }
 
-    /// A method a path does not serve is 405 with `Allow`; a plain GET of the WebSocket's path is
-    /// 426; an unknown path stays 404. Each with the protocol's error body.
+    /// A method a path does not serve is 405 with `Allow`; an unknown path stays 404; a client id
+    /// that is not one is 400. Each with the protocol's error body.
     @Test func wrongMethodsAndPlainRequestsGetTheirStatus() throws {
         let ferryd = try Ferryd.withAdmin()
         let post = try ferryd.request("POST", "/healthz")
@@ -44,9 +44,6 @@ struct OpenAPITests {
         #expect(put.status == 405 && put.headers["allow"] == "GET, POST", "\(put)")
         let patch = try ferryd.request("PATCH", "/v1/admin/config/topics/orders.%2A")
         #expect(patch.status == 405 && patch.headers["allow"] == "DELETE, PUT", "\(patch)")
-        let plain = try ferryd.get("/v1/ws")
-        #expect(plain.status == 426 && plain.headers["upgrade"] == "websocket", "\(plain)")
-        #expect(plain.json?.object("error")?.string("code") == "bad_frame")
         let unknown = try ferryd.get("/v1/nothing-here")
         #expect(unknown.status == 404 && unknown.json?.object("error")?.string("code") == "not_found", "\(unknown)")
         #expect(try ferryd.admin("GET", "/clients/not%20an%20id").status == 400)

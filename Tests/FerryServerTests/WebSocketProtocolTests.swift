@@ -32,10 +32,12 @@ struct WebSocketProtocolTests {
         #expect(try ws.nextJSON()?.string("op") == "pong")
     }
 
-    /// `GET /v1/ws` without the upgrade headers is an ordinary request, and there is no such route.
-    @Test func plainGetOfTheWebSocketPathIsNotFound() throws {
+    /// `GET /v1/ws` without the upgrade headers is an ordinary request: 426, naming the upgrade.
+    @Test func plainGetOfTheWebSocketPathIsUpgradeRequired() throws {
         let ferryd = try Ferryd()
-        #expect(try ferryd.get("/v1/ws").status == 404)
+        let plain = try ferryd.get("/v1/ws")
+        #expect(plain.status == 426 && plain.headers["upgrade"] == "websocket", "\(plain)")
+        #expect(plain.json?.object("error")?.string("code") == "bad_frame")
     }
 
     @Test func durableWelcomeHasResumeToken() throws {
