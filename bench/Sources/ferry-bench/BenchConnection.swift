@@ -138,7 +138,9 @@ final class BenchConnection: ChannelInboundHandler {
                             channel.eventLoop.makeCompletedFuture {
                                 let connection = BenchConnection(sink: makeSink())
                                 let wire = Wire(connection)
-                                try channel.pipeline.syncOperations.addHandler(wire, position: secure.map { .after($0) } ?? .first)
+                                let position: ChannelPipeline.SynchronousOperations.Position =
+                                    endpoint.tls ? .after(try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self)) : .first
+                                try channel.pipeline.syncOperations.addHandler(wire, position: position)
                                 connection.wire = wire.context
                                 try channel.pipeline.syncOperations.addHandler(connection)
                                 return true
