@@ -13,7 +13,7 @@ struct Scale: AsyncParsableCommand {
 
             Default sweeps:
               subscribers  1 → 10,000         deliveries/s and p99 latency (pubsub, --deliveries in all per point)
-              connections  1,000 → 50,000     ferryd RssAnon (idle; needs 50,300 open files: raised as root, else the limit must allow it)
+              connections  1,000 → 50,000     ferryd RssAnon (idle; needs 50,256 open files: the tool raises its hard limit only with CAP_SYS_RESOURCE, else run ulimit -n first)
               topics       1 → 100,000        confirmed publishes/s, no subscriber (pubsub --topics, --messages or 10 per topic)
               missed       1,000 → 10,000,000 time to catch up (resume)
               stored       10,000 → 10,000,000 time from kill -9 to serving again (restart)
