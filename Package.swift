@@ -151,7 +151,7 @@ let package = Package(
         .executableTarget(
             name: "ferry-bench",
             dependencies: [
-                "FerryClient", "FerryProtocol", "FerryTestSupport",
+                "FerryClient", "FerryProtocol", "FerryTestSupport", "BenchPlot",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -164,6 +164,10 @@ let package = Package(
             path: "bench/Sources/ferry-bench",
             swiftSettings: swiftSettings
         ),
+        // The SVG plots of `ferry-bench scale`: scales, ticks and path building, pure and tested without I/O (BenchTests).
+        .target(name: "BenchPlot", path: "bench/Sources/BenchPlot", swiftSettings: swiftSettings),
+        // The plots' arithmetic, and `ferry-bench scale` run as a child process against real brokers.
+        .testTarget(name: "BenchTests", dependencies: ["BenchPlot", "FerryTestSupport", "ferry-bench", "ferryd"], swiftSettings: swiftSettings),
         // What the integration suites share: a real ferryd child process, raw sockets, a fault-injecting proxy.
         .target(name: "FerryTestSupport", path: "Tests/FerryTestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "FerryStoreTests", dependencies: ["FerryStore", "FerryPostgres", "FerryTestSupport"], swiftSettings: swiftSettings),

@@ -125,8 +125,9 @@ final class BenchConnection: ChannelInboundHandler {
         async throws -> any Channel
     {
         let tls = try endpoint.tls ? NIOSSLContext(configuration: .makeClientConfiguration()) : nil
-        let (channel, upgraded) = try await ClientBootstrap(group: group)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        var bootstrap = ClientBootstrap(group: group).channelOption(.tcpOption(.tcp_nodelay), value: 1)
+        if let source = endpoint.source { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0)) }
+        let (channel, upgraded) = try await bootstrap
             .connect(host: endpoint.host, port: endpoint.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // With TLS, the frames go to and from the TLS handler instead of the socket.
@@ -172,6 +173,8 @@ struct BenchEndpoint: Sendable {
     var port: Int
     var tls = false
     var token: String?
+    /// The local address the connection is made from; nil: the system's choice.
+    var source: String?
 
     /// `http://`, `https://`, `ws://` or `wss://` host and port (the path is the broker's).
     init(url: String, token: String?) throws {
@@ -240,6 +243,22 @@ private final class Wire: ChannelInboundHandler {
         guard let payload = pending.readSlice(length: length) else { return nil }
         return (first & 0x0F, payload)
     }
+}
+
+/// Runs `body` with an event-loop group and shuts the group down after it, also when it throws:
+/// that closes every connection left open, so a failed run leaves no socket or thread behind
+/// (`scale` runs many in one process).
+func withEventLoopGroup<Value>(threads: Int, _ body: (MultiThreadedEventLoopGroup) async throws -> Value) async throws -> Value {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+    let value: Value
+    do {
+        value = try await body(group)
+    } catch {
+        try? await group.shutdownGracefully()
+        throw error
+    }
+    try await group.shutdownGracefully()
+    return value
 }
 
 struct BenchError: Error, CustomStringConvertible {

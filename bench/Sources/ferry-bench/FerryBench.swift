@@ -8,6 +8,6 @@ struct FerryBench: AsyncParsableCommand {
         commandName: "ferry-bench",
         abstract: "Drive a real ferryd on 127.0.0.1 and measure it.",
         discussion: "The broker is started by the tool itself (the ferryd beside this binary, or FERRYD_PATH) on a temporary data folder, so scenarios can kill and restart it.",
-        subcommands: [PubSub.self, Resume.self, Restart.self, Idle.self, Storm.self, StormWorker.self, Failover.self, DiskSync.self, TopicChurn.self]
+        subcommands: [PubSub.self, Resume.self, Restart.self, Idle.self, Storm.self, StormWorker.self, Failover.self, DiskSync.self, TopicChurn.self, Scale.self]
     )
 }

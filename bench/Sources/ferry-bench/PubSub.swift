@@ -40,14 +40,27 @@ struct PubSub: AsyncParsableCommand {
     @Option(help: "Names of the run's topics (<prefix>, or <prefix>.N) and durable clients (<prefix>-sub-N).") var prefix = "bench"
 
     func run() async throws {
+        let result = try await measure()
+        print(result.table)
+        print(result.jsonLine)
+    }
+
+    /// One run with these options: what `pubsub` prints, and one point of `scale subscribers` or `scale topics`.
+    func measure() async throws -> PubSubResult {
         guard brokers == 1 || (brokers == 2 && postgres != nil) else { throw BenchError("--brokers 2 needs --postgres") }
         guard topics >= 1, !pattern || topics > 1 else { throw BenchError("--pattern needs --topics of 2 or more") }
         guard url == nil || (postgres == nil && sync == nil) else { throw BenchError("--url measures a running broker: --postgres and --sync are its own settings") }
         guard Names.isValidTopic(prefix), !prefix.contains(where: { "./".contains($0) }) else { throw BenchError("--prefix must be a topic name without . or /") }
         let names = topics == 1 ? [prefix] : (0..<topics).map { "\(prefix).\($0)" }
+        // A socket per subscriber here, and in a broker started here (it inherits the limit).
+        try raiseOpenFileLimit(toAtLeast: subscribers + 256)
         let brokers = try startBrokers()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        return try await withEventLoopGroup(threads: threads) { group in
+            try await measure(brokers: brokers, topics: names, group: group)
+        }
+    }
 
+    private func measure(brokers: BenchBrokers, topics names: [String], group: MultiThreadedEventLoopGroup) async throws -> PubSubResult {
         let subscribed = Countdown(subscribers)
         let delivered = Countdown(subscribers)
         let latencies = LatencyLog()
@@ -88,9 +101,7 @@ struct PubSub: AsyncParsableCommand {
             benchCPU: cpuSeconds(of: getpid()) - ownCPU, latency: latencies.merged,
             slowArrivals: latencies.slowArrivals.map { Double($0 &- started) / 1e9 })
         for channel in channels { try? await channel.close() }
-        try await group.shutdownGracefully()
-        print(result.table)
-        print(result.jsonLine)
+        return result
     }
 
     /// The brokers of the run: started here on a temporary data folder, or the one at `url`.
@@ -169,7 +180,8 @@ final class Subscriber: FrameSink {
     private let subscribed: Countdown
     private let delivered: Countdown
     private let latencies: LatencyLog
-    private var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    /// Made at the first message: a histogram is 220 KiB, too much for each of 50,000 idle subscribers.
+    private lazy var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
     private var received = 0
     /// One topic subscribed (not a pattern): its name is not read from each frame, so the
     /// single-topic figures cost the tool what they did before topics were counted.

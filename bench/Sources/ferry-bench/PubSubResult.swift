@@ -25,7 +25,7 @@ struct PubSubResult {
     /// Seconds after the first publish at which messages later than 10 ms arrived.
     let slowArrivals: [Double]
 
-    private func micros(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1000 }
+    func micros(_ percentile: Double) -> Double { Double(latency.valueAtPercentile(percentile)) / 1000 }
 
     var table: String {
         let title =
@@ -65,6 +65,12 @@ struct PubSubResult {
     }
 
     var jsonLine: String {
+        let data = (try? JSONSerialization.data(withJSONObject: json, options: [.sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The figures as a JSON object: the line `pubsub` prints, and a point's `result` in `scale`.
+    var json: [String: Any] {
         var object: [String: Any] = [
             "scenario": scenario, "subscribers": subscribers, "messages": messages, "size": size,
             "publish_per_s": publishPerSecond.rounded(), "deliveries_per_s": deliveriesPerSecond.rounded(), "seconds": seconds,
@@ -78,7 +84,6 @@ struct PubSubResult {
             object["ferryd_cpu_s"] = broker.cpu
             object["ferryd_rss_anon_mib"] = broker.memoryMiB.rounded()
         }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self)
+        return object
     }
 }

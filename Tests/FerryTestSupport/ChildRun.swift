@@ -1,29 +1,20 @@
-import FerryTestSupport
 import Foundation
 
 /// What one run of a child process (the built `ferryctl`, a tool) printed, and how it exited.
-struct ChildRun: CustomStringConvertible {
-    let status: Int32
-    let stdout: String
-    let stderr: String
+package struct ChildRun: CustomStringConvertible {
+    package let status: Int32
+    package let stdout: String
+    package let stderr: String
 
     /// Standard output as a JSON object, for `--json` runs.
-    var json: JSON? { parseJSONObject(stdout) }
+    package var json: JSON? { parseJSONObject(stdout) }
 
-    var description: String { "exit \(status)\n--- stdout:\n\(stdout)--- stderr:\n\(stderr)" }
-}
-
-/// Runs `ferryctl` as a child process and waits for it, with `FERRY_URL` naming `broker` and
-/// `FERRY_ADMIN_TOKEN` set to `token` (left unset when nil). Standard input is `input`, or empty.
-func ferryctl(
-    _ arguments: [String], broker: Ferryd? = nil, token: String? = testAdminToken, input: String = "", timeout: TimeInterval = 60
-) throws -> ChildRun {
-    try runToCompletion(try ferryctlProcess(arguments, broker: broker, token: token), input: input, timeout: timeout)
+    package var description: String { "exit \(status)\n--- stdout:\n\(stdout)--- stderr:\n\(stderr)" }
 }
 
 /// Runs `process` (not started) with `input` on its standard input and waits for it to exit;
 /// kills it and throws after `timeout` seconds.
-func runToCompletion(_ process: Process, input: String = "", timeout: TimeInterval) throws -> ChildRun {
+package func runToCompletion(_ process: Process, input: String = "", timeout: TimeInterval) throws -> ChildRun {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("child-run-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(at: folder) }
@@ -47,16 +38,4 @@ func runToCompletion(_ process: Process, input: String = "", timeout: TimeInterv
     }
     let read = { (url: URL) in String(decoding: FileManager.default.contents(atPath: url.path) ?? Data(), as: UTF8.self) }
     return ChildRun(status: process.terminationStatus, stdout: read(files[1]), stderr: read(files[2]))
-}
-
-/// A `ferryctl` process, not started, with the environment of ``ferryctl(_:broker:token:input:timeout:)``.
-func ferryctlProcess(_ arguments: [String], broker: Ferryd?, token: String? = testAdminToken) throws -> Process {
-    let process = Process()
-    process.executableURL = try locateExecutable(named: "ferryctl", override: "FERRYCTL_PATH")
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("FERRY_") }
-    if let broker { environment["FERRY_URL"] = "http://127.0.0.1:\(broker.port)" }
-    environment["FERRY_ADMIN_TOKEN"] = token
-    process.environment = environment
-    return process
 }
