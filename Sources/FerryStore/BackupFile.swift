@@ -104,7 +104,8 @@ public struct BackupFileReader: Sendable {
     private var contentHash = SHA256()
     private var fileHash = SHA256()
     private var dataBytes: UInt64 = 0
-    private var fileBytes: UInt64 = 0
+    /// Bytes of the file taken so far.
+    public private(set) var fileBytes: UInt64 = 0
 
     public init() {}
 

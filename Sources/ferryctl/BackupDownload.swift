@@ -23,7 +23,6 @@ final class BackupDownload: NSObject, URLSessionDataDelegate, @unchecked Sendabl
     private var status = 0
     private var errorBody = Data()
     private var reader = BackupFileReader()
-    private var received = 0
     private var progress: ProgressBar?
     /// The first failure: a write to the file, or bytes that are not a backup file.
     private var failure: (any Error)?
@@ -58,11 +57,11 @@ final class BackupDownload: NSObject, URLSessionDataDelegate, @unchecked Sendabl
         if status == 0, let transportError { throw Failure("cannot reach the broker at \(client.base): \(AdminClient.reason(transportError))") }
         guard status == 200 else { throw client.failure(status: status, body: errorBody) }
         if let transportError {
-            throw Failure("the download stopped after \(Format.bytes(received)): \(AdminClient.reason(transportError))")
+            throw Failure("the download stopped after \(Format.bytes(reader.fileBytes)): \(AdminClient.reason(transportError))")
         }
         do {
             let summary = try reader.finish()
-            progress?.complete(received)
+            progress?.complete(Int(reader.fileBytes))
             return summary
         } catch {
             throw Failure("the download is not a whole backup: \(error)")
@@ -97,8 +96,7 @@ final class BackupDownload: NSObject, URLSessionDataDelegate, @unchecked Sendabl
             failure = Failure("cannot write the backup file: \(error.localizedDescription)")
         }
         if failure != nil { return dataTask.cancel() }
-        received += data.count
-        progress?.update(received)
+        progress?.update(Int(reader.fileBytes))
     }
 
     func urlSession(_ session: URLSession, task: URLSessionTask, didCompleteWithError error: (any Error)?) {

@@ -77,7 +77,7 @@ struct PubSub: AsyncParsableCommand {
         try await subscribed.wait("\(subscribers) subscriptions", within: timeout)
 
         let confirmed = Countdown(1)
-        let brokerCPU = brokers.cpuSeconds()
+        let brokerCPU = brokers.cpuSecondsUsed()
         let ownCPU = cpuSeconds(of: getpid())
         let started = monotonicNanoseconds()
         let (messages, size, inFlight, rate) = (messages, size, inFlight, rate)
@@ -96,7 +96,7 @@ struct PubSub: AsyncParsableCommand {
             rate: rate, publishPerSecond: Double(messages) / publishSeconds,
             deliveriesPerSecond: Double(messages * subscribers) / seconds, seconds: seconds,
             broker: brokerCPU.map { before in
-                PubSubResult.BrokerCost(cpu: (brokers.cpuSeconds() ?? before) - before, memoryMiB: brokers.memoryMiB() ?? 0)
+                PubSubResult.BrokerCost(cpu: (brokers.cpuSecondsUsed() ?? before) - before, memoryMiB: brokers.memoryMiB() ?? 0)
             },
             benchCPU: cpuSeconds(of: getpid()) - ownCPU, latency: latencies.merged,
             slowArrivals: latencies.slowArrivals.map { Double($0 &- started) / 1e9 })
@@ -133,8 +133,8 @@ struct BenchBrokers {
     let processes: [Ferryd]
 
     /// CPU seconds the started brokers used so far; nil for a remote broker.
-    func cpuSeconds() -> Double? {
-        processes.isEmpty ? nil : processes.compactMap(\.processID).map(ferry_bench.cpuSeconds(of:)).reduce(0, +)
+    func cpuSecondsUsed() -> Double? {
+        processes.isEmpty ? nil : processes.compactMap(\.processID).map(cpuSeconds(of:)).reduce(0, +)
     }
 
     /// RssAnon of the subscribers' broker; nil for a remote broker.
