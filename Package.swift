@@ -193,6 +193,9 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                // The first-request tests run the server's pipeline on an embedded channel.
+                "FerryCore", .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             // The browser test's page, opened by Chromium from its source path.
             exclude: ["Browser"],

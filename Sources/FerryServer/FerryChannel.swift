@@ -16,16 +16,31 @@ import NIOWebSocket
 /// The server's child channel: HTTP/1.1 for the API, and on `GET /v1/ws` an upgrade to Ferry's
 /// own WebSocket handling; with a TLS context, both behind TLS.
 ///
+/// A connection's first request decides what it costs. Only the HTTP decoder and encoder and
+/// ``WebSocketUpgrade`` wait for it. A first request that upgrades keeps nothing of HTTP: the
+/// upgrade removes them, and no task, async channel or HTTP codec is ever made for the
+/// connection, so an idle WebSocket holds its socket, ``Wire``, ``WebSocketHandler`` and its core
+/// connection only. Any other first request installs Hummingbird's HTTP handling behind, and the
+/// connection's task serves requests until it closes.
+///
 /// The upgrade is answered on any request of a connection, not only the first: a proxy that
 /// keeps a pool of connections to the broker (nginx `keepalive`, ingress-nginx by default) sends
 /// a WebSocket request down a connection that has already served plain HTTP. NIO's upgrade
 /// handler only looks at the first request, so ``WebSocketUpgrade`` does the handshake itself.
-/// An upgraded connection gets ``Wire`` and ``WebSocketHandler`` next to the socket; the HTTP
-/// handlers behind them see no more bytes and end with the connection.
+/// Such a connection keeps its HTTP task, idle, until it closes.
 struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
+    /// What a connection's first request turned it into.
+    enum FirstRequest: Sendable {
+        /// Plain HTTP: the API serves it through this channel.
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// Upgraded to a WebSocket, or refused: the pipeline's handlers own it now.
+        case handled
+    }
+
     struct Value: ServerChildChannelValue {
-        let http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
-        var channel: any Channel { http.channel }
+        let channel: any Channel
+        /// Settled when the first request's head arrives; failed if the connection closes first.
+        let firstRequest: EventLoopFuture<FirstRequest>
     }
 
     let responder: HTTPChannelHandler.Responder
@@ -39,163 +54,31 @@ struct FerryChannel: ServerChildChannel, HTTPChannelHandler {
             let pipeline = channel.pipeline.syncOperations
             if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
             try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+            let firstRequest = channel.eventLoop.makePromise(of: FirstRequest.self)
+            let secure = tls != nil
             try pipeline.addHandler(
-                WebSocketUpgrade(path: webSocketPath, session: webSocket, authenticator: authenticator, logger: logger))
-            try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: tls != nil))
-            try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
-            let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
-                wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-            return Value(http: http)
+                WebSocketUpgrade(
+                    path: webSocketPath, session: webSocket, authenticator: authenticator, logger: logger,
+                    firstRequest: firstRequest
+                ) { channel in try Self.serveHTTP(on: channel, secure: secure, logger: logger) })
+            return Value(channel: channel, firstRequest: firstRequest.futureResult)
         }
     }
 
     func handle(value: Value, logger: Logger) async {
-        await handleHTTP(asyncChannel: value.http, logger: logger)
-    }
-}
-
-/// Watches the requests of a connection; a WebSocket upgrade of `path` is answered here (RFC 6455
-/// §4.2: 101 with `Sec-WebSocket-Accept`), every other request goes on to the HTTP API. When
-/// authentication is on, an upgrade without a valid token is refused with 401 before it happens.
-final class WebSocketUpgrade: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    private let path: String
-    private let session: WebSocketSession
-    private let authenticator: Authenticator
-    private let logger: Logger
-    /// The upgrade whose request is still arriving: its accept value and who presented it.
-    private var upgrading: (accept: String, principal: Principal)?
-    /// An upgrade was refused (a bad token, a connection limit) and answered: the rest of its
-    /// request is dropped and the connection closes.
-    private var refused = false
-
-    init(path: String, session: WebSocketSession, authenticator: Authenticator, logger: Logger) {
-        self.path = path
-        self.session = session
-        self.authenticator = authenticator
-        self.logger = logger
+        // A failure here is a connection that closed before its first request: nothing to serve.
+        guard case .http(let http) = try? await value.firstRequest.get() else { return }
+        await handleHTTP(asyncChannel: http, logger: logger)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !refused else { return }
-        let part = unwrapInboundIn(data)
-        if case .head(let head) = part, let accept = acceptValue(for: head) {
-            let principal: Principal
-            do {
-                principal = try admit(head, context: context, takingSlot: true)
-            } catch {
-                refuse(error, context: context)
-                return
-            }
-            upgrading = (accept, principal)
-            return
-        }
-        if case .head(let head) = part, head.method == .GET, target(of: head) == path + "/check" {
-            // The upgrade's checks without the upgrade: a browser's WebSocket API hides why an
-            // upgrade failed, so ferry.js asks here. Answered like a refusal, then closed.
-            do {
-                _ = try admit(head, context: context, takingSlot: false)
-                refuse(nil, context: context, crossOrigin: true)
-            } catch {
-                refuse(error, context: context, crossOrigin: true)
-            }
-            return
-        }
-        guard let upgrade = upgrading else {
-            context.fireChannelRead(data)
-            return
-        }
-        // The upgrade request's body (there should be none) is dropped; at its end, switch.
-        guard case .end = part else { return }
-        upgrading = nil
-        switchToWebSocket(context: context, accept: upgrade.accept, principal: upgrade.principal)
-    }
-
-    /// The checks an upgrade must pass: a valid token (when authentication is on), then the
-    /// connection limits. With `takingSlot`, an admitted upgrade takes its connection slot,
-    /// given back however its connection ends.
-    private func admit(_ head: HTTPRequestHead, context: ChannelHandlerContext, takingSlot: Bool) throws(ProtocolError) -> Principal {
-        let query = head.uri.split(separator: "?", maxSplits: 1).dropFirst().first
-        let token = Authenticator.presentedToken(authorization: head.headers.first(name: "authorization"), query: query)
-        let principal = try authenticator.principal(presenting: token)
-        let address = context.channel.remoteAddress?.ipAddress ?? ""
-        guard takingSlot else {
-            if let limit = session.limiter.limit(refusing: address) { throw limit.refusal }
-            return principal
-        }
-        if let limit = session.limiter.acquire(address) {
-            session.broker.rejected(by: limit)
-            logger.debug("websocket upgrade refused", metadata: ["ferry.limit": "\(limit.rawValue)"])
-            throw limit.refusal
-        }
-        let limiter = session.limiter
-        context.channel.closeFuture.whenComplete { _ in limiter.release(address) }
-        return principal
-    }
-
-    private func switchToWebSocket(context: ChannelHandlerContext, accept: String, principal: Principal) {
-        var headers = HTTPHeaders()
-        headers.add(name: "Upgrade", value: "websocket")
-        headers.add(name: "Connection", value: "Upgrade")
-        headers.add(name: "Sec-WebSocket-Accept", value: accept)
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        do {
-            try session.attach(to: context.channel, principal: principal)
-        } catch {
-            logger.debug("websocket upgrade failed", metadata: ["error": "\(error)"])
-            context.close(promise: nil)
-        }
-    }
-
-    /// Answers a refused upgrade with the HTTP API's error body, before any WebSocket exists, and
-    /// closes this connection (the HTTP handlers behind never saw the request, so it cannot go on
-    /// serving them in order); open WebSockets are untouched. A nil error answers a check that
-    /// passed (204); `crossOrigin` lets a page of any origin read the answer.
-    private func refuse(_ error: ProtocolError?, context: ChannelHandlerContext, crossOrigin: Bool = false) {
-        refused = true
-        var headers = HTTPHeaders()
-        var body = ByteBuffer()
-        if let error {
-            logger.debug("websocket upgrade refused", metadata: ["ferry.code": "\(error.code.rawValue)"])
-            body = ByteBuffer(bytes: (try? JSONEncoder().encode(ErrorBody(error))) ?? Data())
-            headers.add(name: "Content-Type", value: "application/json")
-            if error.code == .unauthorized { headers.add(name: "WWW-Authenticate", value: "Bearer") }
-            if error.code == .unavailable || error.code == .rateLimited { headers.add(name: "Retry-After", value: "1") }
-        }
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
-        headers.add(name: "Connection", value: "close")
-        if crossOrigin {
-            headers.add(name: "Access-Control-Allow-Origin", value: "*")
-            headers.add(name: "Access-Control-Expose-Headers", value: "Retry-After")
-        }
-        let status = error.map { HTTPResponseStatus(statusCode: $0.code.httpStatus) } ?? .noContent
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-    }
-
-    /// `Sec-WebSocket-Accept` for a well-formed upgrade of `path`, else nil (the request is then
-    /// an ordinary one, and the API answers 426).
-    private func acceptValue(for head: HTTPRequestHead) -> String? {
-        guard head.method == .GET, target(of: head) == path,
-            head.headers[canonicalForm: "upgrade"].contains(where: { $0.lowercased() == "websocket" }),
-            head.headers[canonicalForm: "connection"].contains(where: { $0.lowercased() == "upgrade" }),
-            head.headers.first(name: "sec-websocket-version") == "13",
-            let key = head.headers.first(name: "sec-websocket-key"), Data(base64Encoded: key)?.count == 16
-        else { return nil }
-        let digest = Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))
-        return Data(digest).base64EncodedString()
-    }
-
-    /// The request's path, without its query.
-    private func target(of head: HTTPRequestHead) -> String {
-        head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+    /// Hummingbird's HTTP handling, behind the handlers that wait for the first request.
+    private static func serveHTTP(on channel: any Channel, secure: Bool, logger: Logger) throws
+        -> NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+    {
+        let pipeline = channel.pipeline.syncOperations
+        try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: secure))
+        try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+        return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
     }
 }
 
