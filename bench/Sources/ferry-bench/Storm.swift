@@ -28,6 +28,7 @@ struct Storm: AsyncParsableCommand {
         try await pool.ready()
         try ferryd.publishNumbered("storm", count: messages)
 
+        let clientsCPUBefore = pool.cpu
         let killedAt = Date()
         try ferryd.kill()
         try ferryd.start()
@@ -37,9 +38,12 @@ struct Storm: AsyncParsableCommand {
 
         let workerReport = try await pool.report()
         let brokerCPU = cpuSeconds(of: restartedPID)
+        let acks = String(decoding: try ferryd.get("/metrics").body, as: UTF8.self).split(separator: "\n").first { $0.hasPrefix("ferry_acks_total ") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") } ?? .nan
         let report = StormReport(
             clients: clients, workers: pool.children.count, jitter: !noJitter, messages: messages * 2, killedAt: killedAt, backAt: backAt,
-            logs: workerReport.clients, logged: workerReport.logged, seconds: Date().timeIntervalSince(started), brokerCPU: brokerCPU)
+            logs: workerReport.clients, logged: workerReport.logged, seconds: Date().timeIntervalSince(started), brokerCPU: brokerCPU,
+            clientsCPU: workerReport.cpuSeconds - clientsCPUBefore, acks: acks)
         print(report.table)
         print(report.jsonLine)
         if !report.passed { throw ExitCode.failure }
@@ -60,6 +64,11 @@ struct StormReport {
     let seconds: Double
     /// CPU seconds of the restarted broker: start-up plus taking every client back.
     let brokerCPU: Double
+    /// CPU seconds of the client processes from the kill until each has every message: the
+    /// two cores are shared, so this is time the broker could not have.
+    let clientsCPU: Double
+    /// Ack frames the restarted broker took.
+    let acks: Double
 
     /// Milliseconds from the kill to each client's first welcome after it, of those that came back.
     var resumed: [Double] { logs.compactMap { $0.reconnect(after: killedAt) }.sorted() }
@@ -98,6 +107,8 @@ struct StormReport {
             "peak connect attempts in one 10 ms   \(attemptPeak)",
             "attempts per client after the drop   min \(attempts.first ?? 0)  p50 \(attempts.isEmpty ? 0 : attempts[attempts.count / 2])  max \(attempts.last ?? 0)",
             String(format: "restarted ferryd CPU                 %.2f s (%.0f µs per client)", brokerCPU, brokerCPU * 1e6 / Double(max(1, clients))),
+            String(format: "clients' CPU after the kill          %.2f s (%.0f µs per client)", clientsCPU, clientsCPU * 1e6 / Double(max(1, clients))),
+            String(format: "ack frames the restarted broker took %.0f (%.1f per client)", acks, acks / Double(max(1, clients))),
             "reconnects per 100 ms after the kill: " + buckets.map(String.init).joined(separator: " "),
         ]
         if let line = loggedLine(logged) { lines.append(line) }
@@ -114,6 +125,7 @@ struct StormReport {
             "resumed": resumed.count, "exactly_once_in_order": exact,
             "reconnect_ms": Spread(resumed).json,
             "per_100ms": buckets, "attempt_peak_10ms": attemptPeak, "cores": ProcessInfo.processInfo.activeProcessorCount, "seconds": seconds.rounded(), "ferryd_cpu_s": brokerCPU,
+            "clients_cpu_s": clientsCPU, "acks": acks,
         ]
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self)

@@ -18,16 +18,23 @@ final class WorkerProcess {
         try process.run()
         let reader = output.fileHandleForReading
         // Blocking reads on a thread of their own, never on the cooperative pool.
+        // A worker's report is one line of megabytes: only the bytes just read are searched for
+        // its end, and the line is cut once (searching and cutting from the start each read cost
+        // seconds of CPU beside the clients being measured).
         _ = BackgroundThread {
-            var buffer = Data()
+            var buffer: [UInt8] = []
             while true {
                 let chunk = reader.availableData
                 if chunk.isEmpty { break }
-                buffer.append(chunk)
-                while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    continuation.yield(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
-                    buffer.removeSubrange(buffer.startIndex...newline)
+                var searchFrom = buffer.count
+                buffer.append(contentsOf: chunk)
+                var lineStart = 0
+                while let newline = buffer[searchFrom...].firstIndex(of: UInt8(ascii: "\n")) {
+                    continuation.yield(String(decoding: buffer[lineStart..<newline], as: UTF8.self))
+                    lineStart = newline + 1
+                    searchFrom = lineStart
                 }
+                buffer.removeFirst(lineStart)
             }
             continuation.finish()
         }
