@@ -173,6 +173,10 @@ final class WebSocketHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             connection?.close(.goingAway, reason: "broker shutting down")
+        } else if case .inputClosed = event as? ChannelEvent {
+            // The client's side of the TCP connection ended (the server allows half-closure for
+            // HTTP): nothing more can come, so the WebSocket is gone.
+            context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -40,6 +40,18 @@ struct FirstRequestTests {
         }
     }
 
+    /// Nothing of HTTP is left to end the connection when the client's side closes (the server
+    /// allows half-closure): the WebSocket handler must.
+    @Test func anUpgradedConnectionClosesWhenTheClientsSideEnds() async throws {
+        try await withFerryChannel { channel, _ in
+            try channel.writeInbound(ByteBuffer(string: Self.upgradeRequest))
+            channel.embeddedEventLoop.run()
+            channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            channel.embeddedEventLoop.run()
+            #expect(!channel.isActive)
+        }
+    }
+
     @Test func aPlainFirstRequestGoesToTheHTTPAPI() async throws {
         try await withFerryChannel { channel, value in
             try channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"))
