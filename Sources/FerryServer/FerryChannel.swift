@@ -1,8 +1,3 @@
-import Crypto
-import FerryCore
-import FerryProtocol
-import Foundation
-import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -11,7 +6,6 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOSSL
-import NIOWebSocket
 
 /// The server's child channel: HTTP/1.1 for the API, and on `GET /v1/ws` an upgrade to Ferry's
 /// own WebSocket handling; with a TLS context, both behind TLS.
