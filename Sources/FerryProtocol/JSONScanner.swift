@@ -25,11 +25,18 @@ public struct JSONScanner: Sendable {
             (try? JSONScanner.string(in: text, keyRange)) ?? ""
         }
 
-        /// Whether the key is `name`, compared as bytes unless the key has escapes.
+        /// Whether the key is `name`, compared as bytes unless the key has escapes. An escape
+        /// is longer than the character it stands for, so a key as long as `name` matches only
+        /// byte for byte, and a shorter one never: most lookups end at the length.
         public func hasKey(_ name: StaticString, in text: [UInt8]) -> Bool {
-            let raw = text[(keyRange.lowerBound + 1)..<(keyRange.upperBound - 1)]
-            let expected = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-            if !raw.contains(UInt8(ascii: "\\")) { return raw.elementsEqual(expected) }
+            let length = keyRange.count - 2
+            let expected = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+            if length == expected.count {
+                return text.withUnsafeBytes { bytes in
+                    UnsafeRawBufferPointer(rebasing: bytes[(keyRange.lowerBound + 1)..<(keyRange.upperBound - 1)]).elementsEqual(expected)
+                }
+            }
+            guard length > expected.count, text[keyRange].contains(UInt8(ascii: "\\")) else { return false }
             return key(in: text).utf8.elementsEqual(expected)
         }
     }

@@ -19,13 +19,23 @@ public struct JSONWriter: Sendable {
         return bytes
     }
 
+    /// `,"name":` in one append: each append of its own checks the array's uniqueness and
+    /// capacity, which cost more than the bytes (two frames of five keys per message).
     private mutating func key(_ name: StaticString) {
-        if needsComma { bytes.append(UInt8(ascii: ",")) }
+        let comma = needsComma
         needsComma = true
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        bytes.append(addingCapacity: name.utf8CodeUnitCount + 4) { span in
+            if comma { span.append(UInt8(ascii: ",")) }
+            Self.quoted(name, into: &span)
+            span.append(UInt8(ascii: ":"))
+        }
+    }
+
+    private static func quoted(_ text: StaticString, into span: inout OutputSpan<UInt8>) {
+        span.append(UInt8(ascii: "\""))
+        let start = text.utf8Start
+        for index in 0..<text.utf8CodeUnitCount { span.append(start[index]) }
+        span.append(UInt8(ascii: "\""))
     }
 
     public mutating func field(_ name: StaticString, _ value: String) {
@@ -41,9 +51,7 @@ public struct JSONWriter: Sendable {
     /// A string known at compile time that needs no escaping (an `op` name).
     public mutating func field(_ name: StaticString, literal value: StaticString) {
         key(name)
-        bytes.append(UInt8(ascii: "\""))
-        append(value)
-        bytes.append(UInt8(ascii: "\""))
+        bytes.append(addingCapacity: value.utf8CodeUnitCount + 2) { Self.quoted(value, into: &$0) }
     }
 
     public mutating func field(_ name: StaticString, _ value: some BinaryInteger) {
@@ -119,7 +127,7 @@ public struct JSONWriter: Sendable {
 
     /// The integer's decimal digits, written without making a String.
     private mutating func appendDecimal(_ value: some BinaryInteger) {
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        let negative = value < 0
         var magnitude = UInt64(value.magnitude)
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for a UInt64's 20 digits
         withUnsafeMutableBytes(of: &digits) { buffer in
@@ -129,7 +137,10 @@ public struct JSONWriter: Sendable {
                 buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
                 magnitude /= 10
             } while magnitude > 0
-            bytes.append(contentsOf: buffer[start...])
+            bytes.append(addingCapacity: buffer.count - start + 1) { span in
+                if negative { span.append(UInt8(ascii: "-")) }
+                for index in start..<buffer.count { span.append(buffer[index]) }
+            }
         }
     }
 
@@ -137,13 +148,19 @@ public struct JSONWriter: Sendable {
 
     /// Appends `value` as a JSON string literal, escaping quotes, backslashes and control characters.
     public static func appendString(_ value: String, to bytes: inout [UInt8]) {
-        bytes.append(UInt8(ascii: "\""))
-        // Most strings (topics, ids) need no escaping: copy them whole.
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
-            bytes.append(contentsOf: value.utf8)
-            bytes.append(UInt8(ascii: "\""))
-            return
+        // Most strings (topics, ids) need no escaping: copy them whole, in one append.
+        var value = value
+        let plain = value.withUTF8 { utf8 in
+            for byte in utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            bytes.append(addingCapacity: utf8.count + 2) { span in
+                span.append(UInt8(ascii: "\""))
+                for byte in utf8 { span.append(byte) }
+                span.append(UInt8(ascii: "\""))
+            }
+            return true
         }
+        if plain { return }
+        bytes.append(UInt8(ascii: "\""))
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(byte)

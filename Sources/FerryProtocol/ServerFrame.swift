@@ -122,7 +122,9 @@ public enum ServerFrame {
     public static func message(
         topic: String, version: UInt64, timestamp: UInt64, payload: Payload, headers: [(String, String)]
     ) -> [UInt8] {
-        var writer = JSONWriter(capacity: payload.bytes.count + topic.utf8.count + 64)
+        // Room for the fields around the payload (88 bytes with 20-digit numbers): no regrowing.
+        let data = payload.isJSON ? payload.bytes.count : (payload.bytes.count + 2) / 3 * 4
+        var writer = JSONWriter(capacity: data + topic.utf8.count + 100)
         writer.field("op", literal: "msg")
         writer.field("topic", topic)
         writer.field("version", version)
