@@ -19,25 +19,25 @@ public struct JSONScanner: Sendable {
         public let keyRange: Range<Int>
         public let kind: Kind
         public let value: Range<Int>
+        /// The key has escapes: its bytes are not its text.
+        public let keyEscaped: Bool
+        /// The value is a string with escapes; a string without them is its bytes between the quotes.
+        public let valueEscaped: Bool
 
         /// The decoded key; `text` is the scanned text this member came from.
         public func key(in text: [UInt8]) -> String {
             (try? JSONScanner.string(in: text, keyRange)) ?? ""
         }
 
-        /// Whether the key is `name`, compared as bytes unless the key has escapes. An escape
-        /// is longer than the character it stands for, so a key as long as `name` matches only
-        /// byte for byte, and a shorter one never: most lookups end at the length.
+        /// Whether the key is `name`, compared as bytes unless the key has escapes (most lookups
+        /// end at the length).
         public func hasKey(_ name: StaticString, in text: [UInt8]) -> Bool {
-            let length = keyRange.count - 2
             let expected = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-            if length == expected.count {
-                return text.withUnsafeBytes { bytes in
-                    UnsafeRawBufferPointer(rebasing: bytes[(keyRange.lowerBound + 1)..<(keyRange.upperBound - 1)]).elementsEqual(expected)
-                }
+            if keyEscaped { return key(in: text).utf8.elementsEqual(expected) }
+            guard keyRange.count - 2 == expected.count else { return false }
+            return text.withUnsafeBytes { bytes in
+                UnsafeRawBufferPointer(rebasing: bytes[(keyRange.lowerBound + 1)..<(keyRange.upperBound - 1)]).elementsEqual(expected)
             }
-            guard length > expected.count, text[keyRange].contains(UInt8(ascii: "\\")) else { return false }
-            return key(in: text).utf8.elementsEqual(expected)
         }
     }
 
@@ -53,6 +53,8 @@ public struct JSONScanner: Sendable {
 
     private let bytes: [UInt8]
     private var index = 0
+    /// A string skipped since this was last cleared had an escape.
+    private var sawEscape = false
 
     private init(_ bytes: [UInt8]) {
         self.bytes = bytes
@@ -153,15 +155,19 @@ public struct JSONScanner: Sendable {
             skipWhitespace()
             guard peek == UInt8(ascii: "\"") else { throw error("expected a key") }
             let keyStart = index
+            sawEscape = false
             try skipString()
             let keyRange = keyStart..<index
+            let keyEscaped = sawEscape
             skipWhitespace()
             guard peek == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
             let start = index
+            sawEscape = false
             let kind = try skipValue()
-            members.append(Member(keyRange: keyRange, kind: kind, value: start..<index))
+            members.append(
+                Member(keyRange: keyRange, kind: kind, value: start..<index, keyEscaped: keyEscaped, valueEscaped: kind == .string && sawEscape))
             skipWhitespace()
             if try consumeSeparator(closing: UInt8(ascii: "}")) { return members }
         }
@@ -320,6 +326,7 @@ public struct JSONScanner: Sendable {
                 return
             case UInt8(ascii: "\\"):
                 index += 1
+                sawEscape = true
                 guard let escaped = peek else { throw error("unexpected end") }
                 switch escaped {
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
@@ -342,11 +349,17 @@ public struct JSONScanner: Sendable {
         throw error("unterminated string")
     }
 
-    /// Skips printable ASCII other than `"` and `\\`, the bulk of most strings, in a tight loop
-    /// over the buffer (a local index, no bounds check per byte).
+    /// Skips printable ASCII other than `"` and `\\`, the bulk of most strings, 8 bytes at a
+    /// time while no byte of the word stops it, then byte by byte (a local index, no bounds check
+    /// per byte).
     private mutating func skipPlainRun() {
-        index = bytes.withUnsafeBufferPointer { buffer in
+        index = bytes.withUnsafeBytes { buffer in
             var position = index
+            while position + 8 <= buffer.count {
+                let word = buffer.loadUnaligned(fromByteOffset: position, as: UInt64.self)
+                guard !Self.mayStopRun(word) else { break }
+                position += 8
+            }
             while position < buffer.count {
                 let byte = buffer[position]
                 guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
@@ -354,6 +367,16 @@ public struct JSONScanner: Sendable {
             }
             return position
         }
+    }
+
+    /// Whether a byte of `word` is a control character, non-ASCII, `"` or `\\` (bit tricks that
+    /// may flag a plain word after a flagged byte, never miss one: the byte loop decides).
+    private static func mayStopRun(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        func hasZeroByte(_ value: UInt64) -> Bool { (value &- ones) & ~value & highs != 0 }
+        let belowSpace = (word &- ones &* 0x20) & ~word & highs != 0
+        return belowSpace || word & highs != 0 || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C))
     }
 
     /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).
