@@ -21,12 +21,12 @@ struct JSONOutput: ~Copyable {
 
     /// A JSON object of at most `maxBytes` bytes (braces included), written by `body` in one pass.
     static func object(maxBytes: Int, _ body: (inout JSONOutput) -> Void) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: maxBytes) { buffer, initialized in
+        [UInt8].written(capacity: maxBytes) { buffer in
             var output = JSONOutput(buffer, from: 0)
             output.byte(UInt8(ascii: "{"))
             body(&output)
             output.byte(UInt8(ascii: "}"))
-            initialized = output.count
+            return output.count
         }
     }
 
@@ -66,11 +66,13 @@ struct JSONOutput: ~Copyable {
     }
 
     /// Text known at compile time, written as it is (`true`, `null`).
+    @inline(__always)
     mutating func raw(_ text: StaticString) {
         raw(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     /// `,"name":`, the comma before any but the first field. At most `keyBytes(name)`.
+    @inline(__always)
     mutating func key(_ name: StaticString) {
         if needsComma { byte(UInt8(ascii: ",")) }
         needsComma = true
@@ -81,6 +83,7 @@ struct JSONOutput: ~Copyable {
     static func keyBytes(_ name: StaticString) -> Int { name.utf8CodeUnitCount + 4 }
 
     /// A string known at compile time that needs no escaping (an `op` name).
+    @inline(__always)
     mutating func quoted(_ text: StaticString) {
         byte(UInt8(ascii: "\""))
         raw(text)
