@@ -107,10 +107,10 @@ public final class Connection: Sendable {
         var workPending = false
         var generations: UInt64 = 0
         var pendingPublishes = 0
-        /// Frames received and not yet handled, with when they arrived: handled in order, by one
-        /// thread at a time, and held while a frame waits for the store (a hello's session, a
-        /// subscribe's topic).
-        var input: Deque<(text: [UInt8], at: UInt64)> = []
+        /// Socket reads received and not yet handled (their frames, and when they arrived):
+        /// handled in order, by one thread at a time, and held while a frame waits for the store
+        /// (a hello's session, a subscribe's topic).
+        var input: Deque<(texts: ArraySlice<[UInt8]>, at: UInt64)> = []
         /// A thread is handling `input`.
         var handlingInput = false
         /// A frame waits for the store: nothing after it is handled until it is done.
@@ -162,37 +162,48 @@ public final class Connection: Sendable {
     /// so publishes pipeline.
     /// - Parameter now: when the frame arrived, in monotonic nanoseconds (the publish rate limit's clock).
     public func receive(_ text: [UInt8], at now: UInt64 = monotonicNanoseconds()) {
-        receive(contentsOf: CollectionOfOne(text), at: now)
+        receive(contentsOf: [text], at: now)
     }
 
     /// Handles the text frames of one socket read, in order. Consecutive publishes go to the
     /// committer as one job, so a flooding publisher costs one queue entry and one confirmation
     /// pass per read rather than per message; any other frame first sends the publishes before it.
-    public func receive(contentsOf texts: some Sequence<[UInt8]>, at now: UInt64 = monotonicNanoseconds()) {
-        let handleNow = state.withLock { state in
-            state.input.append(contentsOf: texts.lazy.map { ($0, now) })
-            guard !state.handlingInput, !state.waitingForStore else { return false }
+    /// A read that finds no other input is handled here without being queued.
+    public func receive(contentsOf texts: [[UInt8]], at now: UInt64 = monotonicNanoseconds()) {
+        // nil: queued for the thread at it, or for after the store wait.
+        let direct = state.withLock { state -> Bool? in
+            guard !state.handlingInput, !state.waitingForStore else {
+                state.input.append((texts[...], now))
+                return nil
+            }
             state.handlingInput = true
-            return true
+            if state.input.isEmpty { return true }
+            state.input.append((texts[...], now))
+            return false
         }
-        if handleNow { handleInput() }
+        guard let direct else { return }
+        if direct { keep(handle(texts[...], at: now), at: now) }
+        handleInput()
     }
 
-    /// Handles queued input until it is empty or a frame waits for the store.
+    /// Handles queued reads until there are none or a frame waits for the store.
     func handleInput() {
         while true {
-            let batch = state.withLock { state -> [(text: [UInt8], at: UInt64)]? in
-                guard !state.waitingForStore, !state.input.isEmpty else {
+            let read = state.withLock { state -> (texts: ArraySlice<[UInt8]>, at: UInt64)? in
+                guard !state.waitingForStore, let read = state.input.popFirst() else {
                     state.handlingInput = false
                     return nil
                 }
-                defer { state.input.removeAll(keepingCapacity: true) }
-                return Array(state.input)
+                return read
             }
-            guard let batch else { return }
-            let unhandled = handle(batch)
-            if !unhandled.isEmpty { state.withLock { $0.input.insert(contentsOf: unhandled, at: 0) } }
+            guard let read else { return }
+            keep(handle(read.texts, at: read.at), at: read.at)
         }
+    }
+
+    /// Puts the frames a store wait held back first in line.
+    private func keep(_ unhandled: ArraySlice<[UInt8]>, at now: UInt64) {
+        if !unhandled.isEmpty { state.withLock { $0.input.prepend((unhandled, now)) } }
     }
 
     /// Marks that the frame being handled waits for the store; ``storeWaitEnded()`` ends it.
@@ -201,7 +212,7 @@ public final class Connection: Sendable {
     }
 
     /// The store answered: handle what arrived meanwhile (here if no thread is at it: the wait
-    /// may end inline, inside ``handle(_:)``, or later on a store thread), and tell the transport
+    /// may end inline, inside ``handle(_:at:)``, or later on a store thread), and tell the transport
     /// it may read again.
     func storeWaitEnded() {
         let (handleHere, wake) = state.withLock { state in
@@ -215,7 +226,7 @@ public final class Connection: Sendable {
     }
 
     /// Handles frames in order; returns those left when one of them waits for the store.
-    func handle(_ batch: [(text: [UInt8], at: UInt64)]) -> ArraySlice<(text: [UInt8], at: UInt64)> {
+    func handle(_ texts: ArraySlice<[UInt8]>, at now: UInt64) -> ArraySlice<[UInt8]> {
         // The transport also closes at expiry; this makes the rule exact: no frame after it.
         if let expiresAt = principal.expiresAt, broker.configuration.now() >= expiresAt {
             expired()
@@ -223,9 +234,7 @@ public final class Connection: Sendable {
         }
         var awaitingHello = isAwaitingHello
         var publishes: [(id: Int64?, request: PublishRequest)] = []
-        var now = batch.first?.at ?? 0
-        for (index, (text, arrival)) in batch.enumerated() {
-            now = arrival
+        for (index, text) in zip(texts.indices, texts) {
             let frame: ClientFrame
             do {
                 frame = try ClientFrame.decode(text)
@@ -251,7 +260,7 @@ public final class Connection: Sendable {
             }
             if case .hello(let clientID, let token) = frame {
                 hello(clientID: clientID, resumeToken: token)
-                if isWaitingForStore { return batch[(index + 1)...] }
+                if isWaitingForStore { return texts[(index + 1)...] }
                 awaitingHello = isAwaitingHello
                 continue
             }
@@ -271,7 +280,7 @@ public final class Connection: Sendable {
                 } else {
                     subscribe(id: id, topic: topic, from: from, epoch: epoch, window: window)
                 }
-                if isWaitingForStore { return batch[(index + 1)...] }
+                if isWaitingForStore { return texts[(index + 1)...] }
             case .ack(let topic, let version):
                 ack(topic: topic, version: version)
             case .unsubscribe(let id, let topic):

@@ -179,14 +179,21 @@ struct Fields {
     let members: [JSONScanner.Member]
 
     func member(_ key: StaticString) -> JSONScanner.Member? {
-        // Frames have a handful of members: a linear search beats hashing them.
-        members.last { $0.hasKey(key, in: text) }
+        // Frames have a handful of members: a linear search beats hashing them. The last of a
+        // repeated key counts; a key of another length (and no escapes) is not compared.
+        let length = key.utf8CodeUnitCount + 2
+        for member in members.reversed() where member.keyEscaped || member.keyRange.count == length {
+            if member.hasKey(key, in: text) { return member }
+        }
+        return nil
     }
 
     /// A string field; null and absent are both nil.
     func string(_ key: StaticString) throws(ProtocolError) -> String? {
         guard let member = member(key), member.kind != .null else { return nil }
         guard member.kind == .string else { throw ProtocolError(.badFrame, "\(key) must be a string") }
+        // The scan validated the text: a string without escapes is its bytes between the quotes.
+        if !member.valueEscaped { return String(decoding: text[(member.value.lowerBound + 1)..<(member.value.upperBound - 1)], as: UTF8.self) }
         do {
             return try JSONScanner.string(in: text, member.value)
         } catch {

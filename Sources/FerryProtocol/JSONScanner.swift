@@ -19,18 +19,25 @@ public struct JSONScanner: Sendable {
         public let keyRange: Range<Int>
         public let kind: Kind
         public let value: Range<Int>
+        /// The key has escapes: its bytes are not its text.
+        public let keyEscaped: Bool
+        /// The value is a string with escapes; a string without them is its bytes between the quotes.
+        public let valueEscaped: Bool
 
         /// The decoded key; `text` is the scanned text this member came from.
         public func key(in text: [UInt8]) -> String {
             (try? JSONScanner.string(in: text, keyRange)) ?? ""
         }
 
-        /// Whether the key is `name`, compared as bytes unless the key has escapes.
+        /// Whether the key is `name`, compared as bytes unless the key has escapes (most lookups
+        /// end at the length).
         public func hasKey(_ name: StaticString, in text: [UInt8]) -> Bool {
-            let raw = text[(keyRange.lowerBound + 1)..<(keyRange.upperBound - 1)]
-            let expected = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
-            if !raw.contains(UInt8(ascii: "\\")) { return raw.elementsEqual(expected) }
-            return key(in: text).utf8.elementsEqual(expected)
+            let expected = UnsafeRawBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+            if keyEscaped { return key(in: text).utf8.elementsEqual(expected) }
+            guard keyRange.count - 2 == expected.count else { return false }
+            return text.withUnsafeBytes { bytes in
+                UnsafeRawBufferPointer(rebasing: bytes[(keyRange.lowerBound + 1)..<(keyRange.upperBound - 1)]).elementsEqual(expected)
+            }
         }
     }
 
@@ -44,8 +51,11 @@ public struct JSONScanner: Sendable {
     /// Deeper nesting than this is refused so hostile input cannot exhaust memory.
     public static let maxDepth = 512
 
-    private let bytes: [UInt8]
-    private var index = 0
+    // Not private: the string scanning (JSONScanner+Strings.swift) reads and moves them.
+    let bytes: [UInt8]
+    var index = 0
+    /// A string skipped since this was last cleared had an escape.
+    var sawEscape = false
 
     private init(_ bytes: [UInt8]) {
         self.bytes = bytes
@@ -109,9 +119,9 @@ public struct JSONScanner: Sendable {
 
     // MARK: - Scanning
 
-    private var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
+    var peek: UInt8? { index < bytes.count ? bytes[index] : nil }
 
-    private func error(_ reason: String) -> SyntaxError {
+    func error(_ reason: String) -> SyntaxError {
         SyntaxError(offset: index, reason: reason)
     }
 
@@ -146,15 +156,19 @@ public struct JSONScanner: Sendable {
             skipWhitespace()
             guard peek == UInt8(ascii: "\"") else { throw error("expected a key") }
             let keyStart = index
+            sawEscape = false
             try skipString()
             let keyRange = keyStart..<index
+            let keyEscaped = sawEscape
             skipWhitespace()
             guard peek == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
             skipWhitespace()
             let start = index
+            sawEscape = false
             let kind = try skipValue()
-            members.append(Member(keyRange: keyRange, kind: kind, value: start..<index))
+            members.append(
+                Member(keyRange: keyRange, kind: kind, value: start..<index, keyEscaped: keyEscaped, valueEscaped: kind == .string && sawEscape))
             skipWhitespace()
             if try consumeSeparator(closing: UInt8(ascii: "}")) { return members }
         }
@@ -298,177 +312,5 @@ public struct JSONScanner: Sendable {
             if peek == UInt8(ascii: "+") || peek == UInt8(ascii: "-") { index += 1 }
             guard skipDigits() > 0 else { throw error("invalid number") }
         }
-    }
-
-    /// Skips a string, checking escapes and that it is valid UTF-8 without control characters.
-    private mutating func skipString() throws(SyntaxError) {
-        index += 1  // opening quote
-        while index < bytes.count {
-            skipPlainRun()
-            guard index < bytes.count else { break }
-            let byte = bytes[index]
-            switch byte {
-            case UInt8(ascii: "\""):
-                index += 1
-                return
-            case UInt8(ascii: "\\"):
-                index += 1
-                guard let escaped = peek else { throw error("unexpected end") }
-                switch escaped {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"),
-                    UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
-                    index += 1
-                case UInt8(ascii: "u"):
-                    index += 1
-                    _ = try hex4()
-                default:
-                    throw error("invalid escape")
-                }
-            case 0x00..<0x20:
-                throw error("control character in string")
-            case 0x20..<0x80:
-                index += 1
-            default:
-                try skipUTF8Sequence()
-            }
-        }
-        throw error("unterminated string")
-    }
-
-    /// Skips printable ASCII other than `"` and `\\`, the bulk of most strings, in a tight loop
-    /// over the buffer (a local index, no bounds check per byte).
-    private mutating func skipPlainRun() {
-        index = bytes.withUnsafeBufferPointer { buffer in
-            var position = index
-            while position < buffer.count {
-                let byte = buffer[position]
-                guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
-                position += 1
-            }
-            return position
-        }
-    }
-
-    /// Validates one multi-byte UTF-8 sequence (RFC 3629: no overlongs, no surrogates).
-    private mutating func skipUTF8Sequence() throws(SyntaxError) {
-        let lead = bytes[index]
-        let length: Int
-        var lower: UInt8 = 0x80
-        var upper: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; lower = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; upper = 0x9F
-        case 0xF0: length = 4; lower = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; upper = 0x8F
-        default: throw error("invalid UTF-8")
-        }
-        guard index + length <= bytes.count else { throw error("invalid UTF-8") }
-        let second = bytes[index + 1]
-        guard second >= lower, second <= upper else { throw error("invalid UTF-8") }
-        for offset in 2..<max(length, 2) where bytes[index + offset] & 0xC0 != 0x80 {
-            throw error("invalid UTF-8")
-        }
-        index += length
-    }
-
-    private mutating func hex4() throws(SyntaxError) -> UInt16 {
-        guard index + 4 <= bytes.count else { throw error("unexpected end") }
-        var value: UInt16 = 0
-        for _ in 0..<4 {
-            let byte = bytes[index]
-            let digit: UInt8
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
-            default: throw error("invalid \\u escape")
-            }
-            value = value << 4 | UInt16(digit)
-            index += 1
-        }
-        return value
-    }
-
-    /// Decodes a string at `index` (validated as it goes).
-    private mutating func scanString() throws(SyntaxError) -> String {
-        let start = index + 1
-        var plain = true
-        var probe = start
-        // Fast path: no escapes, so the bytes between the quotes are the string.
-        while probe < bytes.count, bytes[probe] != UInt8(ascii: "\"") {
-            if bytes[probe] == UInt8(ascii: "\\") {
-                plain = false
-                break
-            }
-            probe += 1
-        }
-        if plain {
-            try skipString()
-            return String(decoding: bytes[start..<(index - 1)], as: UTF8.self)
-        }
-        var scalars = String.UnicodeScalarView()
-        index = start
-        var runStart = index
-        func flushRun(_ end: Int) {
-            scalars.append(contentsOf: String(decoding: bytes[runStart..<end], as: UTF8.self).unicodeScalars)
-        }
-        while index < bytes.count {
-            let byte = bytes[index]
-            switch byte {
-            case UInt8(ascii: "\""):
-                flushRun(index)
-                index += 1
-                return String(scalars)
-            case UInt8(ascii: "\\"):
-                flushRun(index)
-                index += 1
-                guard let escaped = peek else { throw error("unexpected end") }
-                index += 1
-                switch escaped {
-                case UInt8(ascii: "\""): scalars.append("\"")
-                case UInt8(ascii: "\\"): scalars.append("\\")
-                case UInt8(ascii: "/"): scalars.append("/")
-                case UInt8(ascii: "b"): scalars.append("\u{08}")
-                case UInt8(ascii: "f"): scalars.append("\u{0C}")
-                case UInt8(ascii: "n"): scalars.append("\n")
-                case UInt8(ascii: "r"): scalars.append("\r")
-                case UInt8(ascii: "t"): scalars.append("\t")
-                case UInt8(ascii: "u"):
-                    scalars.append(try unicodeEscape())
-                default:
-                    throw error("invalid escape")
-                }
-                runStart = index
-            case 0x00..<0x20:
-                throw error("control character in string")
-            case 0x20..<0x80:
-                index += 1
-            default:
-                try skipUTF8Sequence()
-            }
-        }
-        throw error("unterminated string")
-    }
-
-    /// The scalar of a `\uXXXX` escape (after the `u`), joining surrogate pairs.
-    /// A lone surrogate becomes U+FFFD, as most JSON parsers do.
-    private mutating func unicodeEscape() throws(SyntaxError) -> Unicode.Scalar {
-        let high = try hex4()
-        if (0xD800...0xDBFF).contains(high),
-            index + 6 <= bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u")
-        {
-            let saved = index
-            index += 2
-            let low = try hex4()
-            if (0xDC00...0xDFFF).contains(low) {
-                let value = 0x10000 + ((UInt32(high) - 0xD800) << 10) + (UInt32(low) - 0xDC00)
-                return Unicode.Scalar(value) ?? "\u{FFFD}"
-            }
-            index = saved
-        }
-        return Unicode.Scalar(UInt32(high)) ?? "\u{FFFD}"
     }
 }

@@ -19,145 +19,83 @@ public struct JSONWriter: Sendable {
         return bytes
     }
 
-    private mutating func key(_ name: StaticString) {
-        if needsComma { bytes.append(UInt8(ascii: ",")) }
+    /// One field: its key, then what `value` writes in at most `maxBytes`, in one append (an
+    /// append per byte checks the array's uniqueness and capacity each time).
+    private mutating func field(_ name: StaticString, maxBytes: Int, _ value: (inout JSONOutput) -> Void) {
+        let first = !needsComma
         needsComma = true
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
+        JSONOutput.append(to: &bytes, maxBytes: JSONOutput.keyBytes(name) + maxBytes, firstField: first) { output in
+            output.key(name)
+            value(&output)
+        }
     }
 
     public mutating func field(_ name: StaticString, _ value: String) {
-        key(name)
-        Self.appendString(value, to: &bytes)
+        field(name, maxBytes: JSONOutput.stringBytes(value)) { $0.string(value) }
     }
 
     public mutating func field(_ name: StaticString, _ value: String?) {
-        key(name)
-        if let value { Self.appendString(value, to: &bytes) } else { appendNull() }
+        if let value { field(name, value) } else { nullField(name) }
     }
 
     /// A string known at compile time that needs no escaping (an `op` name).
     public mutating func field(_ name: StaticString, literal value: StaticString) {
-        key(name)
-        bytes.append(UInt8(ascii: "\""))
-        append(value)
-        bytes.append(UInt8(ascii: "\""))
+        field(name, maxBytes: value.utf8CodeUnitCount + 2) { $0.quoted(value) }
     }
 
     public mutating func field(_ name: StaticString, _ value: some BinaryInteger) {
-        key(name)
-        appendDecimal(value)
+        field(name, maxBytes: JSONOutput.maxIntegerBytes) { $0.decimal(value) }
     }
 
     public mutating func field(_ name: StaticString, _ value: Bool) {
-        key(name)
-        append(value ? "true" : "false")
+        field(name, maxBytes: 5) { $0.raw(value ? "true" : "false") }
     }
 
     /// A number that is whole when it can be (heartbeats of `20` rather than `20.0`).
     public mutating func field(_ name: StaticString, seconds value: Double) {
-        key(name)
-        if value == value.rounded(), abs(value) < 1e15 {
-            bytes.append(contentsOf: String(Int64(value)).utf8)
-        } else {
-            bytes.append(contentsOf: String(value).utf8)
-        }
+        let text = value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+        field(name, rawJSON: Array(text.utf8))
     }
 
     /// Embeds bytes that are already valid JSON.
     public mutating func field(_ name: StaticString, rawJSON: some Collection<UInt8>) {
-        key(name)
-        bytes.append(contentsOf: rawJSON)
+        field(name, maxBytes: rawJSON.count) { output in
+            if rawJSON.withContiguousStorageIfAvailable({ output.raw(UnsafeRawBufferPointer($0)) }) == nil {
+                output.raw(Array(rawJSON))
+            }
+        }
     }
 
     /// A nested object built by `body`.
     public mutating func field(_ name: StaticString, object body: (inout JSONWriter) -> Void) {
-        key(name)
         var nested = JSONWriter(capacity: 64)
         body(&nested)
-        bytes.append(contentsOf: nested.finish())
+        field(name, rawJSON: nested.finish())
     }
 
     /// An object of string pairs, in the given order.
     public mutating func field(_ name: StaticString, pairs: [(String, String)]) {
-        key(name)
-        bytes.append(UInt8(ascii: "{"))
-        for (index, pair) in pairs.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            Self.appendString(pair.0, to: &bytes)
-            bytes.append(UInt8(ascii: ":"))
-            Self.appendString(pair.1, to: &bytes)
-        }
-        bytes.append(UInt8(ascii: "}"))
+        field(name, maxBytes: JSONOutput.pairsBytes(pairs)) { $0.pairs(pairs) }
     }
 
     /// An array whose elements are already-encoded JSON values.
     public mutating func field(_ name: StaticString, array elements: [[UInt8]]) {
-        key(name)
-        bytes.append(UInt8(ascii: "["))
-        for (index, element) in elements.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
-            bytes.append(contentsOf: element)
+        field(name, maxBytes: elements.reduce(2) { $0 + $1.count + 1 }) { output in
+            output.byte(UInt8(ascii: "["))
+            for (index, element) in elements.enumerated() {
+                if index > 0 { output.byte(UInt8(ascii: ",")) }
+                output.raw(element)
+            }
+            output.byte(UInt8(ascii: "]"))
         }
-        bytes.append(UInt8(ascii: "]"))
     }
 
     public mutating func nullField(_ name: StaticString) {
-        key(name)
-        appendNull()
+        field(name, maxBytes: 4) { $0.raw("null") }
     }
-
-    private mutating func appendNull() {
-        append("null")
-    }
-
-    private mutating func append(_ text: StaticString) {
-        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
-    }
-
-    /// The integer's decimal digits, written without making a String.
-    private mutating func appendDecimal(_ value: some BinaryInteger) {
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        var magnitude = UInt64(value.magnitude)
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for a UInt64's 20 digits
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            var start = buffer.count
-            repeat {
-                start -= 1
-                buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-            } while magnitude > 0
-            bytes.append(contentsOf: buffer[start...])
-        }
-    }
-
-    private static let hexDigits = Array("0123456789abcdef".utf8)
 
     /// Appends `value` as a JSON string literal, escaping quotes, backslashes and control characters.
     public static func appendString(_ value: String, to bytes: inout [UInt8]) {
-        bytes.append(UInt8(ascii: "\""))
-        // Most strings (topics, ids) need no escaping: copy them whole.
-        if value.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
-            bytes.append(contentsOf: value.utf8)
-            bytes.append(UInt8(ascii: "\""))
-            return
-        }
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(byte)
-            case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(byte)
-            case UInt8(ascii: "\n"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
-            case UInt8(ascii: "\r"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "r"))
-            case UInt8(ascii: "\t"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "t"))
-            case 0x00..<0x20:
-                bytes.append(contentsOf: Array("\\u00".utf8))
-                bytes.append(hexDigits[Int(byte >> 4)])
-                bytes.append(hexDigits[Int(byte & 0x0F)])
-            default: bytes.append(byte)
-            }
-        }
-        bytes.append(UInt8(ascii: "\""))
+        JSONOutput.append(to: &bytes, maxBytes: JSONOutput.stringBytes(value)) { $0.string(value) }
     }
 }

@@ -2,24 +2,18 @@
 public enum Names {
     /// 1–255 bytes of `A-Z a-z 0-9 _ - . : /`, not starting with `$` (reserved for the broker).
     public static func isValidTopic(_ name: String) -> Bool {
-        let utf8 = name.utf8
-        guard (1...255).contains(utf8.count) else { return false }
-        return utf8.allSatisfy { isAlphanumeric($0) || "_-.:/".utf8.contains($0) }
+        topicBytes.holdsAll(name, lengths: 1...255)
     }
 
     /// The characters of a topic name plus the wildcards `*` and `>`, 1–255 bytes (where a
     /// wildcard may stand is the pattern parser's rule).
     public static func isValidTopicPattern(_ pattern: String) -> Bool {
-        let utf8 = pattern.utf8
-        guard (1...255).contains(utf8.count) else { return false }
-        return utf8.allSatisfy { isAlphanumeric($0) || "_-.:/*>".utf8.contains($0) }
+        patternBytes.holdsAll(pattern, lengths: 1...255)
     }
 
     /// 1–128 bytes of `A-Z a-z 0-9 _ - . : @`.
     public static func isValidClientID(_ id: String) -> Bool {
-        let utf8 = id.utf8
-        guard (1...128).contains(utf8.count) else { return false }
-        return utf8.allSatisfy { isAlphanumeric($0) || "_-.:@".utf8.contains($0) }
+        clientIDBytes.holdsAll(id, lengths: 1...128)
     }
 
     /// A message id (`msg_id`, `Idempotency-Key`) is 1–128 bytes.
@@ -27,12 +21,33 @@ public enum Names {
         (1...128).contains(id.utf8.count)
     }
 
-    private static func isAlphanumeric(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        default: false
+    private static let topicBytes = ASCIISet(alphanumericsAnd: "_-.:/")
+    private static let patternBytes = ASCIISet(alphanumericsAnd: "_-.:/*>")
+    private static let clientIDBytes = ASCIISet(alphanumericsAnd: "_-.:@")
+
+    /// A set of ASCII bytes as a 128-bit mask: a name is checked a bit test per byte (every
+    /// publish checks its topic twice).
+    private struct ASCIISet {
+        private var low: UInt64 = 0
+        private var high: UInt64 = 0
+
+        init(alphanumericsAnd others: StaticString) {
+            let alphanumerics = (UInt8(ascii: "a")...UInt8(ascii: "z")).map { $0 } + (UInt8(ascii: "A")...UInt8(ascii: "Z")).map { $0 }
+                + (UInt8(ascii: "0")...UInt8(ascii: "9")).map { $0 }
+            let extra = UnsafeBufferPointer(start: others.utf8Start, count: others.utf8CodeUnitCount)
+            for byte in alphanumerics + extra {
+                if byte < 64 { low |= 1 << byte } else { high |= 1 << (byte - 64) }
+            }
+        }
+
+        func contains(_ byte: UInt8) -> Bool {
+            byte < 64 ? low >> byte & 1 != 0 : byte < 128 && high >> (byte - 64) & 1 != 0
+        }
+
+        /// Whether `text` is `lengths` bytes long, every one of them in the set.
+        func holdsAll(_ text: String, lengths: ClosedRange<Int>) -> Bool {
+            var text = text
+            return text.withUTF8 { utf8 in lengths.contains(utf8.count) && utf8.allSatisfy(contains) }
         }
     }
 }

@@ -118,18 +118,38 @@ public enum ServerFrame {
         return writer.finish()
     }
 
-    /// A `msg` frame. Encoded once per message and shared by every subscriber.
+    /// A `msg` frame. Encoded once per message and shared by every subscriber, in one pass into
+    /// an array of the size worked out first.
     public static func message(
         topic: String, version: UInt64, timestamp: UInt64, payload: Payload, headers: [(String, String)]
     ) -> [UInt8] {
-        var writer = JSONWriter(capacity: payload.bytes.count + topic.utf8.count + 64)
-        writer.field("op", literal: "msg")
-        writer.field("topic", topic)
-        writer.field("version", version)
-        writer.field("ts", timestamp)
-        writePayload(payload, to: &writer)
-        if !headers.isEmpty { writer.field("headers", pairs: headers) }
-        return writer.finish()
+        let base64 = payload.isJSON ? nil : Data(payload.bytes).base64EncodedString()
+        let data = base64.map(JSONOutput.stringBytes) ?? payload.bytes.count
+        var maxBytes = 2 + JSONOutput.keyBytes("op") + 5 + JSONOutput.keyBytes("topic") + JSONOutput.stringBytes(topic)
+            + JSONOutput.keyBytes("version") + JSONOutput.maxIntegerBytes + JSONOutput.keyBytes("ts") + JSONOutput.maxIntegerBytes
+            + JSONOutput.keyBytes("data_b64") + data
+        if !headers.isEmpty { maxBytes += JSONOutput.keyBytes("headers") + JSONOutput.pairsBytes(headers) }
+        return JSONOutput.object(maxBytes: maxBytes) { output in
+            output.key("op")
+            output.quoted("msg")
+            output.key("topic")
+            output.string(topic)
+            output.key("version")
+            output.decimal(version)
+            output.key("ts")
+            output.decimal(timestamp)
+            if let base64 {
+                output.key("data_b64")
+                output.string(base64)
+            } else {
+                output.key("data")
+                output.raw(payload.bytes)
+            }
+            if !headers.isEmpty {
+                output.key("headers")
+                output.pairs(headers)
+            }
+        }
     }
 
     /// Writes `data` (JSON verbatim) or `data_b64`.
@@ -140,14 +160,25 @@ public enum ServerFrame {
         }
     }
 
+    /// A `published` frame, once per message: written in one pass like `msg`.
     public static func published(id: Int64?, topic: String, version: UInt64, duplicate: Bool) -> [UInt8] {
-        var writer = JSONWriter()
-        writer.field("op", literal: "published")
-        if let id { writer.field("id", id) }
-        writer.field("topic", topic)
-        writer.field("version", version)
-        writer.field("duplicate", duplicate)
-        return writer.finish()
+        let maxBytes = 2 + JSONOutput.keyBytes("op") + 11 + JSONOutput.keyBytes("id") + JSONOutput.maxIntegerBytes
+            + JSONOutput.keyBytes("topic") + JSONOutput.stringBytes(topic) + JSONOutput.keyBytes("version")
+            + JSONOutput.maxIntegerBytes + JSONOutput.keyBytes("duplicate") + 5
+        return JSONOutput.object(maxBytes: maxBytes) { output in
+            output.key("op")
+            output.quoted("published")
+            if let id {
+                output.key("id")
+                output.decimal(id)
+            }
+            output.key("topic")
+            output.string(topic)
+            output.key("version")
+            output.decimal(version)
+            output.key("duplicate")
+            output.raw(duplicate ? "true" : "false")
+        }
     }
 
     public static func unsubscribed(id: Int64?, topic: String) -> [UInt8] {

@@ -60,9 +60,9 @@ public enum WebSocketFrameParser {
         let body = header + 4
         guard bytes.count - body >= count else { return .needMore }
         let key = bytes.loadUnaligned(fromByteOffset: header, as: UInt32.self)
-        let payload = [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+        let payload = [UInt8].written(capacity: count) { output in
             unmask(UnsafeRawBufferPointer(rebasing: bytes[body..<(body + count)]), key: key, into: output)
-            initialized = count
+            return count
         }
         return .frame(Frame(opcode: first & 0x0F, fin: fin, payload: payload), consumed: body + count)
     }

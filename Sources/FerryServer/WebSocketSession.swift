@@ -327,11 +327,13 @@ final class Wire: ChannelInboundHandler {
         return nil
     }
 
-    /// Queues text frames in one buffer.
+    /// Queues text frames in one buffer, copied in with one bounds check for the batch (writing
+    /// each header byte and payload through `ByteBuffer`'s checked calls cost more than the copy).
     func write(_ frames: [Frame]) {
         guard let context, !frames.isEmpty else { return }
-        var buffer = context.channel.allocator.buffer(capacity: frames.reduce(0) { $0 + $1.count + 4 })
-        for frame in frames { buffer.writeServerFrame(.text, frame) }
+        let total = frames.reduce(0) { $0 + $1.count + ByteBuffer.maxServerFrameHeader }
+        var buffer = context.channel.allocator.buffer(capacity: total)
+        buffer.writeServerFrames(.text, frames, upTo: total)
         context.write(NIOAny(buffer), promise: nil)
         unflushed = true
     }
@@ -339,8 +341,9 @@ final class Wire: ChannelInboundHandler {
     /// Writes one control frame now.
     func send(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
         guard let context else { return }
-        var buffer = context.channel.allocator.buffer(capacity: payload.count + 4)
-        buffer.writeServerFrame(opcode, payload)
+        let total = payload.count + ByteBuffer.maxServerFrameHeader
+        var buffer = context.channel.allocator.buffer(capacity: total)
+        buffer.writeServerFrames(opcode, CollectionOfOne(payload), upTo: total)
         context.writeAndFlush(NIOAny(buffer), promise: nil)
         unflushed = false
     }
@@ -353,20 +356,38 @@ final class Wire: ChannelInboundHandler {
 }
 
 extension ByteBuffer {
-    /// Appends one final, unmasked frame (RFC 6455 §5.2: FIN + opcode, then the length in 7, 16
-    /// or 64 bits).
-    fileprivate mutating func writeServerFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) {
-        writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
-        switch payload.count {
-        case ..<126:
-            writeInteger(UInt8(payload.count))
-        case ...Int(UInt16.max):
-            writeInteger(UInt8(126))
-            writeInteger(UInt16(payload.count))
-        default:
-            writeInteger(UInt8(127))
-            writeInteger(UInt64(payload.count))
+    /// The longest header of a server frame: unmasked, with a 64-bit length.
+    fileprivate static let maxServerFrameHeader = 10
+
+    /// Appends each payload as one final, unmasked frame (RFC 6455 §5.2: FIN + opcode, then the
+    /// length in 7, 16 or 64 bits); `capacity` is at least the payloads plus
+    /// ``maxServerFrameHeader`` each.
+    fileprivate mutating func writeServerFrames(_ opcode: WebSocketOpcode, _ payloads: some Collection<[UInt8]>, upTo capacity: Int) {
+        let first = 0x80 | UInt8(webSocketOpcode: opcode)
+        writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { output in
+            var offset = 0
+            for payload in payloads {
+                let count = payload.count
+                output[offset] = first
+                switch count {
+                case ..<126:
+                    output[offset + 1] = UInt8(count)
+                    offset += 2
+                case ...Int(UInt16.max):
+                    output[offset + 1] = 126
+                    output.storeBytes(of: UInt16(count).bigEndian, toByteOffset: offset + 2, as: UInt16.self)
+                    offset += 4
+                default:
+                    output[offset + 1] = 127
+                    output.storeBytes(of: UInt64(count).bigEndian, toByteOffset: offset + 2, as: UInt64.self)
+                    offset += 10
+                }
+                payload.withUnsafeBytes { bytes in
+                    UnsafeMutableRawBufferPointer(rebasing: output[offset..<(offset + count)]).copyMemory(from: bytes)
+                }
+                offset += count
+            }
+            return offset
         }
-        writeBytes(payload)
     }
 }

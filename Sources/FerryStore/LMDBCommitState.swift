@@ -9,8 +9,13 @@ extension LMDBMessageStore {
         /// The per-topic configuration this commit enforces (with its own changes).
         var config: EffectiveConfigMemo
         var configs: TopicConfigs { config.configs }
-        var current: [String: TopicRecord] = [:]
-        var changed: [String: TopicRecord?] = [:]
+        /// Read through ``topic(_:createWithEpoch:)``, which first puts `appending` in place.
+        private var current: [String: TopicRecord] = [:]
+        /// Complete once ``finish()`` ran.
+        private(set) var changed: [String: TopicRecord?] = [:]
+        /// The topic of the last publish, ahead of `current` and `changed`: a run of publishes
+        /// to one topic hashes its name once, not three times a message.
+        private var appending: TopicRecord?
 
         init(store: LMDBMessageStore, txn: WriteTransaction, now: Timestamp, configs: TopicConfigs) {
             self.store = store
@@ -22,6 +27,7 @@ extension LMDBMessageStore {
         /// The topic, created with `epoch()` when it does not exist and an epoch is given (made only then:
         /// a publish to an existing topic must not pay for random bytes).
         mutating func topic(_ name: String, createWithEpoch epoch: @autoclosure () -> String?) throws(LMDBError) -> TopicRecord? {
+            settle()
             if let topic = current[name] { return topic }
             let key = Array(name.utf8)
             if let value = try txn.get(store.topicTable, key) {
@@ -47,8 +53,24 @@ extension LMDBMessageStore {
             return topic
         }
 
+        /// Puts the topic publishes ran ahead on in `current` and `changed`.
+        private mutating func settle() {
+            guard let topic = appending else { return }
+            appending = nil
+            current[topic.name] = topic
+            changed[topic.name] = topic
+        }
+
         mutating func publish(_ message: NewMessage) throws(LMDBError) -> CommitResult.Outcome {
-            guard var topic = try topic(message.topic, createWithEpoch: Epoch.random()) else { return .failed(.engine("topic not created")) }
+            var topic: TopicRecord
+            if let appending, appending.name == message.topic {
+                topic = appending
+            } else {
+                guard let found = try self.topic(message.topic, createWithEpoch: Epoch.random()) else {
+                    return .failed(.engine("topic not created"))
+                }
+                topic = found
+            }
             var dedupKey: [UInt8]?
             if let messageID = message.messageID {
                 let key = LMDBMessageStore.dedupKey(topic.id, messageID)
@@ -73,8 +95,7 @@ extension LMDBMessageStore {
                 try txn.put(store.dedup, dedupKey, value.bytes)
                 try txn.put(store.dedupByTime, LMDBMessageStore.dedupTimeKey(now, dedupKey), [])
             }
-            current[topic.name] = topic
-            changed[topic.name] = topic
+            appending = topic
             return .published(version: topic.head, timestamp: now, duplicate: false)
         }
 
@@ -99,6 +120,7 @@ extension LMDBMessageStore {
 
         /// Age retention on every topic, and expiry of remembered `msg_id`s.
         mutating func sweep() throws(LMDBError) {
+            settle()
             for (key, value) in try txn.entries(store.topicTable, prefix: []) {
                 let topic = try decoded("topic record", key) { () throws(StoreError) in try decodeTopic(key, value) }
                 if current[topic.name] == nil { current[topic.name] = topic }
@@ -203,6 +225,7 @@ extension LMDBMessageStore {
 
         /// Retention for every topic that changed, then one write per topic record.
         mutating func finish() throws(LMDBError) {
+            settle()
             for (name, record) in changed where record != nil {
                 try enforceRetention(name)
             }

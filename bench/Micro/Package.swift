@@ -13,10 +13,14 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
-        .target(name: "FerryStore", dependencies: ["CLMDB"], swiftSettings: [.swiftLanguageMode(.v6)]),
+        // As in the main package: FerryProtocol's names and patterns, Crypto for backup files.
+        .target(
+            name: "FerryStore", dependencies: ["CLMDB", "FerryProtocol", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: [.swiftLanguageMode(.v6)]),
         .target(name: "FerryProtocol", swiftSettings: [.swiftLanguageMode(.v6)]),
         .executableTarget(
             name: "FerryMicro",
