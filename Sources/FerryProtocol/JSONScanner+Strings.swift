@@ -25,15 +25,25 @@ extension JSONScanner {
                 default:
                     throw error("invalid escape")
                 }
-            case 0x00..<0x20:
-                throw error("control character in string")
-            case 0x20..<0x80:
-                index += 1
             default:
-                try skipUTF8Sequence()
+                try skipUnescapedByte(byte)
             }
         }
         throw error("unterminated string")
+    }
+
+    /// Steps over one byte of a string that is neither its end nor an escape: printable ASCII,
+    /// or the start of a UTF-8 sequence, which is checked whole.
+    @inline(__always)
+    private mutating func skipUnescapedByte(_ byte: UInt8) throws(SyntaxError) {
+        switch byte {
+        case 0x00..<0x20:
+            throw error("control character in string")
+        case 0x20..<0x80:
+            index += 1
+        default:
+            try skipUTF8Sequence()
+        }
     }
 
     /// Skips printable ASCII other than `"` and `\\`, the bulk of most strings, 8 bytes at a
@@ -159,12 +169,8 @@ extension JSONScanner {
                     throw error("invalid escape")
                 }
                 runStart = index
-            case 0x00..<0x20:
-                throw error("control character in string")
-            case 0x20..<0x80:
-                index += 1
             default:
-                try skipUTF8Sequence()
+                try skipUnescapedByte(byte)
             }
         }
         throw error("unterminated string")
