@@ -64,15 +64,11 @@ final class WebSocketUpgrade: ChannelDuplexHandler, RemovableChannelHandler {
         firstRequest = nil
     }
 
+    /// Also how a connection that closes before its first request ends: a closed channel's
+    /// pipeline removes its handlers.
     func handlerRemoved(context: ChannelHandlerContext) {
         firstRequest?.fail(ChannelError.ioOnClosedChannel)
         firstRequest = nil
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        firstRequest?.fail(ChannelError.ioOnClosedChannel)
-        firstRequest = nil
-        context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
